@@ -1,0 +1,554 @@
+"""Spec -> IR: expand blocks, repeats, branches, projections and reuse into a flat op graph.
+
+The builder walks the layer lists in order. Each item is one of
+- `op` or `op: {args}`: one IR node;
+- `block: {params}`: a call of a block (its layers expanded in a new scope);
+- `parallel: {branches: {...}, merge: concat|add}`: branches from the same input, merged;
+- `seq: {layers: [...]}`: a named group (a scope, like nn.Sequential);
+- `reuse: {node: NAME}`: the node or block NAME applied again, with the same weights.
+and may carry the reserved keys `name`, `from`, `repeat`, `trainable`.
+
+Shapes are inferred node by node while building (the shape rule of each op, through
+`archspec.passes.shapes.output_shape`), because `add: {project: auto}` decides its projection from
+the shapes it meets, and so that a shape error is reported at the item that causes it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from archspec.errors import Location, SpecError, did_you_mean
+from archspec.ir.graph import IRGraph, IRNode, Shape
+from archspec.ops.registry import Op, all_ops, lookup
+from archspec.passes.shapes import output_shape
+from archspec.spec.document import BlockDef, LoadedSpec, check_name, located_validation_error
+from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate
+from archspec.spec.yaml_source import SourceList, SourceMap
+
+RESERVED_KEYS = ("name", "from", "repeat", "trainable")
+MAX_REPEAT = 1000
+MAX_NODES = 50_000
+REPEAT_INDEX = "i"  # the name bound to the repetition index inside a repeated item
+
+
+@dataclass
+class Binding:
+    """What a name in a scope stands for."""
+
+    output: str  # node id of its value
+    path: str  # module-path prefix of everything it created
+    nodes: list[str] = field(default_factory=list)  # node ids it created, in order
+    inputs: list[str] = field(default_factory=list)  # node ids it consumed
+    children: dict[str, "Binding"] = field(default_factory=dict)  # names inside it
+
+
+@dataclass
+class Scope:
+    path: str  # module-path prefix ("" at the top)
+    env: dict[str, Any]  # parameter values visible here
+    parent: "Scope | None"  # lexical parent for name lookup; None closes the scope (blocks)
+    scopes: tuple[str, ...] = ()  # enclosing scope paths, for IRNode.scopes
+    kinds: tuple[str, ...] = ()
+    trainable: bool = True
+    names: dict[str, Binding] = field(default_factory=dict)
+    counters: Counter = field(default_factory=Counter)
+    pending: dict[str, Location] = field(default_factory=dict)  # names defined later in the list
+
+    def child(self, name: str, kind: str, *, closed: bool = False, env: dict | None = None) -> "Scope":
+        path = join(self.path, name)
+        return Scope(
+            path=path,
+            env=self.env if env is None else env,
+            parent=None if closed else self,
+            scopes=(*self.scopes, path),
+            kinds=(*self.kinds, kind),
+            trainable=self.trainable,
+        )
+
+
+def join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def build_ir(
+    spec: LoadedSpec,
+    overrides: dict[str, Any] | None = None,
+    input_shapes: dict[str, Shape] | None = None,
+) -> IRGraph:
+    """Expand a loaded spec into a verified IR graph for the given parameters and input shapes."""
+    return _Builder(spec).build(overrides or {}, input_shapes or {})
+
+
+class _Builder:
+    def __init__(self, spec: LoadedSpec):
+        self.spec = spec
+        self.doc = spec.document
+        self.ir = IRGraph(name=spec.document.name, source=spec.path)
+        self.shapes: dict[str, Shape] = {}
+        self.block_stack: list[str] = []
+        self.spec_env: dict[str, Any] = {}
+        self.constructs = {"parallel": self._parallel, "seq": self._seq, "reuse": self._reuse}
+
+    # --- top level --------------------------------------------------------------------------
+    def build(self, overrides: dict[str, Any], input_shapes: dict[str, Shape]) -> IRGraph:
+        raw = self.spec.raw
+        env = self.spec_env = self._spec_params(overrides)
+        top = Scope(path="", env=env, parent=None)
+        inputs_raw = raw["inputs"]
+        if not self.doc.inputs:
+            raise SpecError("a spec needs at least one input", raw.value_loc("inputs"))
+        unknown = set(input_shapes) - set(self.doc.inputs)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise SpecError(
+                f"--input names '{name}', which is not an input of the spec",
+                hint=did_you_mean(name, self.doc.inputs) or f"inputs: {', '.join(self.doc.inputs)}",
+            )
+        for name, dims in self.doc.inputs.items():
+            loc = inputs_raw.value_loc(name)
+            check_name(name, inputs_raw.key_loc(name))
+            shape = input_shapes.get(name) or tuple(self._integer(d, env, loc, f"input '{name}' size") for d in dims)
+            if not shape or any(s < 1 for s in shape):
+                raise SpecError(f"input '{name}' needs positive sizes, got {list(shape)}", loc)
+            self.ir.add(IRNode(name, "input", tuple(shape), [], name, loc))
+            self.shapes[name] = tuple(shape)
+            self.ir.inputs[name] = name
+            top.names[name] = Binding(name, name, [], [])
+        last = self._sequence(raw["layers"], top, [next(iter(self.ir.inputs))])
+        self._outputs(top, last)
+        self.ir.shapes = self.shapes
+        self.ir.params = env
+        self.ir.verify()
+        return self.ir
+
+    def _spec_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        params_raw = self.spec.raw.get("params") or SourceMap()
+        for name in overrides:
+            if name not in self.doc.params:
+                raise SpecError(
+                    f"--set names '{name}', which is not a parameter of {self.doc.name}",
+                    hint=did_you_mean(name, self.doc.params)
+                    or (f"parameters: {', '.join(self.doc.params)}" if self.doc.params else "the spec has no `params`"),
+                )
+        env: dict[str, Any] = {}
+        for name, default in self.doc.params.items():
+            check_name(name, params_raw.key_loc(name))
+            value = overrides.get(name, default)
+            env[name] = self._param_value(value, env, params_raw.value_loc(name), name)
+        return env
+
+    def _outputs(self, top: Scope, last: str) -> None:
+        outputs = self.doc.outputs
+        raw = self.spec.raw
+        if outputs is None:
+            self.ir.outputs["output"] = last
+            return
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        items = outputs.items() if isinstance(outputs, dict) else [(ref, ref) for ref in outputs]
+        for name, ref in items:
+            loc = raw.value_loc("outputs")
+            if isinstance(raw["outputs"], SourceMap):
+                loc = raw["outputs"].value_loc(name)
+            self.ir.outputs[name] = self._resolve(ref, top, loc).output
+
+    # --- items --------------------------------------------------------------------------------
+    def _sequence(self, items: Any, scope: Scope, inputs: list[str]) -> str:
+        """Expand a list of items; each takes the previous item's output unless it says `from`."""
+        if isinstance(items, SourceMap) or not isinstance(items, list):
+            items = _as_list(items)
+        scope.pending.update(_declared_names(items))
+        prev = inputs[0]
+        for index, item in enumerate(items):
+            loc = items.item_loc(index) if isinstance(items, SourceList) else getattr(items, "loc", None)
+            prev = self._item(item, loc, scope, prev)
+        return prev
+
+    def _item(self, item: Any, loc: Location, scope: Scope, prev: str, default_name: str | None = None) -> str:
+        callee, args, args_loc = _split_item(item, loc)
+        reserved = {k: args[k] for k in RESERVED_KEYS if k in args}
+        if "name" in reserved:
+            name = check_name(reserved["name"], args.value_loc("name"))
+        else:
+            name = default_name or self._auto_name(scope, callee)
+        if name in scope.names:
+            raise SpecError(f"the name '{name}' is used twice in this scope", args_loc, join(scope.path, name))
+        scope.pending.pop(name, None)
+        if "from" in reserved:
+            inputs = [self._resolve(ref, scope, args.value_loc("from")).output for ref in _refs(reserved["from"], args.value_loc("from"))]
+        else:
+            inputs = [prev]
+        if "trainable" in reserved:
+            value = reserved["trainable"]
+            if not isinstance(value, bool):
+                raise SpecError(f"`trainable` is true or false, not {value!r}", args.value_loc("trainable"))
+            scope = _with_trainable(scope, value)
+        body = {k: v for k, v in args.items() if k not in RESERVED_KEYS}
+        if "repeat" not in reserved:
+            binding = self._call(callee, body, args, args_loc, scope, name, inputs)
+        else:
+            binding = self._repeat(callee, body, args, args_loc, scope, name, inputs, reserved["repeat"])
+        scope.names[name] = binding
+        return binding.output
+
+    def _repeat(self, callee, body, args, args_loc, scope, name, inputs, count) -> Binding:
+        loc = args.value_loc("repeat")
+        times = self._integer(count, scope.env, loc, "repeat")
+        if not 0 <= times <= MAX_REPEAT:
+            raise SpecError(f"repeat must be between 0 and {MAX_REPEAT}, got {times}", loc)
+        group = scope.child(name, "repeat")
+        start = len(self.ir.order)
+        current = inputs
+        for index in range(times):
+            group.env = {**scope.env, REPEAT_INDEX: index}
+            binding = self._call(callee, body, args, args_loc, group, str(index), current)
+            group.names[str(index)] = binding
+            current = [binding.output]
+        return Binding(current[0], group.path, self.ir.order[start:], inputs, group.names)
+
+    def _call(self, callee, body, args, loc, scope, name, inputs) -> Binding:
+        if callee in self.constructs:
+            return self.constructs[callee](body, args, loc, scope, name, inputs)
+        if callee in self.spec.blocks:
+            return self._block(callee, body, args, loc, scope, name, inputs)
+        op = lookup(callee)
+        if op is None:
+            known = [*all_ops(), *self.spec.blocks, *self.constructs]
+            raise SpecError(
+                f"unknown op or block '{callee}'",
+                loc,
+                join(scope.path, name),
+                hint=did_you_mean(callee, known) or "`archspec ops` lists the ops; blocks come from `blocks:` and `use:`",
+            )
+        node_id = self._op_node(op, body, args, loc, scope, name, inputs)
+        return Binding(node_id, node_id, [node_id], inputs)
+
+    # --- ops ----------------------------------------------------------------------------------
+    def _op_node(self, op: Op, body: dict, args: SourceMap, loc: Location, scope: Scope, name: str, inputs: list[str]) -> str:
+        node_id = join(scope.path, name)
+        try:
+            op_args = op.args.model_validate(body, context={"names": scope.env})
+        except ValidationError as err:
+            raise self._args_error(err, op, args, loc, node_id) from None
+        low, high = op.arity
+        if not (low <= len(inputs) and (high is None or len(inputs) <= high)):
+            wanted = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
+            raise SpecError(
+                f"{op.name} takes {wanted} input(s) but gets {len(inputs)}",
+                loc,
+                node_id,
+                hint="list its inputs with `from: [a, b]`" if low > 1 else None,
+            )
+        if op.name == "add" and op_args.project == "auto":
+            inputs = self._projected(op_args, inputs, scope, loc)
+        return self._add_node(IRNode(node_id, op.name, op_args, list(inputs), node_id, loc), scope)
+
+    def _add_node(self, node: IRNode, scope: Scope) -> str:
+        if len(self.ir.order) >= MAX_NODES:
+            raise SpecError(f"the graph would have more than {MAX_NODES:,} nodes", node.loc, node.id)
+        node.scopes, node.scope_kinds, node.trainable = scope.scopes, scope.kinds, scope.trainable
+        self.shapes[node.id] = output_shape(node, self.shapes)
+        self.ir.add(node)
+        return node.id
+
+    def _projected(self, args, inputs: list[str], scope: Scope, loc: Location) -> list[str]:
+        """ResNet's projection shortcut: a 1x1 conv (stride = the spatial ratio) + BN that maps
+        the last input (the shortcut) to the first input's shape, when they differ."""
+        main, shortcut = self.shapes[inputs[0]], self.shapes[inputs[-1]]
+        if main == shortcut:
+            return inputs
+        if len(main) != 3 or len(shortcut) != 3 or shortcut[1] % main[1] or shortcut[2] % main[2]:
+            return inputs  # not projectable: the add's own shape rule reports the mismatch
+        stride = shortcut[1] // main[1]
+        group = scope.child(args.projection_name, "projection")
+        conv = self._op_node(lookup("conv"), {"out": main[0], "kernel": 1, "stride": stride, "bias": False}, SourceMap(), loc, group, "0", [inputs[-1]])
+        norm = self._op_node(lookup("bn"), {}, SourceMap(), loc, group, "1", [conv])
+        return [*inputs[:-1], norm]
+
+    def _args_error(self, err: ValidationError, op: Op, args: SourceMap, loc: Location, node_id: str) -> SpecError:
+        first = err.errors()[0]
+        field_name = str(first["loc"][0]) if first["loc"] else None
+        known = list(op.args.model_fields)
+        if first["type"] == "extra_forbidden":
+            return SpecError(
+                f"{op.name} has no argument '{field_name}'",
+                args.key_loc(field_name) if isinstance(args, SourceMap) else loc,
+                node_id,
+                hint=did_you_mean(field_name, known) or (f"{op.name} takes: {', '.join(known)}" if known else f"{op.name} takes no arguments"),
+            )
+        if first["type"] == "missing":
+            return SpecError(f"{op.name} needs argument '{field_name}'", loc, node_id, hint=f"{op.name} takes: {', '.join(known)}")
+        where = args.value_loc(field_name) if isinstance(args, SourceMap) and field_name in args else loc
+        message = first["msg"].removeprefix("Value error, ")
+        value = first.get("input")
+        shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
+        return SpecError(f"{op.name} argument '{field_name}': {message}{shown}", where, node_id)
+
+    # --- blocks -------------------------------------------------------------------------------
+    def _block(self, callee: str, body: dict, args: SourceMap, loc: Location, scope: Scope, name: str, inputs: list[str]) -> Binding:
+        block, block_raw = self.spec.blocks[callee]
+        node_id = join(scope.path, name)
+        if callee in self.block_stack:
+            chain = " -> ".join([*self.block_stack[self.block_stack.index(callee):], callee])
+            raise SpecError(f"block '{callee}' uses itself ({chain})", loc, node_id, hint="blocks cannot be recursive")
+        # a block sees the spec's parameters (not its caller's block parameters) and its own
+        env = dict(self.spec_env)
+        for key in body:
+            if key not in block.params:
+                raise SpecError(
+                    f"block '{callee}' has no parameter '{key}'",
+                    args.key_loc(key),
+                    node_id,
+                    hint=did_you_mean(key, block.params) or (f"its parameters: {', '.join(block.params)}" if block.params else "it takes no parameters"),
+                )
+        params_raw = block_raw.get("params") or SourceMap()
+        for key, default in block.params.items():
+            if key in body:
+                env[key] = self._param_value(body[key], scope.env, args.value_loc(key), key)
+            elif default is None:
+                raise SpecError(
+                    f"block '{callee}' needs parameter '{key}'",
+                    loc,
+                    node_id,
+                    hint=f"call it as `{callee}: {{{', '.join(f'{p}: ...' for p, d in block.params.items() if d is None)}}}`",
+                )
+            else:
+                env[key] = self._param_value(default, env, params_raw.value_loc(key) if isinstance(params_raw, SourceMap) else loc, key)
+        if len(inputs) != len(block.inputs):
+            raise SpecError(
+                f"block '{callee}' takes {len(block.inputs)} input(s) ({', '.join(block.inputs)}) but gets {len(inputs)}",
+                loc,
+                node_id,
+            )
+        inner = scope.child(name, callee, closed=True, env=env)
+        for input_name, input_id in zip(block.inputs, inputs):
+            inner.names[input_name] = Binding(input_id, input_id)
+        start = len(self.ir.order)
+        self.block_stack.append(callee)
+        try:
+            if block.layers is not None:
+                out = self._sequence(block_raw["layers"], inner, inputs)
+            else:
+                out = self._branches(block_raw["branches"], block.merge, block.fit, inner, inputs, block_raw.value_loc("branches"))
+            if block.output:
+                out = self._resolve(block.output, inner, block_raw.value_loc("output")).output
+        finally:
+            self.block_stack.pop()
+        return Binding(out, inner.path, self.ir.order[start:], inputs, inner.names)
+
+    # --- constructs ---------------------------------------------------------------------------
+    def _parallel(self, body, args, loc, scope, name, inputs) -> Binding:
+        _only_keys(body, {"branches", "merge", "fit"}, args, "parallel", loc)
+        if "branches" not in body:
+            raise SpecError("parallel needs `branches`: a mapping of branch name -> layers", loc, join(scope.path, name))
+        merge = body.get("merge", "concat")
+        fit = body.get("fit", "none")
+        if merge not in ("concat", "add"):
+            raise SpecError(f"merge is 'concat' or 'add', not {merge!r}", args.value_loc("merge"), join(scope.path, name))
+        group = scope.child(name, "parallel")
+        start = len(self.ir.order)
+        out = self._branches(body["branches"], merge, fit, group, inputs, args.value_loc("branches"))
+        return Binding(out, group.path, self.ir.order[start:], inputs, group.names)
+
+    def _branches(self, branches: Any, merge: str, fit: str, scope: Scope, inputs: list[str], loc: Location) -> str:
+        """Each branch starts from the same input; their outputs are merged by concat or add.
+        A branch given as one item (not a list) is that item, named as the branch."""
+        if not isinstance(branches, SourceMap) or not branches:
+            raise SpecError("`branches` is a mapping of branch name -> layers", loc)
+        outputs = []
+        for branch_name, branch in branches.items():
+            check_name(branch_name, branches.key_loc(branch_name))
+            if isinstance(branch, list):
+                sub = scope.child(branch_name, "branch")
+                start = len(self.ir.order)
+                out = self._sequence(branch, sub, inputs)
+                scope.names[branch_name] = Binding(out, sub.path, self.ir.order[start:], inputs, sub.names)
+            else:
+                out = self._item(branch, branches.value_loc(branch_name), scope, inputs[0], default_name=branch_name)
+            outputs.append(out)
+        merge_args = {"fit": fit} if fit != "none" else {}
+        return self._op_node(lookup(merge), merge_args, SourceMap(), loc, scope, merge, outputs)
+
+    def _seq(self, body, args, loc, scope, name, inputs) -> Binding:
+        _only_keys(body, {"layers"}, args, "seq", loc)
+        if "layers" not in body:
+            raise SpecError("seq needs `layers`", loc, join(scope.path, name))
+        group = scope.child(name, "seq")
+        start = len(self.ir.order)
+        out = self._sequence(body["layers"], group, inputs)
+        return Binding(out, group.path, self.ir.order[start:], inputs, group.names)
+
+    def _reuse(self, body, args, loc, scope, name, inputs) -> Binding:
+        """Apply an existing node or block again with the same weights (shared weights)."""
+        _only_keys(body, {"node"}, args, "reuse", loc)
+        if "node" not in body:
+            raise SpecError("reuse needs `node`: the name of the node or block whose weights to share", loc)
+        original = self._resolve(body["node"], scope, args.value_loc("node"))
+        if not original.nodes:
+            raise SpecError(f"'{body['node']}' is an input; only nodes and blocks can be reused", args.value_loc("node"))
+        if len(inputs) != len(original.inputs):
+            raise SpecError(f"'{body['node']}' takes {len(original.inputs)} input(s) but gets {len(inputs)}", loc)
+        new_path = join(scope.path, name)
+        renamed = dict(zip(original.inputs, inputs))
+        created = []
+        for old_id in original.nodes:
+            old = self.ir.node(old_id)
+            new_id = new_path + old_id[len(original.path) :] if old_id.startswith(original.path) else join(new_path, old_id)
+            node = IRNode(new_id, old.op, old.args, [renamed.get(i, i) for i in old.inputs], old.module, loc)
+            self._add_node(node, scope)
+            if old.module != old.id or lookup(old.op).params(old.args, [self.shapes[i] for i in old.inputs]):
+                self._check_same_weights(old, node, loc)
+            renamed[old_id] = new_id
+            created.append(new_id)
+        return Binding(renamed[original.output], new_path, created, inputs)
+
+    def _check_same_weights(self, old: IRNode, new: IRNode, loc: Location) -> None:
+        op = lookup(old.op)
+        before = op.params(old.args, [self.shapes[i] for i in old.inputs])
+        after = op.params(new.args, [self.shapes[i] for i in new.inputs])
+        if before != after:
+            raise SpecError(
+                f"cannot share the weights of '{old.module}': its tensors would need shapes {after} instead of {before}",
+                loc,
+                new.id,
+                hint="shared weights need inputs with the same channels",
+            )
+
+    # --- names and values ---------------------------------------------------------------------
+    def _auto_name(self, scope: Scope, callee: str) -> str:
+        scope.counters[callee] += 1
+        return f"{callee}{scope.counters[callee]}"
+
+    def _resolve(self, ref: Any, scope: Scope, loc: Location) -> Binding:
+        if not isinstance(ref, (str, int)) or isinstance(ref, bool) or str(ref) == "":
+            raise SpecError(f"a reference is a node name, not {ref!r}", loc)
+        parts = str(ref).split(".")
+        current: Scope | None = scope
+        visible: list[str] = []
+        while current is not None:
+            if parts[0] in current.names:
+                binding = current.names[parts[0]]
+                break
+            if parts[0] in current.pending:
+                later = current.pending[parts[0]]
+                raise SpecError(
+                    f"'{parts[0]}' is defined later (line {later.line}); a reference to it here would make a cycle",
+                    loc,
+                    hint="references point to earlier nodes; reorder the layers",
+                )
+            visible.extend(current.names)
+            current = current.parent
+        else:
+            raise SpecError(
+                f"unknown reference '{ref}'",
+                loc,
+                hint=did_you_mean(parts[0], visible) or (f"names visible here: {', '.join(visible[-12:])}" if visible else None),
+            )
+        for depth, part in enumerate(parts[1:], start=1):
+            if part not in binding.children:
+                inside = ".".join(parts[:depth])
+                raise SpecError(
+                    f"'{inside}' has no node '{part}'",
+                    loc,
+                    hint=did_you_mean(part, binding.children) or (f"it contains: {', '.join(binding.children)}" if binding.children else None),
+                )
+            binding = binding.children[part]
+        return binding
+
+    def _param_value(self, value: Any, env: dict[str, Any], loc: Location, name: str) -> Any:
+        """A parameter's value: numbers and booleans as they are, strings as expressions (a bare
+        word that names nothing stays a word, e.g. `mode: bilinear`), lists element-wise."""
+        if isinstance(value, list):
+            return [self._param_value(v, env, loc, name) for v in value]
+        if isinstance(value, str):
+            if value.isidentifier() and value not in env and value not in FUNCTIONS:
+                return value
+            try:
+                return evaluate(value, env)
+            except ExpressionError as err:
+                raise SpecError(f"parameter '{name}': {err}", loc) from None
+        return value
+
+    def _integer(self, value: Any, env: dict[str, Any], loc: Location, what: str) -> int:
+        if isinstance(value, str):
+            try:
+                value = evaluate(value, env)
+            except ExpressionError as err:
+                raise SpecError(f"{what}: {err}", loc) from None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{what} must be a whole number, got {value!r}", loc)
+        return value
+
+
+# --- helpers on raw items -------------------------------------------------------------------------
+def _split_item(item: Any, loc: Location) -> tuple[str, SourceMap, Location]:
+    """`op` or `op: {args}` -> (op, args, location of the args)."""
+    if isinstance(item, str):
+        return item, SourceMap(), loc
+    if isinstance(item, SourceMap) and len(item) == 1:
+        callee = next(iter(item))
+        args = item[callee]
+        if args is None:
+            args = SourceMap()
+        if not isinstance(args, SourceMap):
+            raise SpecError(
+                f"the arguments of '{callee}' must be a mapping like `{{out: 64}}`, not {type(args).__name__}",
+                item.value_loc(callee),
+            )
+        if args.loc is None:
+            args.loc = item.value_loc(callee)
+        return callee, args, item.key_loc(callee)
+    if isinstance(item, SourceMap):
+        keys = ", ".join(item) or "none"
+        raise SpecError(
+            f"a layer is one op or block with its arguments, but this mapping has keys: {keys}",
+            loc,
+            hint="write `- conv: {out: 64, kernel: 3, name: conv1}`: the reserved keys go inside the arguments",
+        )
+    raise SpecError(f"a layer is `op` or `op: {{args}}`, not {item!r}", loc)
+
+
+def _refs(value: Any, loc: Location) -> list[Any]:
+    refs = list(value) if isinstance(value, list) else [value]
+    if not refs:
+        raise SpecError("`from` is empty", loc)
+    return refs
+
+
+def _declared_names(items: list) -> dict[str, Location]:
+    names = {}
+    for index, item in enumerate(items):
+        if isinstance(item, SourceMap) and len(item) == 1:
+            args = next(iter(item.values()))
+            if isinstance(args, SourceMap) and isinstance(args.get("name"), (str, int)):
+                names[str(args["name"])] = args.value_loc("name")
+    return names
+
+
+def _as_list(item: Any) -> SourceList:
+    result = SourceList([item], loc=getattr(item, "loc", None))
+    result.item_locs = [result.loc]
+    return result
+
+
+def _with_trainable(scope: Scope, trainable: bool) -> Scope:
+    if scope.trainable == trainable:
+        return scope
+    # the same scope (names land in it), but nodes created under this item get the flag
+    clone = Scope(scope.path, scope.env, scope.parent, scope.scopes, scope.kinds, trainable, scope.names, scope.counters, scope.pending)
+    return clone
+
+
+def _only_keys(body: dict, allowed: set[str], args: SourceMap, construct: str, loc: Location) -> None:
+    for key in body:
+        if key not in allowed:
+            raise SpecError(
+                f"{construct} has no key '{key}'",
+                args.key_loc(key) if isinstance(args, SourceMap) else loc,
+                hint=did_you_mean(key, allowed) or f"{construct} takes: {', '.join(sorted(allowed))}",
+            )

@@ -1,0 +1,68 @@
+"""IR -> torch.nn.Module, by generating a torch.fx graph (and so Python source).
+
+The produced `GraphModule` has a straight-line `forward` (see `module.code`) that torch.compile,
+torch.export and a person can read. Submodules are registered under the IR's module paths
+(`layer1.0.conv1`), in the spec's order, so state_dict keys are stable and readable.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from archspec.ir.graph import IRGraph
+from archspec.ops.registry import lookup
+
+
+def lower(ir: IRGraph) -> fx.GraphModule:
+    root = nn.Module()
+    graph = fx.Graph()
+    values: dict[str, fx.Node] = {}
+    frozen: list[str] = []
+    for node in ir.nodes():
+        name = _python_name(node.id)
+        if node.op == "input":
+            values[node.id] = graph.placeholder(name)
+            continue
+        op = lookup(node.op)
+        in_shapes = [ir.shapes[i] for i in node.inputs]
+        args = [values[i] for i in node.inputs]
+        if op.module is not None:
+            if node.module == node.id:  # the owner builds the module; reusers call it again
+                _set_submodule(root, node.module, op.module(node.args, in_shapes))
+                if not node.trainable:
+                    frozen.append(node.module)
+            values[node.id] = graph.create_node("call_module", node.module, tuple(args), {}, name=name)
+        else:
+            function, keywords = op.function(node.args, in_shapes)
+            call_args = (args,) if op.inputs_as_list else tuple(args)
+            values[node.id] = graph.create_node("call_function", function, call_args, keywords, name=name)
+    outputs = {name: values[node_id] for name, node_id in ir.outputs.items()}
+    graph.output(next(iter(outputs.values())) if len(outputs) == 1 else outputs)
+    module = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
+    for path in frozen:
+        module.get_submodule(path).requires_grad_(False)
+    return module
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    *parents, leaf = path.split(".")
+    current = root
+    for part in parents:
+        if not hasattr(current, part):
+            current.add_module(part, nn.Module())
+        current = getattr(current, part)
+    current.add_module(leaf, module)
+
+
+def _python_name(node_id: str) -> str:
+    name = re.sub(r"\W", "_", node_id)
+    return name if name[:1].isalpha() or name[:1] == "_" else f"n_{name}"
+
+
+def _class_name(spec_name: str) -> str:
+    words = re.split(r"[^A-Za-z0-9]", spec_name)
+    name = "".join(w[:1].upper() + w[1:] for w in words if w)
+    return name if name[:1].isalpha() else f"Spec{name}"

@@ -1,0 +1,118 @@
+"""Elementwise activations, softmax, dropout and identity: shape-preserving, parameter-free."""
+from __future__ import annotations
+
+from typing import Literal
+
+from archspec.ops.common import Probability
+from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, numel, register
+
+
+def _same_shape(args, inputs: list[Shape]) -> Shape:
+    return inputs[0]
+
+
+def _one_per_element(args, inputs, output) -> int:
+    return numel(output)
+
+
+def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = ()) -> None:
+    """Register an elementwise op lowered to a torch function (1 op per element in --all-ops)."""
+    register(
+        Op(
+            name=name,
+            summary=summary,
+            args=args,
+            shape=_same_shape,
+            extra_ops=_one_per_element,
+            function=function,
+            aliases=aliases,
+        )
+    )
+
+
+def _torch(path: str, keywords=lambda args: {}):
+    """A function builder: `torch.<path>` (or `torch.nn.functional.<path>` for "F.<path>"),
+    with keyword arguments taken from the op's args. `path` is archspec's own text, never a spec's."""
+
+    def build(args, inputs):
+        import torch
+        import torch.nn.functional as F
+
+        namespace = F if path.startswith("F.") else torch
+        return getattr(namespace, path.removeprefix("F.")), keywords(args)
+
+    return build
+
+
+class LeakyReluArgs(OpArgs):
+    negative_slope: float = 0.01
+
+
+class GeluArgs(OpArgs):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+class SoftmaxArgs(OpArgs):
+    dim: int = 0  # 0 = channels (the first dimension after the batch)
+
+
+class DropoutArgs(OpArgs):
+    p: Probability = 0.5
+
+
+_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"))
+_activation("relu6", "min(max(x, 0), 6) (MobileNet)", NoArgs, _torch("F.relu6"))
+_activation(
+    "leaky_relu",
+    "max(x, 0) + slope * min(x, 0)",
+    LeakyReluArgs,
+    _torch("F.leaky_relu", lambda a: {"negative_slope": a.negative_slope}),
+)
+_activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"))
+_activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"))
+_activation(
+    "gelu",
+    "Gaussian error linear unit",
+    GeluArgs,
+    _torch("F.gelu", lambda a: {"approximate": a.approximate}),
+)
+_activation("silu", "x * sigmoid(x) (swish, EfficientNet)", NoArgs, _torch("F.silu"), aliases=("swish",))
+_activation("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)", NoArgs, _torch("F.hardswish"))
+_activation("hardsigmoid", "relu6(x + 3) / 6", NoArgs, _torch("F.hardsigmoid"))
+
+register(
+    Op(
+        name="softmax",
+        summary="softmax along `dim` (0 = channels)",
+        args=SoftmaxArgs,
+        shape=_same_shape,
+        extra_ops=lambda a, i, o: 3 * numel(o),  # exp, sum, divide
+        function=_torch("softmax", lambda a: {"dim": a.dim + 1}),
+    )
+)
+
+
+def _build_dropout(args: DropoutArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    return nn.Dropout(args.p)
+
+
+register(
+    Op(
+        name="dropout",
+        summary="dropout with probability p during training (nn.Dropout)",
+        args=DropoutArgs,
+        shape=_same_shape,
+        module=_build_dropout,
+    )
+)
+
+
+def _identity(args, inputs):
+    from archspec.lower.runtime import identity
+
+    return identity, {}
+
+
+register(Op(name="identity", summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity))

@@ -1,0 +1,226 @@
+"""Convolutions: `conv`, `dwconv` (depthwise) and `conv_transpose`."""
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from archspec.ops.common import (
+    IntPair,
+    NonNegativePair,
+    PositiveInt,
+    feature_map,
+    pair,
+    window_output,
+)
+from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel, register
+
+
+class ConvArgs(OpArgs):
+    out: PositiveInt
+    kernel: IntPair
+    stride: IntPair = 1
+    padding: Union[NonNegativePair, Literal["same", "valid"]] = 0
+    dilation: IntPair = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+
+
+def _padding(args: ConvArgs) -> tuple[int, int] | str:
+    if args.padding == "valid":
+        return (0, 0)
+    return args.padding if args.padding == "same" else pair(args.padding)
+
+
+def conv_shape(args: ConvArgs, inputs: list[Shape]) -> Shape:
+    channels, height, width = feature_map(inputs, "conv")
+    groups = args.groups
+    if channels % groups or args.out % groups:
+        raise ShapeError(f"groups={groups} must divide both the input channels ({channels}) and out ({args.out})")
+    if args.padding == "same":
+        if pair(args.stride) != (1, 1):
+            raise ShapeError("padding 'same' needs stride 1 (PyTorch's rule); give the padding explicitly")
+        return (args.out, height, width)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(args.kernel), pair(args.stride), _padding(args), pair(args.dilation)
+    return (
+        args.out,
+        window_output(height, kh, sh, ph, dh, False, "height"),
+        window_output(width, kw, sw, pw, dw, False, "width"),
+    )
+
+
+def conv_params(args: ConvArgs, inputs: list[Shape]) -> dict[str, Shape]:
+    tensors = {"weight": (args.out, inputs[0][0] // args.groups, *pair(args.kernel))}
+    if args.bias:
+        tensors["bias"] = (args.out,)
+    return tensors
+
+
+def conv_macs(args: ConvArgs, inputs: list[Shape], output: Shape) -> int:
+    # every output element takes (C_in / groups) * kh * kw multiply-accumulates
+    return numel(output) * (inputs[0][0] // args.groups) * numel(pair(args.kernel))
+
+
+def conv_window(args: ConvArgs, inputs: list[Shape]):
+    kernel, stride, dilation = pair(args.kernel), pair(args.stride), pair(args.dilation)
+    if args.padding == "same":
+        padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+    else:
+        padding = _padding(args)
+    return kernel, stride, padding, dilation
+
+
+def _bias_ops(args, inputs, output):
+    return numel(output) if args.bias else 0
+
+
+def _build_conv(args: ConvArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    return nn.Conv2d(
+        inputs[0][0],
+        args.out,
+        pair(args.kernel),
+        stride=pair(args.stride),
+        padding=_padding(args),
+        dilation=pair(args.dilation),
+        groups=args.groups,
+        bias=args.bias,
+    )
+
+
+register(
+    Op(
+        name="conv",
+        summary="2-D convolution (nn.Conv2d); in-channels come from the input",
+        args=ConvArgs,
+        shape=conv_shape,
+        params=conv_params,
+        macs=conv_macs,
+        extra_ops=_bias_ops,
+        module=_build_conv,
+        window=conv_window,
+    )
+)
+
+
+# --- depthwise: groups = in_channels; out defaults to in_channels x multiplier ---------------
+class DepthwiseArgs(OpArgs):
+    kernel: IntPair
+    stride: IntPair = 1
+    padding: Union[NonNegativePair, Literal["same", "valid"]] = 0
+    dilation: IntPair = 1
+    multiplier: PositiveInt = 1
+    bias: bool = True
+
+
+def _as_conv(args: DepthwiseArgs, inputs: list[Shape]) -> ConvArgs:
+    channels = feature_map(inputs, "dwconv")[0]
+    return ConvArgs.model_construct(
+        out=channels * args.multiplier,
+        kernel=args.kernel,
+        stride=args.stride,
+        padding=args.padding,
+        dilation=args.dilation,
+        groups=channels,
+        bias=args.bias,
+    )
+
+
+register(
+    Op(
+        name="dwconv",
+        summary="depthwise 2-D convolution: one filter per input channel (groups = C_in)",
+        args=DepthwiseArgs,
+        shape=lambda a, i: conv_shape(_as_conv(a, i), i),
+        params=lambda a, i: conv_params(_as_conv(a, i), i),
+        macs=lambda a, i, o: conv_macs(_as_conv(a, i), i, o),
+        extra_ops=_bias_ops,
+        module=lambda a, i: _build_conv(_as_conv(a, i), i),
+        window=lambda a, i: conv_window(_as_conv(a, i), i),
+    )
+)
+
+
+# --- transposed convolution ------------------------------------------------------------------
+class ConvTransposeArgs(OpArgs):
+    out: PositiveInt
+    kernel: IntPair
+    stride: IntPair = 1
+    padding: NonNegativePair = 0
+    output_padding: NonNegativePair = 0
+    dilation: IntPair = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+
+
+def _transposed_shape(args: ConvTransposeArgs, inputs: list[Shape]) -> Shape:
+    channels, height, width = feature_map(inputs, "conv_transpose")
+    if channels % args.groups or args.out % args.groups:
+        raise ShapeError(f"groups={args.groups} must divide both the input channels ({channels}) and out ({args.out})")
+    sizes = []
+    for axis, n, k, s, p, op, d in zip(
+        ("height", "width"),
+        (height, width),
+        pair(args.kernel),
+        pair(args.stride),
+        pair(args.padding),
+        pair(args.output_padding),
+        pair(args.dilation),
+    ):
+        if op >= max(s, d):
+            raise ShapeError(f"output_padding {op} must be smaller than stride {s} or dilation {d} ({axis})")
+        # (n - 1)s - 2p + d(k - 1) + output_padding + 1
+        size = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if size <= 0:
+            raise ShapeError(f"output {axis} would be {size}: padding {p} is too large")
+        sizes.append(size)
+    return (args.out, *sizes)
+
+
+def _transposed_macs(args: ConvTransposeArgs, inputs: list[Shape], output: Shape) -> int:
+    # every input element is scattered to (C_out / groups) * kh * kw outputs
+    return numel(inputs[0]) * (args.out // args.groups) * numel(pair(args.kernel))
+
+
+def _transposed_params(args: ConvTransposeArgs, inputs: list[Shape]) -> dict[str, Shape]:
+    tensors = {"weight": (inputs[0][0], args.out // args.groups, *pair(args.kernel))}
+    if args.bias:
+        tensors["bias"] = (args.out,)
+    return tensors
+
+
+def _build_transposed(args: ConvTransposeArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    return nn.ConvTranspose2d(
+        inputs[0][0],
+        args.out,
+        pair(args.kernel),
+        stride=pair(args.stride),
+        padding=pair(args.padding),
+        output_padding=pair(args.output_padding),
+        groups=args.groups,
+        bias=args.bias,
+        dilation=pair(args.dilation),
+    )
+
+
+def _transposed_window(args: ConvTransposeArgs, inputs: list[Shape]):
+    # an upsampling window: each output sees kernel/stride input positions; the RF pass
+    # treats stride < 1 as a fraction (jump / stride)
+    return pair(args.kernel), tuple(-s for s in pair(args.stride)), pair(args.padding), pair(args.dilation)
+
+
+register(
+    Op(
+        name="conv_transpose",
+        summary="transposed 2-D convolution (nn.ConvTranspose2d), e.g. U-Net's 2x2 up-convolution",
+        args=ConvTransposeArgs,
+        shape=_transposed_shape,
+        params=_transposed_params,
+        macs=_transposed_macs,
+        extra_ops=_bias_ops,
+        module=_build_transposed,
+        window=_transposed_window,
+        aliases=("deconv", "upconv"),
+    )
+)

@@ -1,0 +1,160 @@
+"""Ops that merge several inputs: `add` (residuals), `mul` (squeeze-excitation), `concat`.
+
+Mismatched shapes name the producers: a shape rule refers to its inputs as `<in0>`, `<in1>`, ...
+and the IR builder replaces those with the producing nodes' names.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from archspec.ops.common import format_shape
+from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
+
+Fit = Literal["none", "crop", "pad"]
+
+
+class MergeArgs(OpArgs):
+    # how spatial sizes that differ are aligned: centre-crop all to the smallest (original
+    # U-Net), zero-pad all to the largest, or refuse
+    fit: Fit = "none"
+
+
+class AddArgs(MergeArgs):
+    # `auto`: when the last input's shape differs from the first's, insert a 1x1 conv + BN
+    # projection on it (ResNet's downsample shortcut); see archspec.ir.build
+    project: Literal["auto", "never"] = "never"
+    projection_name: str = "downsample"
+
+
+class ConcatArgs(MergeArgs):
+    dim: int = 0  # 0 = channels
+
+
+def fitted_spatial(fit: str, inputs: list[Shape]) -> tuple[int, ...] | None:
+    """The spatial size every input is aligned to, or None when no fitting applies."""
+    if fit == "none" or any(len(s) != 3 for s in inputs):
+        return None
+    pick = min if fit == "crop" else max
+    return tuple(pick(s[axis] for s in inputs) for axis in (1, 2))
+
+
+def _aligned(args: MergeArgs, inputs: list[Shape]) -> list[Shape]:
+    target = fitted_spatial(args.fit, inputs)
+    if target is None:
+        return inputs
+    return [(s[0], *target) for s in inputs]
+
+
+def _add_shape(args: AddArgs, inputs: list[Shape]) -> Shape:
+    shapes = _aligned(args, inputs)
+    for index, shape in enumerate(shapes[1:], start=1):
+        if shape != shapes[0]:
+            raise ShapeError(
+                f"add needs equal shapes: {format_shape(shapes[0])} from <in0> vs {format_shape(shape)} from <in{index}>",
+                hint="use `project: auto` for a 1x1 projection shortcut, or `fit: crop|pad` for spatial sizes",
+            )
+    return shapes[0]
+
+
+def _broadcast(shapes: list[Shape]) -> Shape:
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    result = []
+    for axis in range(rank):
+        sizes = {p[axis] for p in padded} - {1}
+        if len(sizes) > 1:
+            raise ShapeError(
+                "mul needs broadcastable shapes: "
+                + " vs ".join(f"{format_shape(s)} from <in{i}>" for i, s in enumerate(shapes))
+            )
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(result)
+
+
+def _concat_shape(args: ConcatArgs, inputs: list[Shape]) -> Shape:
+    shapes = _aligned(args, inputs)
+    rank = len(shapes[0])
+    dim = args.dim if args.dim >= 0 else rank + args.dim
+    if not 0 <= dim < rank:
+        raise ShapeError(f"concat dim {args.dim} is out of range for shape {format_shape(shapes[0])}")
+    for index, shape in enumerate(shapes[1:], start=1):
+        rest_a = shapes[0][:dim] + shapes[0][dim + 1 :]
+        rest_b = shape[:dim] + shape[dim + 1 :]
+        if len(shape) != rank or rest_a != rest_b:
+            what = "spatial" if rank == 3 and dim == 0 else "shape"
+            show = (lambda s: format_shape(s[1:])) if what == "spatial" and len(shape) == 3 else format_shape
+            raise ShapeError(
+                f"concat needs equal sizes except along dim {args.dim}: {what} {show(shapes[0])} from <in0> vs "
+                f"{show(shape)} from <in{index}>",
+                hint="use `fit: crop` (centre-crop to the smaller) or `fit: pad`",
+            )
+    return shapes[0][:dim] + (sum(s[dim] for s in shapes),) + shapes[0][dim + 1 :]
+
+
+def _add_function(args: AddArgs, inputs: list[Shape]):
+    from archspec.lower import runtime
+
+    if args.fit == "none" and len(inputs) == 2:
+        import operator
+
+        return operator.add, {}  # generated code reads `out = bn2 + identity`
+    if args.fit == "none":
+        return runtime.add_all, {}
+    return runtime.add_fitted, {"fit": args.fit}
+
+
+def _mul_function(args, inputs: list[Shape]):
+    import operator
+
+    return operator.mul, {}
+
+
+def _concat_function(args: ConcatArgs, inputs: list[Shape]):
+    import torch
+
+    from archspec.lower import runtime
+
+    if args.fit == "none":
+        return torch.cat, {"dim": args.dim + 1 if args.dim >= 0 else args.dim}
+    return runtime.concat_fitted, {"dim": args.dim + 1 if args.dim >= 0 else args.dim, "fit": args.fit}
+
+
+def _elementwise_ops(args, inputs: list[Shape], output: Shape) -> int:
+    return (len(inputs) - 1) * numel(output)
+
+
+register(
+    Op(
+        name="add",
+        summary="elementwise sum of its inputs (residual connection)",
+        args=AddArgs,
+        shape=_add_shape,
+        extra_ops=_elementwise_ops,
+        arity=(2, None),
+        function=_add_function,
+    )
+)
+register(
+    Op(
+        name="mul",
+        summary="elementwise product with broadcasting (squeeze-excitation gating)",
+        args=NoArgs,
+        shape=lambda a, i: _broadcast(i),
+        extra_ops=_elementwise_ops,
+        arity=(2, 2),
+        function=_mul_function,
+        aliases=("multiply",),
+    )
+)
+register(
+    Op(
+        name="concat",
+        summary="concatenation along channels (DenseNet, Inception, U-Net bridges)",
+        args=ConcatArgs,
+        shape=_concat_shape,
+        arity=(2, None),
+        function=_concat_function,
+        inputs_as_list=True,
+        aliases=("cat",),
+    )
+)

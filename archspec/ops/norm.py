@@ -1,0 +1,170 @@
+"""Normalisation: `bn`, `groupnorm`, `layernorm`, `lrn` (AlexNet's local response norm)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from archspec.ops.common import PositiveInt, feature_map, format_shape
+from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel, register
+
+Epsilon = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+def _same_shape(args, inputs: list[Shape]) -> Shape:
+    return inputs[0]
+
+
+def _two_per_element(args, inputs, output) -> int:
+    # inference form: one scale and one shift per element
+    return 2 * numel(output)
+
+
+# --- batch norm ------------------------------------------------------------------------------
+class BatchNormArgs(OpArgs):
+    eps: Epsilon = 1e-5
+    momentum: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+
+def _bn_shape(args: BatchNormArgs, inputs: list[Shape]) -> Shape:
+    (shape,) = inputs
+    if len(shape) not in (1, 3):
+        raise ShapeError(f"bn needs (C, H, W) or (C,) but gets {format_shape(shape)}")
+    return shape
+
+
+def _bn_params(args: BatchNormArgs, inputs: list[Shape]) -> dict[str, Shape]:
+    channels = inputs[0][0]
+    return {"weight": (channels,), "bias": (channels,)} if args.affine else {}
+
+
+def _bn_buffers(args: BatchNormArgs, inputs: list[Shape]) -> dict[str, Shape]:
+    channels = inputs[0][0]
+    if not args.track_running_stats:
+        return {}
+    return {"running_mean": (channels,), "running_var": (channels,), "num_batches_tracked": ()}
+
+
+def _build_bn(args: BatchNormArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    cls = nn.BatchNorm2d if len(inputs[0]) == 3 else nn.BatchNorm1d
+    return cls(
+        inputs[0][0],
+        eps=args.eps,
+        momentum=args.momentum,
+        affine=args.affine,
+        track_running_stats=args.track_running_stats,
+    )
+
+
+register(
+    Op(
+        name="bn",
+        summary="batch normalisation over channels (nn.BatchNorm2d, or 1d on vectors)",
+        args=BatchNormArgs,
+        shape=_bn_shape,
+        params=_bn_params,
+        buffers=_bn_buffers,
+        extra_ops=_two_per_element,
+        module=_build_bn,
+        aliases=("batchnorm",),
+    )
+)
+
+
+# --- group norm ------------------------------------------------------------------------------
+class GroupNormArgs(OpArgs):
+    groups: PositiveInt
+    eps: Epsilon = 1e-5
+    affine: bool = True
+
+
+def _gn_shape(args: GroupNormArgs, inputs: list[Shape]) -> Shape:
+    channels = feature_map(inputs, "groupnorm")[0]
+    if channels % args.groups:
+        raise ShapeError(f"groups={args.groups} must divide the channels ({channels})")
+    return inputs[0]
+
+
+def _build_gn(args: GroupNormArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    return nn.GroupNorm(args.groups, inputs[0][0], eps=args.eps, affine=args.affine)
+
+
+register(
+    Op(
+        name="groupnorm",
+        summary="group normalisation (nn.GroupNorm)",
+        args=GroupNormArgs,
+        shape=_gn_shape,
+        params=lambda a, i: {"weight": (i[0][0],), "bias": (i[0][0],)} if a.affine else {},
+        extra_ops=_two_per_element,
+        module=_build_gn,
+    )
+)
+
+
+# --- layer norm ------------------------------------------------------------------------------
+class LayerNormArgs(OpArgs):
+    dims: PositiveInt = 1  # how many trailing dimensions are normalised together
+    eps: Epsilon = 1e-5
+    affine: bool = True
+
+
+def _ln_normalized(args: LayerNormArgs, inputs: list[Shape]) -> Shape:
+    shape = inputs[0]
+    if args.dims > len(shape):
+        raise ShapeError(f"dims={args.dims} but the input {format_shape(shape)} has only {len(shape)} dimensions")
+    return shape[len(shape) - args.dims :]
+
+
+def _build_ln(args: LayerNormArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    return nn.LayerNorm(list(_ln_normalized(args, inputs)), eps=args.eps, elementwise_affine=args.affine)
+
+
+register(
+    Op(
+        name="layernorm",
+        summary="layer normalisation over the last `dims` dimensions (nn.LayerNorm)",
+        args=LayerNormArgs,
+        shape=lambda a, i: (_ln_normalized(a, i), i[0])[1],
+        params=lambda a, i: (
+            {"weight": _ln_normalized(a, i), "bias": _ln_normalized(a, i)} if a.affine else {}
+        ),
+        extra_ops=_two_per_element,
+        module=_build_ln,
+    )
+)
+
+
+# --- local response norm (AlexNet) -----------------------------------------------------------
+class LocalResponseNormArgs(OpArgs):
+    size: PositiveInt = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+
+
+def _build_lrn(args: LocalResponseNormArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    return nn.LocalResponseNorm(args.size, alpha=args.alpha, beta=args.beta, k=args.k)
+
+
+register(
+    Op(
+        name="lrn",
+        summary="local response normalisation across channels (AlexNet, nn.LocalResponseNorm)",
+        args=LocalResponseNormArgs,
+        shape=lambda a, i: (feature_map(i, "lrn"), i[0])[1],
+        # sum of `size` squares, then scale, power and divide
+        extra_ops=lambda a, i, o: (a.size + 3) * numel(o),
+        module=_build_lrn,
+    )
+)

@@ -1,0 +1,156 @@
+"""Pooling: `maxpool`, `avgpool`, `adaptive_avgpool`, `adaptive_maxpool`, `global_avgpool`."""
+from __future__ import annotations
+
+from typing import Optional
+
+from archspec.ops.common import IntPair, NonNegativePair, feature_map, pair, window_output
+from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
+
+
+class PoolArgs(OpArgs):
+    kernel: IntPair
+    stride: Optional[IntPair] = None  # default: the kernel size (non-overlapping)
+    padding: NonNegativePair = 0
+    ceil_mode: bool = False
+
+
+class MaxPoolArgs(PoolArgs):
+    dilation: IntPair = 1
+
+
+class AvgPoolArgs(PoolArgs):
+    count_include_pad: bool = True
+
+
+def _geometry(args: PoolArgs):
+    kernel = pair(args.kernel)
+    stride = pair(args.stride) if args.stride is not None else kernel
+    dilation = pair(getattr(args, "dilation", 1))
+    return kernel, stride, pair(args.padding), dilation
+
+
+def _pool_shape(args: PoolArgs, inputs: list[Shape]) -> Shape:
+    channels, height, width = feature_map(inputs, "pooling")
+    kernel, stride, padding, dilation = _geometry(args)
+    for axis, k, p, d in zip(("height", "width"), kernel, padding, dilation):
+        if p > (d * (k - 1) + 1) // 2:
+            raise ShapeError(f"padding {p} must be at most half the kernel {k} along {axis} (PyTorch's rule)")
+    return (
+        channels,
+        window_output(height, kernel[0], stride[0], padding[0], dilation[0], args.ceil_mode, "height"),
+        window_output(width, kernel[1], stride[1], padding[1], dilation[1], args.ceil_mode, "width"),
+    )
+
+
+def _window_ops(args: PoolArgs, inputs, output) -> int:
+    # one comparison (max) or addition (avg) per window element
+    return numel(output) * numel(pair(args.kernel))
+
+
+def _build_maxpool(args: MaxPoolArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    kernel, stride, padding, dilation = _geometry(args)
+    return nn.MaxPool2d(kernel, stride, padding, dilation=dilation, ceil_mode=args.ceil_mode)
+
+
+def _build_avgpool(args: AvgPoolArgs, inputs: list[Shape]):
+    import torch.nn as nn
+
+    kernel, stride, padding, _ = _geometry(args)
+    return nn.AvgPool2d(kernel, stride, padding, ceil_mode=args.ceil_mode, count_include_pad=args.count_include_pad)
+
+
+register(
+    Op(
+        name="maxpool",
+        summary="max pooling (nn.MaxPool2d); stride defaults to the kernel",
+        args=MaxPoolArgs,
+        shape=_pool_shape,
+        extra_ops=_window_ops,
+        module=_build_maxpool,
+        window=lambda a, i: _geometry(a),
+    )
+)
+register(
+    Op(
+        name="avgpool",
+        summary="average pooling (nn.AvgPool2d); stride defaults to the kernel",
+        args=AvgPoolArgs,
+        shape=_pool_shape,
+        extra_ops=_window_ops,
+        module=_build_avgpool,
+        window=lambda a, i: _geometry(a),
+    )
+)
+
+
+# --- adaptive and global pooling -------------------------------------------------------------
+class AdaptiveArgs(OpArgs):
+    size: IntPair = 1
+
+
+def _adaptive_shape(args: AdaptiveArgs, inputs: list[Shape]) -> Shape:
+    channels = feature_map(inputs, "adaptive pooling")[0]
+    return (channels, *pair(args.size))
+
+
+def _build_adaptive(kind: str):
+    def build(args: AdaptiveArgs, inputs: list[Shape]):
+        import torch.nn as nn
+
+        cls = nn.AdaptiveAvgPool2d if kind == "avg" else nn.AdaptiveMaxPool2d
+        return cls(pair(args.size))
+
+    return build
+
+
+def _adaptive_window(args: AdaptiveArgs, inputs: list[Shape]):
+    # exact when the input divides evenly; otherwise the largest bin (ceil) is used
+    _, height, width = inputs[0]
+    out = pair(args.size)
+    kernel = tuple(-(-n // o) for n, o in zip((height, width), out))
+    stride = tuple(max(n // o, 1) for n, o in zip((height, width), out))
+    return kernel, stride, (0, 0), (1, 1)
+
+
+for kind in ("avg", "max"):
+    register(
+        Op(
+            name=f"adaptive_{kind}pool",
+            summary=f"adaptive {kind} pooling to a fixed output size (nn.Adaptive{kind.title()}Pool2d)",
+            args=AdaptiveArgs,
+            shape=_adaptive_shape,
+            extra_ops=lambda a, i, o: numel(i[0]),
+            module=_build_adaptive(kind),
+            window=_adaptive_window,
+        )
+    )
+
+
+def _global_shape(args, inputs: list[Shape]) -> Shape:
+    return (feature_map(inputs, "global_avgpool")[0],)
+
+
+def _global_function(args, inputs):
+    from archspec.lower.runtime import global_avgpool
+
+    return global_avgpool, {}
+
+
+def _global_window(args, inputs: list[Shape]):
+    _, height, width = inputs[0]
+    return (height, width), (height, width), (0, 0), (1, 1)
+
+
+register(
+    Op(
+        name="global_avgpool",
+        summary="average over all positions, giving a (C,) vector (adaptive avg pool to 1 + flatten)",
+        args=NoArgs,
+        shape=_global_shape,
+        extra_ops=lambda a, i, o: numel(i[0]),
+        function=_global_function,
+        window=_global_window,
+    )
+)

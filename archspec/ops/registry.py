@@ -1,0 +1,162 @@
+"""The op registry: everything archspec knows about one op lives in one `Op` entry.
+
+An entry holds the op's argument schema (a strict pydantic model), its shape rule, its tensor
+rule (parameters and buffers, with shapes), its MAC rule and the torch lowering. Passes and the
+lowering look ops up here; adding an op means adding an entry in one of the modules of
+`archspec.ops`, never editing a dispatcher.
+
+Shapes never include the batch dimension: a feature map is `(C, H, W)`, a vector `(F,)`.
+
+Counting conventions (see README, "Counting conventions"):
+- `macs`: multiply-accumulates of convolutions, transposed convolutions and linear layers, bias
+  excluded, for one sample.
+- `flops`: what `torch.utils.flop_counter.FlopCounterMode` reports for the lowered op (2 x MACs
+  for conv / linear, 0 for ops it has no formula for).
+- `all_ops`: `flops` plus an estimate of the elementwise, normalisation and pooling work.
+"""
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from archspec.spec.expressions import ExpressionError, evaluate
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(ValueError):
+    """An op cannot accept the shapes it is given; the message says why.
+
+    The message may name inputs as `<in0>`, `<in1>`...: the IR builder puts the producers' names there."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+class OpArgs(BaseModel):
+    """Base of every op's argument schema. Unknown arguments are errors; string values for
+    non-string fields are expressions over the spec's parameters (validation context `names`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _evaluate_expressions(cls, value: Any, info: ValidationInfo) -> Any:
+        names = (info.context or {}).get("names", {})
+        annotation = cls.model_fields[info.field_name].annotation
+        return _evaluate_strings(value, annotation, names)
+
+
+def _accepts_text(annotation: Any, value: str) -> bool:
+    """Whether `value` is a legal literal string of the field (then it is not an expression)."""
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return value in typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_accepts_text(arg, value) for arg in typing.get_args(annotation))
+    return False
+
+
+def _evaluate_strings(value: Any, annotation: Any, names: dict[str, Any]) -> Any:
+    if isinstance(value, str) and not _accepts_text(annotation, value):
+        try:
+            return evaluate(value, names)
+        except ExpressionError as err:
+            raise ValueError(str(err)) from None
+    if isinstance(value, list):
+        return [evaluate(v, names) if isinstance(v, str) and not _accepts_text(annotation, v) else v for v in value]
+    return value
+
+
+class NoArgs(OpArgs):
+    pass
+
+
+# --- rule signatures -------------------------------------------------------------------------
+ShapeRule = Callable[[Any, list[Shape]], Shape]
+TensorRule = Callable[[Any, list[Shape]], dict[str, Shape]]
+MacRule = Callable[[Any, list[Shape], Shape], int]
+ModuleBuilder = Callable[[Any, list[Shape]], Any]  # -> torch.nn.Module
+FunctionBuilder = Callable[[Any, list[Shape]], tuple[Callable[..., Any], dict[str, Any]]]
+
+
+def no_tensors(args: Any, inputs: list[Shape]) -> dict[str, Shape]:
+    return {}
+
+
+def no_macs(args: Any, inputs: list[Shape], output: Shape) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    summary: str
+    args: type[OpArgs]
+    shape: ShapeRule
+    # trainable tensors (name -> shape); `buffers` are tensors saved in the state_dict only
+    params: TensorRule = no_tensors
+    buffers: TensorRule = no_tensors
+    macs: MacRule = no_macs
+    # estimate of non-MAC arithmetic per sample, for `--all-ops` (documented per op)
+    extra_ops: MacRule = no_macs
+    # how many inputs the op takes: (min, max); max None = any number
+    arity: tuple[int, int | None] = (1, 1)
+    # lowering: exactly one of the two. A module builder gives an nn.Module called on the
+    # inputs; a function builder gives (callable, keyword args) called on the inputs.
+    module: ModuleBuilder | None = None
+    function: FunctionBuilder | None = None
+    # the function takes its inputs as one list (torch.cat) rather than as positional args
+    inputs_as_list: bool = False
+    # (kernel, stride, padding, dilation) per spatial axis, for the receptive-field pass;
+    # None = the op keeps positions (elementwise)
+    window: Callable[[Any, list[Shape]], tuple[Shape, Shape, Shape, Shape]] | None = None
+    aliases: tuple[str, ...] = field(default=())
+
+    def flops(self, args: Any, inputs: list[Shape], output: Shape) -> int:
+        """FlopCounterMode's count: it counts 2 x MACs for conv and linear, nothing else."""
+        return 2 * self.macs(args, inputs, output)
+
+
+_REGISTRY: dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    for name in (op.name, *op.aliases):
+        if name in _REGISTRY:
+            raise ValueError(f"op '{name}' is registered twice")
+        _REGISTRY[name] = op
+    return op
+
+
+def lookup(name: str) -> Op | None:
+    _load_builtin_ops()
+    return _REGISTRY.get(name)
+
+
+def all_ops() -> dict[str, Op]:
+    _load_builtin_ops()
+    return dict(_REGISTRY)
+
+
+_loaded = False
+
+
+def _load_builtin_ops() -> None:
+    # explicit list of the modules that register the built-in ops (no discovery by scanning)
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from archspec.ops import activation, conv, linear, merge, norm, pool, reshape  # noqa: F401
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)

@@ -1,0 +1,180 @@
+"""Ops that move or resize data without weights: `flatten`, `upsample`, `crop`, `pad`,
+`channel_shuffle`. Ops that can take a second input use its spatial size as their target."""
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import Field
+from typing_extensions import Annotated
+
+from archspec.ops.common import IntPair, NonNegativeInt, PositiveInt, feature_map, format_shape, pair
+from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
+
+
+def _function(name: str, keywords=lambda args, inputs: {}):
+    """A function builder for archspec.lower.runtime.<name> (archspec's own helper, never a spec's)."""
+
+    def build(args, inputs):
+        from archspec.lower import runtime
+
+        return getattr(runtime, name), keywords(args, inputs)
+
+    return build
+
+
+register(
+    Op(
+        name="flatten",
+        summary="flatten everything after the batch dimension into a vector",
+        args=NoArgs,
+        shape=lambda a, i: (numel(i[0]),),
+        function=_function("flatten"),
+    )
+)
+
+
+# --- upsample ---------------------------------------------------------------------------------
+class UpsampleArgs(OpArgs):
+    scale: Optional[Annotated[float, Field(gt=0)]] = None
+    size: Optional[IntPair] = None
+    mode: Literal["nearest", "bilinear", "bicubic"] = "nearest"
+    align_corners: Optional[bool] = None
+
+
+def _target_from_second_input(inputs: list[Shape], op: str) -> tuple[int, int] | None:
+    if len(inputs) < 2:
+        return None
+    if len(inputs[1]) != 3:
+        raise ShapeError(f"{op}'s second input gives the target size and must be (C, H, W), not {format_shape(inputs[1])}")
+    return inputs[1][1], inputs[1][2]
+
+
+def _upsample_size(args: UpsampleArgs, inputs: list[Shape]) -> tuple[int, int]:
+    channels, height, width = feature_map(inputs, "upsample")
+    chosen = [x is not None for x in (args.scale, args.size, _target_from_second_input(inputs, "upsample"))]
+    if sum(chosen) != 1:
+        raise ShapeError("upsample needs exactly one of `scale`, `size` or a second input whose size to match")
+    if args.scale is not None:
+        size = (int(height * args.scale), int(width * args.scale))  # PyTorch floors
+    elif args.size is not None:
+        size = pair(args.size)
+    else:
+        size = _target_from_second_input(inputs, "upsample")
+    if min(size) < 1:
+        raise ShapeError(f"upsampled size {size[0]}x{size[1]} is empty")
+    return size
+
+
+def _upsample_keywords(args: UpsampleArgs, inputs: list[Shape]) -> dict:
+    keywords = {"mode": args.mode}
+    if args.mode != "nearest":
+        keywords["align_corners"] = bool(args.align_corners)
+    if args.scale is not None:
+        keywords["scale_factor"] = args.scale
+    elif args.size is not None:
+        keywords["size"] = pair(args.size)
+    return keywords
+
+
+register(
+    Op(
+        name="upsample",
+        summary="resize by `scale`, to `size`, or to a second input's size (F.interpolate)",
+        args=UpsampleArgs,
+        shape=lambda a, i: (i[0][0], *_upsample_size(a, i)),
+        extra_ops=lambda a, i, o: 0 if a.mode == "nearest" else 4 * numel(o),  # 4 taps per output
+        arity=(1, 2),
+        function=_function("resize", _upsample_keywords),
+        aliases=("interpolate",),
+    )
+)
+
+
+# --- crop and pad -----------------------------------------------------------------------------
+class CropArgs(OpArgs):
+    size: Optional[IntPair] = None  # target (height, width); or give a second input
+
+
+def _crop_size(args: CropArgs, inputs: list[Shape]) -> tuple[int, int]:
+    channels, height, width = feature_map(inputs, "crop")
+    target = pair(args.size) if args.size is not None else _target_from_second_input(inputs, "crop")
+    if target is None:
+        raise ShapeError("crop needs `size` or a second input whose size to match")
+    if target[0] > height or target[1] > width:
+        raise ShapeError(f"cannot crop {height}x{width} to the larger {target[0]}x{target[1]}")
+    return target
+
+
+register(
+    Op(
+        name="crop",
+        summary="centre crop to `size` or to a second input's size (U-Net bridges)",
+        args=CropArgs,
+        shape=lambda a, i: (i[0][0], *_crop_size(a, i)),
+        arity=(1, 2),
+        function=_function("center_crop", lambda a, i: {"size": _crop_size(a, i)}),
+        aliases=("center_crop",),
+    )
+)
+
+
+class PadArgs(OpArgs):
+    # int: the same on every side; [left, right, top, bottom] as F.pad; or give a second
+    # input to pad (centred) up to its size
+    amount: Optional[Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt, NonNegativeInt]]] = None
+    value: float = 0.0
+
+
+def _pad_amounts(args: PadArgs, inputs: list[Shape]) -> tuple[int, int, int, int]:
+    channels, height, width = feature_map(inputs, "pad")
+    target = _target_from_second_input(inputs, "pad")
+    if (args.amount is None) == (target is None):
+        raise ShapeError("pad needs exactly one of `amount` or a second input whose size to match")
+    if target is not None:
+        if target[0] < height or target[1] < width:
+            raise ShapeError(f"cannot pad {height}x{width} to the smaller {target[0]}x{target[1]}")
+        dh, dw = target[0] - height, target[1] - width
+        return (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)
+    amount = args.amount
+    return (amount,) * 4 if isinstance(amount, int) else tuple(amount)
+
+
+def _pad_shape(args: PadArgs, inputs: list[Shape]) -> Shape:
+    left, right, top, bottom = _pad_amounts(args, inputs)
+    channels, height, width = inputs[0]
+    return (channels, height + top + bottom, width + left + right)
+
+
+register(
+    Op(
+        name="pad",
+        summary="constant padding by `amount` or up to a second input's size",
+        args=PadArgs,
+        shape=_pad_shape,
+        arity=(1, 2),
+        function=_function("pad", lambda a, i: {"amounts": _pad_amounts(a, i), "value": a.value}),
+    )
+)
+
+
+# --- channel shuffle (ShuffleNet) --------------------------------------------------------------
+class ChannelShuffleArgs(OpArgs):
+    groups: PositiveInt
+
+
+def _shuffle_shape(args: ChannelShuffleArgs, inputs: list[Shape]) -> Shape:
+    channels = feature_map(inputs, "channel_shuffle")[0]
+    if channels % args.groups:
+        raise ShapeError(f"groups={args.groups} must divide the channels ({channels})")
+    return inputs[0]
+
+
+register(
+    Op(
+        name="channel_shuffle",
+        summary="interleave channels across `groups` (ShuffleNet)",
+        args=ChannelShuffleArgs,
+        shape=_shuffle_shape,
+        function=_function("channel_shuffle", lambda a, i: {"groups": a.groups}),
+    )
+)

@@ -1,0 +1,126 @@
+"""Parameters, buffers, MACs, FLOPs and activation sizes per node, rolled up per block.
+
+Conventions (README, "Counting conventions"): counts are for the whole batch except parameters;
+a node that reuses another's weights adds no parameters; activations are the output elements of
+every op node (graph inputs excluded), at `dtype_bytes` bytes each.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from archspec.ir.graph import IRGraph, Shape
+from archspec.ops.registry import lookup
+
+WEIGHTED_OPS = {"conv", "dwconv", "conv_transpose", "linear"}
+
+
+@dataclass
+class Figures:
+    """Additive figures of a node or of a group of nodes."""
+
+    params: int = 0
+    trainable: int = 0
+    buffers: int = 0
+    macs: int = 0
+    flops: int = 0
+    all_ops: int = 0
+    activations: int = 0  # output elements, whole batch
+
+    def add(self, other: "Figures") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class LayerStats:
+    name: str  # module path of this call site
+    op: str
+    module: str  # owner of the weights (differs from `name` for shared weights)
+    inputs: list[str]
+    output_shape: Shape
+    figures: Figures
+    tensors: dict[str, Shape]  # parameter tensors owned here
+    buffer_tensors: dict[str, Shape]
+    scopes: tuple[str, ...]
+    trainable: bool
+
+
+@dataclass
+class BlockStats:
+    name: str
+    kind: str  # block name, "repeat", "parallel", "branch", "seq", "projection"
+    depth: int
+    output_shape: Shape
+    figures: Figures = field(default_factory=Figures)
+    layers: int = 0
+
+
+@dataclass
+class Analysis:
+    name: str
+    batch: int
+    dtype_bytes: int
+    inputs: dict[str, Shape]
+    outputs: dict[str, Shape]
+    layers: list[LayerStats]
+    blocks: list[BlockStats]
+    totals: Figures
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers (conv and linear call sites), the way papers count depth."""
+        return sum(1 for layer in self.layers if layer.op in WEIGHTED_OPS)
+
+
+def analyze(ir: IRGraph, batch: int = 1, dtype_bytes: int = 4) -> Analysis:
+    shapes = ir.shapes
+    layers: list[LayerStats] = []
+    blocks: dict[str, BlockStats] = {}
+    totals = Figures()
+    for node in ir.nodes():
+        if node.op == "input":
+            continue
+        op = lookup(node.op)
+        in_shapes = [shapes[i] for i in node.inputs]
+        out = shapes[node.id]
+        owns_weights = node.module == node.id
+        tensors = op.params(node.args, in_shapes) if owns_weights else {}
+        buffers = op.buffers(node.args, in_shapes) if owns_weights else {}
+        params = sum(math.prod(s) for s in tensors.values())
+        macs = op.macs(node.args, in_shapes, out) * batch
+        flops = op.flops(node.args, in_shapes, out) * batch
+        figures = Figures(
+            params=params,
+            trainable=params if node.trainable else 0,
+            buffers=sum(math.prod(s) for s in buffers.values()),
+            macs=macs,
+            flops=flops,
+            all_ops=flops + op.extra_ops(node.args, in_shapes, out) * batch,
+            activations=math.prod(out) * batch,
+        )
+        layers.append(
+            LayerStats(node.id, node.op, node.module, node.inputs, out, figures, tensors, buffers, node.scopes, node.trainable)
+        )
+        totals.add(figures)
+        for depth, (path, kind) in enumerate(zip(node.scopes, node.scope_kinds), start=1):
+            block = blocks.setdefault(path, BlockStats(path, kind, depth, out))
+            block.figures.add(figures)
+            block.layers += 1
+            block.output_shape = out  # the last node of a block (in order) gives its output
+    return Analysis(
+        name=ir.name,
+        batch=batch,
+        dtype_bytes=dtype_bytes,
+        inputs={name: shapes[i] for name, i in ir.inputs.items()},
+        outputs={name: shapes[i] for name, i in ir.outputs.items()},
+        layers=layers,
+        blocks=list(blocks.values()),
+        totals=totals,
+    )
+
+
+def figures_dict(figures: Figures, dtype_bytes: int) -> dict:
+    data = asdict(figures)
+    data["activation_bytes"] = figures.activations * dtype_bytes
+    return data

@@ -1,0 +1,275 @@
+"""The spec document: its pydantic schema, and loading a file with its `extends` / `use` files.
+
+A spec file is YAML with these top-level keys (the README's "Spec language" documents them):
+`name`, `summary`, `paper`, `task`, `extends`, `use`, `params`, `inputs`, `outputs`, `blocks`,
+`layers`. Layer items are checked here only for their outer form; each op's arguments are checked
+against the op's own schema when the IR is built (they may be expressions over the parameters).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from archspec.errors import Location, SpecError, did_you_mean
+from archspec.spec.yaml_source import SourceList, SourceMap, loc_of, parse_yaml, read_text
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
+ParamValue = Union[bool, int, float, str, list, None]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class BlockDef(_Strict):
+    """A reusable, parameterised piece of graph: a sequence of `layers`, or parallel `branches`
+    merged by `merge` (concat or add)."""
+
+    summary: Optional[str] = None
+    params: dict[str, ParamValue] = Field(default_factory=dict)  # None default = required
+    inputs: list[str] = Field(default_factory=lambda: ["input"])
+    output: Optional[str] = None  # the node giving the block's output; default: the last layer
+    layers: Optional[list[Any]] = None
+    branches: Optional[dict[str, Any]] = None
+    merge: Literal["concat", "add"] = "concat"
+    fit: Literal["none", "crop", "pad"] = "none"
+
+
+class SpecDocument(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    summary: Optional[str] = None
+    paper: Optional[str] = None
+    task: Optional[Literal["classification", "segmentation", "embedding", "detection"]] = None
+    extends: Optional[str] = None
+    use: list[str] = Field(default_factory=list)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    inputs: dict[str, list[Union[int, str]]]
+    outputs: Optional[Union[dict[str, str], list[str], str]] = None
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    layers: list[Any] = Field(min_length=1)
+
+
+class BlockFile(_Strict):
+    summary: Optional[str] = None
+    use: list[str] = Field(default_factory=list)
+    blocks: dict[str, BlockDef]
+
+
+@dataclass
+class LoadedSpec:
+    """A validated document plus what the IR builder needs to locate things."""
+
+    document: SpecDocument
+    raw: SourceMap  # the YAML with locations, same structure as `document`
+    path: str
+    blocks: dict[str, tuple[BlockDef, SourceMap]] = field(default_factory=dict)  # with raw YAML
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    path = Path(path)
+    raw = _read_mapping(path)
+    raw = _apply_extends(raw, path, [path.resolve()])
+    document = _validate(SpecDocument, raw, str(path))
+    spec = LoadedSpec(document, raw, str(path))
+    _collect_blocks(spec, raw, str(path), source="spec")
+    _load_uses(spec, raw, path, [path.resolve()])
+    return spec
+
+
+def _read_mapping(path: Path) -> SourceMap:
+    data = parse_yaml(read_text(path), str(path))
+    if not isinstance(data, SourceMap):
+        kind = "a list" if isinstance(data, list) else f"a single value ({type(data).__name__})"
+        raise SpecError(
+            f"the top level is {kind}; a spec is a mapping with `name`, `inputs` and `layers`",
+            loc_of(data, Location(str(path), 1, 1)),
+        )
+    return data
+
+
+def _included_path(base: Path, text: Any, loc: Location, what: str) -> Path:
+    if not isinstance(text, str) or not text:
+        raise SpecError(f"`{what}` entries are file paths (strings)", loc)
+    folder = base.parent.resolve()
+    target = (folder / text).resolve()
+    if not target.is_relative_to(folder):
+        raise SpecError(
+            f"'{text}' is outside the spec's folder {folder}",
+            loc,
+            hint="included files must live in the spec's folder or below it",
+        )
+    if not target.is_file():
+        raise SpecError(f"included file '{text}' does not exist", loc, hint=f"looked for {target}")
+    return target
+
+
+def _apply_extends(raw: SourceMap, path: Path, chain: list[Path]) -> SourceMap:
+    """`extends: base.yaml`: start from the base spec; this file's keys replace the base's,
+    except `params` and `blocks`, which are merged key by key (a variant is a few lines)."""
+    if "extends" not in raw:
+        return raw
+    base_path = _included_path(path, raw["extends"], raw.value_loc("extends"), "extends")
+    if base_path in chain:
+        raise SpecError(
+            "`extends` forms a cycle: " + " -> ".join(p.name for p in [*chain, base_path]),
+            raw.value_loc("extends"),
+        )
+    base = _apply_extends(_read_mapping(base_path), base_path, [*chain, base_path])
+    merged = SourceMap(base, loc=raw.loc)
+    merged.key_locs, merged.value_locs = dict(base.key_locs), dict(base.value_locs)
+    for key, value in raw.items():
+        if key == "extends":
+            continue
+        if key in ("params", "blocks") and isinstance(value, SourceMap) and isinstance(base.get(key), SourceMap):
+            combined = SourceMap({**base[key], **value}, loc=value.loc)
+            combined.key_locs = {**base[key].key_locs, **value.key_locs}
+            combined.value_locs = {**base[key].value_locs, **value.value_locs}
+            value = combined
+        merged[key] = value
+        merged.key_locs[key] = raw.key_loc(key)
+        merged.value_locs[key] = raw.value_loc(key)
+    # `use` paths of the base are relative to the base's folder: the same folder or below it
+    return merged
+
+
+def _collect_blocks(spec: LoadedSpec, raw: SourceMap, file: str, source: str) -> None:
+    blocks_raw = raw.get("blocks") or {}
+    document = spec.document if source == "spec" else _validate(BlockFile, raw, file)
+    for name, block in document.blocks.items():
+        if name in spec.blocks:
+            raise SpecError(
+                f"block '{name}' is defined twice",
+                blocks_raw.key_loc(name) if isinstance(blocks_raw, SourceMap) else None,
+                hint="rename one of them",
+            )
+        if (block.layers is None) == (block.branches is None):
+            raise SpecError(
+                f"block '{name}' needs exactly one of `layers` or `branches`",
+                blocks_raw.key_loc(name),
+            )
+        spec.blocks[name] = (block, blocks_raw[name])
+
+
+def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path]) -> None:
+    uses = raw.get("use") or []
+    for index, text in enumerate(uses):
+        loc = uses.item_loc(index) if isinstance(uses, SourceList) else raw.loc
+        target = _included_path(path, text, loc, "use")
+        if target in chain:
+            raise SpecError(
+                "`use` forms a cycle: " + " -> ".join(p.name for p in [*chain, target]),
+                loc,
+                hint="a block file may not include itself, directly or through others",
+            )
+        included = _read_mapping(target)
+        shown = str(path.parent / text) if not Path(text).is_absolute() else text
+        _relocate(included, shown)
+        _collect_blocks(spec, included, shown, source="use")
+        _load_uses(spec, included, target, [*chain, target])
+
+
+def _relocate(value: Any, file: str) -> None:
+    """Show locations of an included file by the path the user wrote (relative, readable)."""
+    for attr in ("loc",):
+        if hasattr(value, attr):
+            old = getattr(value, attr)
+            setattr(value, attr, Location(file, old.line, old.column))
+    if isinstance(value, SourceMap):
+        value.key_locs = {k: Location(file, v.line, v.column) for k, v in value.key_locs.items()}
+        value.value_locs = {k: Location(file, v.line, v.column) for k, v in value.value_locs.items()}
+        for item in value.values():
+            _relocate(item, file)
+    elif isinstance(value, SourceList):
+        value.item_locs = [Location(file, v.line, v.column) for v in value.item_locs]
+        for item in value:
+            _relocate(item, file)
+
+
+# --- pydantic errors -> located SpecErrors --------------------------------------------------------
+def _validate(model: type[BaseModel], raw: SourceMap, file: str):
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise located_validation_error(err, raw, Location(file, 1, 1), model) from None
+
+
+def locate(data: Any, path: tuple, default: Location) -> tuple[Location, bool]:
+    """The location of `data[path[0]][path[1]]...`; second item: whether the key itself exists."""
+    loc = loc_of(data, default)
+    for part in path:
+        if isinstance(data, SourceMap) and str(part) in data:
+            loc = data.value_loc(str(part))
+            data = data[str(part)]
+        elif isinstance(data, SourceList) and isinstance(part, int) and 0 <= part < len(data):
+            loc = data.item_loc(part)
+            data = data[part]
+        else:
+            return loc, False
+    return loc, True
+
+
+def located_validation_error(err: ValidationError, raw: Any, default: Location, model: type[BaseModel]) -> SpecError:
+    first = err.errors()[0]
+    path = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    loc, _ = locate(raw, path, default)
+    where = ".".join(str(p) for p in path)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent, _ = locate(raw, path[:-1], default)
+        container = raw
+        for part in path[:-1]:
+            container = container[part] if isinstance(container, (dict, list)) else container
+        if isinstance(container, SourceMap):
+            loc = container.key_loc(str(path[-1]))
+        known = _known_fields(model, path[:-1])
+        hint = did_you_mean(str(path[-1]), known) or (f"known keys: {', '.join(known)}" if known else None)
+        return SpecError(f"unknown key '{path[-1]}'", loc, hint=hint)
+    if kind == "missing":
+        return SpecError(f"missing required key '{where}'", loc)
+    message = first["msg"].removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch" and path and path[-1] == "name":
+        message = "a name is 1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_'"
+    return SpecError(f"'{where}': {message}", loc)
+
+
+_UNION_TAGS = {"dict[str,str]", "list[str]", "str", "int", "list[union[int,str]]", "bool", "float", "list", "none"}
+
+
+def _known_fields(model: type[BaseModel], path: tuple) -> list[str]:
+    # walk down nested models (e.g. blocks.<name>) to list the keys that are allowed there
+    current: Any = model
+    for part in path:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields and part in fields:
+            annotation = fields[part].annotation
+            current = _inner_model(annotation)
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _inner_model(annotation: Any):
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def check_name(name: Any, loc: Location) -> str:
+    if isinstance(name, bool) or not isinstance(name, (str, int)) or not re.match(r"^[A-Za-z0-9_\-]{1,64}$", str(name)):
+        raise SpecError(
+            f"'{name}' is not a valid node name",
+            loc,
+            hint="names are 1-64 letters, digits, '_' or '-' (dots separate scopes and are not allowed)",
+        )
+    return str(name)
