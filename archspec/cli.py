@@ -1,0 +1,253 @@
+"""The `archspec` command line: thin wrappers that wire spec -> ir -> passes -> lower/render.
+
+Results go to stdout, diagnostics to stderr. Bad input ends with a located message and exit 1,
+never a traceback. `validate` and `report` never import torch.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+import yaml
+
+from archspec.errors import ArchspecError
+
+app = typer.Typer(
+    name="archspec",
+    help="Compile, check and explain CNN architectures written as YAML specs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SPECS_FOLDER = Path("specs")
+REPORTS_FOLDER = Path("reports")
+DEFAULT_MEMORY_LIMIT_GIB = 8.0
+
+SetOption = typer.Option(None, "--set", help="Override a spec parameter: --set num_classes=10 (repeatable).")
+InputOption = typer.Option(None, "--input", help="Input shape CxHxW, or NAME=CxHxW for a named input (repeatable).")
+BatchOption = typer.Option(1, "--batch", min=1, help="Batch size the counts are for.")
+
+
+def handles_errors(command: Callable) -> Callable:
+    """Print archspec errors as located one-liners on stderr and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ArchspecError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# --- option parsing ---------------------------------------------------------------------------------
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ArchspecError(f"--set expects NAME=VALUE, got '{item}'")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise ArchspecError(f"--set {key}: cannot read value '{text}'") from None
+    return overrides
+
+
+def parse_inputs(items: list[str] | None, default_name: str | None = None) -> dict[str, tuple[int, ...]]:
+    """`3x224x224` (the first input) or `left=3x64x64`."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items or []:
+        name, sep, dims = item.rpartition("=")
+        name = name.strip() if sep else ""
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise ArchspecError(f"--input expects CxHxW like 3x224x224, got '{item}'") from None
+        if any(d < 1 for d in shape):
+            raise ArchspecError(f"--input sizes must be positive, got '{item}'")
+        shapes[name] = shape
+    return shapes
+
+
+def _analysis(spec_path: Path, sets, inputs, batch: int = 1):
+    """Load, compile and analyse one spec: (loaded spec, IR, analysis)."""
+    from archspec.ir.build import build_ir
+    from archspec.passes.counts import analyze
+    from archspec.spec.document import load_spec
+
+    loaded = load_spec(spec_path)
+    shapes = parse_inputs(inputs)
+    if "" in shapes:  # an unnamed --input means the spec's first input
+        shapes[next(iter(loaded.document.inputs))] = shapes.pop("")
+    ir = build_ir(loaded, parse_sets(sets), shapes)
+    return loaded, ir, analyze(ir, batch=batch)
+
+
+def _meta(loaded) -> dict[str, Any]:
+    return {"summary": loaded.document.summary, "paper": loaded.document.paper, "path": loaded.path}
+
+
+def library_specs() -> list[Path]:
+    if not SPECS_FOLDER.is_dir():
+        raise ArchspecError(f"no SPEC given and no {SPECS_FOLDER}/ folder here")
+    return sorted(SPECS_FOLDER.glob("*.yaml"))
+
+
+# --- commands ---------------------------------------------------------------------------------------
+@app.command()
+@handles_errors
+def validate(
+    specs: List[Path] = typer.Argument(..., help="Spec files to check."),
+    sets: Optional[List[str]] = SetOption,
+) -> None:
+    """Check specs (schema, references, shapes); report every bad one with its location."""
+    failures = 0
+    for spec in specs:
+        try:
+            _, ir, analysis = _analysis(spec, sets, None)
+        except ArchspecError as err:
+            failures += 1
+            typer.echo(f"error: {err}", err=True)
+            continue
+        outputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in analysis.outputs.items())
+        typer.echo(f"ok  {spec}: {len(analysis.layers)} ops, {analysis.totals.params:,} params, output {outputs}")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def report(
+    specs: Optional[List[Path]] = typer.Argument(None, help="Spec files; none = every spec in specs/."),
+    flops: bool = typer.Option(False, "--flops", help="Add MAC and FLOP columns per layer."),
+    all_ops: bool = typer.Option(False, "--all-ops", help="Add the all-ops column (norm, activation, pooling work too)."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks nested deeper than N into one row."),
+    output_format: str = typer.Option("table", "--format", help="table, json or markdown."),
+    sets: Optional[List[str]] = SetOption,
+    inputs: Optional[List[str]] = InputOption,
+    batch: int = BatchOption,
+) -> None:
+    """Per-layer analysis of one spec, or a comparison of several (all of specs/ by default)."""
+    from archspec.render.report import analysis_json, library_markdown, markdown
+
+    if output_format not in ("table", "json", "markdown"):
+        raise ArchspecError(f"--format must be table, json or markdown, not '{output_format}'")
+    paths = specs or library_specs()
+    results = []
+    for path in paths:
+        loaded, _, analysis = _analysis(path, sets, inputs, batch)
+        results.append((analysis, _meta(loaded)))
+    single = len(results) == 1 and bool(specs)
+    if output_format == "json":
+        data = [analysis_json(a, m) for a, m in results]
+        typer.echo(json.dumps(data[0] if single else data, indent=1))
+    elif output_format == "markdown":
+        if single:
+            typer.echo(markdown(results[0][0], depth, flops=flops, all_ops=all_ops), nl=False)
+        else:
+            typer.echo(library_markdown(results), nl=False)
+    else:
+        from archspec.render.terminal import console, layer_table, library_table, totals_table
+
+        out = console()
+        if single:
+            out.print(layer_table(results[0][0], depth, flops, all_ops))
+            out.print(totals_table(results[0][0]))
+        else:
+            out.print(library_table(results))
+
+
+@app.command()
+@handles_errors
+def build(
+    spec: Path = typer.Argument(..., help="The spec file."),
+    sets: Optional[List[str]] = SetOption,
+    inputs: Optional[List[str]] = InputOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Artifact folder (default reports/<name>)."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks deeper than N in the table."),
+    force: bool = typer.Option(False, "--force", help="Build even above the memory limit."),
+    memory_limit: float = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit", help="GiB the check pass may use."),
+) -> None:
+    """Validate, analyse and lower to torch; check one forward pass against the analysis; write artifacts."""
+    from archspec.render.files import safe_folder, write_atomic
+    from archspec.render.report import analysis_json, human_bytes, markdown
+    from archspec.render.terminal import console, layer_table, totals_table
+
+    loaded, ir, analysis = _analysis(spec, sets, inputs)
+    needed = (analysis.totals.params + analysis.totals.buffers + analysis.totals.activations) * analysis.dtype_bytes
+    if needed > memory_limit * (1 << 30) and not force:
+        raise ArchspecError(
+            f"building {analysis.name} would need about {human_bytes(needed)} (weights + activations at batch 1), "
+            f"over the {memory_limit:g} GiB limit; use a smaller --input, raise --memory-limit, or pass --force"
+        )
+    from archspec.lower.fx import lower
+    from archspec.lower.verify import verify_module
+
+    module = lower(ir)
+    checks = verify_module(module, analysis)
+    stdout = console()
+    stdout.print(layer_table(analysis, depth, flops=True))
+    stdout.print(totals_table(analysis))
+    for check in checks:
+        mark = "[green]ok[/green]" if check.ok else "[red]MISMATCH[/red]"
+        detail = "" if check.ok else f": static {check.static}, torch {check.actual}"
+        stdout.print(f"{mark}  torch agrees on {check.what}{detail}")
+    folder = out or safe_folder(REPORTS_FOLDER, analysis.name)
+    meta = _meta(loaded)
+    written = [
+        write_atomic(folder / "summary.json", json.dumps(analysis_json(analysis, meta), indent=1) + "\n"),
+        write_atomic(folder / "summary.md", markdown(analysis, flops=True)),
+        write_atomic(folder / "module.py", _module_source(module, analysis.name, spec)),
+    ]
+    stdout.print("wrote " + ", ".join(str(p) for p in written))
+    if not all(check.ok for check in checks):
+        raise ArchspecError("the lowered module disagrees with the static analysis (a bug in archspec: please report it)")
+
+
+def _module_source(module, name: str, spec: Path) -> str:
+    structure = "\n".join("# " + line for line in str(module).splitlines() if "GraphModule" not in line or True)
+    return (
+        f"# Generated by archspec from {spec}: the forward of the lowered {name} module.\n"
+        f"# Rebuild it with archspec.build_module({str(spec)!r}).\n"
+        f"import torch\n\n{module.code.strip()}\n\n# Module structure:\n{structure}\n"
+    )
+
+
+@app.command()
+def ops() -> None:
+    """List the ops a spec can use, with their arguments."""
+    from archspec.ops.registry import all_ops
+    from archspec.render.terminal import console
+
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for header in ("Op", "Arguments", "What it does"):
+        table.add_column(header)
+    seen = set()
+    for name, op in sorted(all_ops().items()):
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        names = ", ".join([op.name, *op.aliases])
+        table.add_row(names, ", ".join(op.args.model_fields) or "-", op.summary)
+    console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Analysis -> plain data (the JSON contract) and rows for tables (terminal and Markdown).
+
+The JSON contract (README, "JSON report") is built here and nowhere else; the terminal and
+Markdown renderers read the same rows so the three never disagree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from archspec.ops.common import format_shape
+from archspec.passes.counts import Analysis, Figures
+
+JSON_VERSION = 1
+
+
+def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    totals = analysis.totals
+    meta = meta or {}
+    return {
+        "format_version": JSON_VERSION,
+        "name": analysis.name,
+        "summary": meta.get("summary"),
+        "paper": meta.get("paper"),
+        "batch": analysis.batch,
+        "inputs": {k: list(v) for k, v in analysis.inputs.items()},
+        "outputs": {k: list(v) for k, v in analysis.outputs.items()},
+        "params": {"total": totals.params, "trainable": totals.trainable, "frozen": totals.params - totals.trainable},
+        "buffers": totals.buffers,
+        "macs": totals.macs,
+        "flops": totals.flops,
+        "all_ops": totals.all_ops,
+        "activations": {"elements": totals.activations, "bytes": totals.activations * analysis.dtype_bytes},
+        "depth": analysis.depth,
+        "layers": [
+            {
+                "name": layer.name,
+                "op": layer.op,
+                "module": layer.module,
+                "inputs": layer.inputs,
+                "output_shape": list(layer.output_shape),
+                "params": layer.figures.params,
+                "trainable": layer.figures.trainable,
+                "buffers": layer.figures.buffers,
+                "macs": layer.figures.macs,
+                "flops": layer.figures.flops,
+                "all_ops": layer.figures.all_ops,
+                "activations": layer.figures.activations,
+            }
+            for layer in analysis.layers
+        ],
+        "blocks": [
+            {
+                "name": block.name,
+                "kind": block.kind,
+                "depth": block.depth,
+                "output_shape": list(block.output_shape),
+                "layers": block.layers,
+                "params": block.figures.params,
+                "trainable": block.figures.trainable,
+                "buffers": block.figures.buffers,
+                "macs": block.figures.macs,
+                "flops": block.figures.flops,
+                "all_ops": block.figures.all_ops,
+                "activations": block.figures.activations,
+            }
+            for block in analysis.blocks
+        ],
+    }
+
+
+@dataclass
+class Row:
+    name: str
+    op: str
+    output_shape: str
+    figures: Figures
+    level: int  # nesting depth, for indentation
+
+
+def layer_rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
+    """One row per leaf op, or, with `depth`, one row per block at that depth (collapsed)."""
+    rows: list[Row] = []
+    blocks = {block.name: block for block in analysis.blocks}
+    shown: set[str] = set()
+    for layer in analysis.layers:
+        if depth is not None and len(layer.scopes) >= depth > 0:
+            block = blocks[layer.scopes[depth - 1]]
+            if block.name not in shown:
+                shown.add(block.name)
+                rows.append(Row(block.name, block.kind, format_shape(block.output_shape), block.figures, depth - 1))
+            continue
+        rows.append(Row(layer.name, layer.op, format_shape(layer.output_shape), layer.figures, len(layer.scopes)))
+    return rows
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def human(value: int) -> str:
+    """1,234,567 -> '1.23 M' for summaries."""
+    for unit, size in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f} {unit}"
+    return str(value)
+
+
+def human_bytes(value: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return f"{value} B"
+
+
+def columns(flops: bool, all_ops: bool) -> list[tuple[str, Any]]:
+    """(header, Row -> text) for the figure columns shown."""
+    cols: list[tuple[str, Any]] = [("Params", lambda r: count(r.figures.params))]
+    if flops:
+        cols += [("MACs", lambda r: count(r.figures.macs)), ("FLOPs", lambda r: count(r.figures.flops))]
+    if all_ops:
+        cols.append(("All ops", lambda r: count(r.figures.all_ops)))
+    return cols
+
+
+def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
+    t = analysis.totals
+    shapes = lambda d: ", ".join(f"{k} {format_shape(v)}" for k, v in d.items())  # noqa: E731
+    return [
+        ("inputs", shapes(analysis.inputs)),
+        ("outputs", shapes(analysis.outputs)),
+        ("batch", str(analysis.batch)),
+        ("params", f"{count(t.params)} ({count(t.trainable)} trainable)"),
+        ("buffers", count(t.buffers)),
+        ("MACs", f"{count(t.macs)} ({human(t.macs)})"),
+        ("FLOPs", f"{count(t.flops)} ({human(t.flops)}, FlopCounterMode convention)"),
+        ("activations", f"{count(t.activations)} elements, {human_bytes(t.activations * analysis.dtype_bytes)}"),
+        ("weighted layers", str(analysis.depth)),
+    ]
+
+
+def markdown(analysis: Analysis, depth: int | None = None, flops: bool = True, all_ops: bool = False, title: str | None = None) -> str:
+    cols = columns(flops, all_ops)
+    lines = [f"# {title or analysis.name}", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in totals_lines(analysis)]
+    lines += ["", "| Layer | Op | Output | " + " | ".join(h for h, _ in cols) + " |"]
+    lines += ["|---|---|---|" + "---:|" * len(cols)]
+    for row in layer_rows(analysis, depth):
+        lines.append(f"| `{row.name}` | {row.op} | {row.output_shape} | " + " | ".join(f(row) for _, f in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def library_rows(analyses: list[tuple[Analysis, dict]]) -> list[list[str]]:
+    rows = []
+    for analysis, meta in analyses:
+        t = analysis.totals
+        rows.append(
+            [
+                analysis.name,
+                ", ".join(format_shape(s) for s in analysis.inputs.values()),
+                ", ".join(format_shape(s) for s in analysis.outputs.values()),
+                count(t.params),
+                count(t.macs),
+                count(t.flops),
+                str(analysis.depth),
+                meta.get("paper") or "",
+            ]
+        )
+    return rows
+
+
+LIBRARY_HEADERS = ["Spec", "Input", "Output", "Params", "MACs", "FLOPs", "Depth", "Paper"]
+
+
+def library_markdown(analyses: list[tuple[Analysis, dict]]) -> str:
+    lines = ["| " + " | ".join(LIBRARY_HEADERS) + " |", "|---|---|---|---:|---:|---:|---:|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in library_rows(analyses)]
+    return "\n".join(lines) + "\n"
