@@ -87,7 +87,7 @@ class _Builder:
         self.spec = spec
         self.doc = spec.document
         self.ir = IRGraph(name=spec.document.name, source=spec.path)
-        self.shapes: dict[str, Shape] = {}
+        self.shapes: dict[str, Shape] = self.ir.shapes
         self.block_stack: list[str] = []
         self.spec_env: dict[str, Any] = {}
         self.constructs = {"parallel": self._parallel, "seq": self._seq, "reuse": self._reuse}
@@ -119,7 +119,6 @@ class _Builder:
             top.names[name] = Binding(name, name, [], [])
         last = self._sequence(raw["layers"], top, [next(iter(self.ir.inputs))])
         self._outputs(top, last)
-        self.ir.shapes = self.shapes
         self.ir.params = env
         self.ir.verify()
         return self.ir

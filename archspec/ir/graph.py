@@ -16,11 +16,13 @@ Each node carries:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from archspec.errors import Location, SpecError
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Shape = tuple[int, ...]
 
@@ -42,38 +44,52 @@ class IRNode:
 @dataclass
 class IRGraph:
     name: str
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     inputs: dict[str, str] = field(default_factory=dict)  # input name -> node id
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> node id
     # creation order: a topological order that follows the spec's text (also module order)
     order: list[str] = field(default_factory=list)
     source: str | None = None  # the spec file
+    shapes: dict[str, Shape] = field(default_factory=dict)  # output shape per node (builder)
+    params: dict[str, Any] = field(default_factory=dict)  # the spec parameters it was built with
+    _nodes: dict[str, IRNode] = field(default_factory=dict, repr=False)
 
     def add(self, node: IRNode) -> IRNode:
-        if node.id in self.graph:
+        if node.id in self._nodes:
             raise SpecError(f"two nodes would be named '{node.id}'", node.loc, hint="give one of them another `name`")
-        self.graph.add_node(node.id, node=node)
-        for producer in node.inputs:
-            self.graph.add_edge(producer, node.id)
+        self._nodes[node.id] = node
         self.order.append(node.id)
+        self.__dict__.pop("graph", None)
         return node
 
+    @cached_property
+    def graph(self) -> "nx.DiGraph":
+        """The IR as a networkx DiGraph (node attribute `node` holds the IRNode).
+
+        Built on first use: the commands that need no graph algorithm (`report`, `validate`)
+        then skip networkx's import, which costs more than the whole analysis."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for node in self.nodes():
+            graph.add_node(node.id, node=node)
+            graph.add_edges_from((producer, node.id) for producer in node.inputs)
+        return graph
+
     def node(self, node_id: str) -> IRNode:
-        return self.graph.nodes[node_id]["node"]
+        return self._nodes[node_id]
 
     def nodes(self) -> list[IRNode]:
         """All nodes in execution (creation) order."""
-        nodes = self.graph.nodes
-        return [nodes[i]["node"] for i in self.order]
+        return [self._nodes[i] for i in self.order]
 
     def consumers(self, node_id: str) -> list[str]:
-        return list(self.graph.successors(node_id))
+        return [n.id for n in self.nodes() if node_id in n.inputs]
 
     def verify(self) -> None:
-        """Check the invariants every pass relies on; raise SpecError on the first broken one."""
-        if not nx.is_directed_acyclic_graph(self.graph):
-            cycle = " -> ".join(a for a, _ in nx.find_cycle(self.graph))
-            raise SpecError(f"the graph has a cycle: {cycle}")
+        """Check the invariants every pass relies on; raise SpecError on the first broken one.
+
+        Every input must be produced before its consumer in `order`; that also proves the graph
+        has no cycle (a cycle would need some edge pointing backwards)."""
         position = {node_id: index for index, node_id in enumerate(self.order)}
         for node in self.nodes():
             for producer in node.inputs:

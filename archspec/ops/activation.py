@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from archspec.ops.common import Probability
-from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, numel, register
+from archspec.ops.common import Probability, format_shape
+from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
 
 
 def _same_shape(args, inputs: list[Shape]) -> Shape:
@@ -80,14 +80,23 @@ _activation("silu", "x * sigmoid(x) (swish, EfficientNet)", NoArgs, _torch("F.si
 _activation("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)", NoArgs, _torch("F.hardswish"))
 _activation("hardsigmoid", "relu6(x + 3) / 6", NoArgs, _torch("F.hardsigmoid"))
 
+
+def _softmax_shape(args: SoftmaxArgs, inputs: list[Shape]) -> Shape:
+    shape = inputs[0]
+    if not -len(shape) <= args.dim < len(shape):
+        raise ShapeError(f"softmax dim {args.dim} is out of range for shape {format_shape(shape)}")
+    return shape
+
+
 register(
     Op(
         name="softmax",
         summary="softmax along `dim` (0 = channels)",
         args=SoftmaxArgs,
-        shape=_same_shape,
+        shape=_softmax_shape,
         extra_ops=lambda a, i, o: 3 * numel(o),  # exp, sum, divide
-        function=_torch("softmax", lambda a: {"dim": a.dim + 1}),
+        # dims count without the batch: shift non-negative ones past it, keep negative ones
+        function=_torch("softmax", lambda a: {"dim": a.dim + 1 if a.dim >= 0 else a.dim}),
     )
 )
 

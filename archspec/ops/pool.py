@@ -32,8 +32,9 @@ def _geometry(args: PoolArgs):
 def _pool_shape(args: PoolArgs, inputs: list[Shape]) -> Shape:
     channels, height, width = feature_map(inputs, "pooling")
     kernel, stride, padding, dilation = _geometry(args)
-    for axis, k, p, d in zip(("height", "width"), kernel, padding, dilation):
-        if p > (d * (k - 1) + 1) // 2:
+    for axis, k, p in zip(("height", "width"), kernel, padding):
+        # PyTorch compares with the undilated kernel (kW / 2 >= padW), also for dilated max pooling
+        if p > k // 2:
             raise ShapeError(f"padding {p} must be at most half the kernel {k} along {axis} (PyTorch's rule)")
     return (
         channels,

@@ -43,7 +43,8 @@ class OpArgs(BaseModel):
     """Base of every op's argument schema. Unknown arguments are errors; string values for
     non-string fields are expressions over the spec's parameters (validation context `names`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a schema is built on first use, so a spec pays only for the ops it uses
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -28,8 +28,13 @@ class Figures:
     activations: int = 0  # output elements, whole batch
 
     def add(self, other: "Figures") -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.params += other.params
+        self.trainable += other.trainable
+        self.buffers += other.buffers
+        self.macs += other.macs
+        self.flops += other.flops
+        self.all_ops += other.all_ops
+        self.activations += other.activations
 
 
 @dataclass

@@ -21,9 +21,9 @@ def output_shape(node: IRNode, shapes: dict[str, Shape]) -> Shape:
             message = message.replace(f"<in{index}>", f"'{producer}'")
         if "'" not in message and node.inputs:
             message += " (input " + ", ".join(f"'{p}': {format_shape(shapes[p])}" for p in node.inputs) + ")"
-        raise SpecError(f"({node.op}): {message}", node.loc, node.id, hint=err.hint) from None
+        raise SpecError(message, node.loc, node.id, hint=err.hint) from None
     if any(size < 1 for size in shape):
-        raise SpecError(f"({node.op}): output shape {format_shape(shape)} is empty", node.loc, node.id)
+        raise SpecError(f"{node.op} output shape {format_shape(shape)} is empty", node.loc, node.id)
     return tuple(shape)
 
 

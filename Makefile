@@ -1,0 +1,29 @@
+# Two entry points (README Quickstart): `make run` and `make test`; both set up .venv first.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test library fuzz bench clean
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU build that installs quickly here; the package itself asks torch>=2.3
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/archspec build specs/resnet18.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+# regenerate reports/library.md (a test fails when it is stale)
+library: setup
+	$(BIN)/archspec report --format markdown > reports/library.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
