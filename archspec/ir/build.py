@@ -15,7 +15,7 @@ the shapes it meets, and so that a shape error is reported at the item that caus
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -56,6 +56,7 @@ class Scope:
     names: dict[str, Binding] = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)
     pending: dict[str, Location] = field(default_factory=dict)  # names defined later in the list
+    flat: "FlatNames | None" = None  # set inside `seq: {index_names: true}`
 
     def child(self, name: str, kind: str, *, closed: bool = False, env: dict | None = None) -> "Scope":
         path = join(self.path, name)
@@ -66,7 +67,25 @@ class Scope:
             scopes=(*self.scopes, path),
             kinds=(*self.kinds, kind),
             trainable=self.trainable,
+            flat=self.flat,
         )
+
+    def node_id(self, name: str) -> str:
+        """The module path of an op node named `name` here."""
+        return self.flat.next_id() if self.flat else join(self.path, name)
+
+
+@dataclass
+class FlatNames:
+    """nn.Sequential-style naming: every op created inside, however deeply nested in blocks,
+    is named `<path>.<k>` with k counting from 0 (torchvision's `features.0`, `features.3`)."""
+
+    path: str
+    count: int = 0
+
+    def next_id(self) -> str:
+        self.count += 1
+        return join(self.path, str(self.count - 1))
 
 
 def join(prefix: str, name: str) -> str:
@@ -227,7 +246,7 @@ class _Builder:
 
     # --- ops ----------------------------------------------------------------------------------
     def _op_node(self, op: Op, body: dict, args: SourceMap, loc: Location, scope: Scope, name: str, inputs: list[str]) -> str:
-        node_id = join(scope.path, name)
+        node_id = scope.node_id(name)
         try:
             op_args = op.args.model_validate(body, context={"names": scope.env})
         except ValidationError as err:
@@ -372,10 +391,15 @@ class _Builder:
         return self._op_node(lookup(merge), merge_args, SourceMap(), loc, scope, merge, outputs)
 
     def _seq(self, body, args, loc, scope, name, inputs) -> Binding:
-        _only_keys(body, {"layers"}, args, "seq", loc)
+        _only_keys(body, {"layers", "index_names"}, args, "seq", loc)
         if "layers" not in body:
             raise SpecError("seq needs `layers`", loc, join(scope.path, name))
+        index_names = body.get("index_names", False)
+        if not isinstance(index_names, bool):
+            raise SpecError("`index_names` is true or false", args.value_loc("index_names"))
         group = scope.child(name, "seq")
+        if index_names:
+            group.flat = FlatNames(group.path)
         start = len(self.ir.order)
         out = self._sequence(body["layers"], group, inputs)
         return Binding(out, group.path, self.ir.order[start:], inputs, group.names)
@@ -536,11 +560,8 @@ def _as_list(item: Any) -> SourceList:
 
 
 def _with_trainable(scope: Scope, trainable: bool) -> Scope:
-    if scope.trainable == trainable:
-        return scope
-    # the same scope (names land in it), but nodes created under this item get the flag
-    clone = Scope(scope.path, scope.env, scope.parent, scope.scopes, scope.kinds, trainable, scope.names, scope.counters, scope.pending)
-    return clone
+    # the same scope (its name tables are shared), but nodes created under this item get the flag
+    return scope if scope.trainable == trainable else replace(scope, trainable=trainable)
 
 
 def _only_keys(body: dict, allowed: set[str], args: SourceMap, construct: str, loc: Location) -> None:

@@ -17,6 +17,33 @@ def flatten(x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(x, 1)
 
 
+def reshape(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    return x.reshape(x.shape[0], *shape)
+
+
+class DropPath(torch.nn.Module):
+    """Stochastic depth (Huang et al. 2016) as torchvision's StochasticDepth(p, "row"): in
+    training, each sample's residual branch is dropped with probability p and the survivors
+    are scaled by 1/(1-p); in eval mode it is the identity."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        noise = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)
+        noise = noise.bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def global_avgpool(x: torch.Tensor) -> torch.Tensor:
     # (N, C, H, W) -> (N, C); the same kernel torchvision's AdaptiveAvgPool2d(1) uses
     return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)

@@ -118,6 +118,24 @@ register(
 )
 
 
+def _build_drop_path(args: DropoutArgs, inputs: list[Shape]):
+    from archspec.lower.runtime import DropPath
+
+    return DropPath(args.p)
+
+
+register(
+    Op(
+        name="drop_path",
+        summary="stochastic depth: drop a residual branch per sample with probability p (EfficientNet)",
+        args=DropoutArgs,
+        shape=_same_shape,
+        module=_build_drop_path,
+        aliases=("stochastic_depth",),
+    )
+)
+
+
 def _identity(args, inputs):
     from archspec.lower.runtime import identity
 

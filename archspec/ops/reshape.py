@@ -33,6 +33,32 @@ register(
 )
 
 
+class ReshapeArgs(OpArgs):
+    shape: list[int]  # without the batch; one entry may be -1 (inferred)
+
+
+def _reshape_shape(args: ReshapeArgs, inputs: list[Shape]) -> Shape:
+    total = numel(inputs[0])
+    unknown = [i for i, s in enumerate(args.shape) if s == -1]
+    if len(unknown) > 1 or any(s < 1 and s != -1 for s in args.shape) or not args.shape:
+        raise ShapeError(f"reshape `shape` takes positive sizes and at most one -1, got {args.shape}")
+    known = numel([s for s in args.shape if s != -1])
+    if (total % known) if unknown else (known != total):
+        raise ShapeError(f"cannot reshape {format_shape(inputs[0])} ({total} elements) to {args.shape}")
+    return tuple(total // known if s == -1 else s for s in args.shape)
+
+
+register(
+    Op(
+        name="reshape",
+        summary="reshape everything after the batch (e.g. YOLO's 1470 -> 30x7x7)",
+        args=ReshapeArgs,
+        shape=_reshape_shape,
+        function=_function("reshape", lambda a, i: {"shape": _reshape_shape(a, i)}),
+    )
+)
+
+
 # --- upsample ---------------------------------------------------------------------------------
 class UpsampleArgs(OpArgs):
     scale: Optional[Annotated[float, Field(gt=0)]] = None
