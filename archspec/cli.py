@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -46,6 +47,17 @@ def handles_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as err:  # a bug in archspec: one line, the traceback only on request
+            if os.environ.get("ARCHSPEC_DEBUG"):
+                raise
+            typer.echo(
+                f"internal error: {type(err).__name__}: {err}\n"
+                "  this is a bug in archspec; rerun with ARCHSPEC_DEBUG=1 for the traceback and please report it",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
 

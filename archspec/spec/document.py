@@ -7,6 +7,7 @@ against the op's own schema when the IR is built (they may be expressions over t
 """
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,9 @@ def _collect_blocks(spec: LoadedSpec, raw: SourceMap, file: str, source: str) ->
         spec.blocks[name] = (block, blocks_raw[name])
 
 
-def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path]) -> None:
+def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path], shown_path: str | None = None) -> None:
+    """`shown_path`: how messages name `path` (the user's relative spelling, not the resolved path)."""
+    shown_path = str(path) if shown_path is None else shown_path
     uses = raw.get("use") or []
     for index, text in enumerate(uses):
         loc = uses.item_loc(index) if isinstance(uses, SourceList) else raw.loc
@@ -166,10 +169,10 @@ def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path]) 
                 hint="a block file may not include itself, directly or through others",
             )
         included = _read_mapping(target)
-        shown = str(path.parent / text) if not Path(text).is_absolute() else text
+        shown = str(Path(shown_path).parent / text) if not Path(text).is_absolute() else text
         _relocate(included, shown)
         _collect_blocks(spec, included, shown, source="use")
-        _load_uses(spec, included, target, [*chain, target])
+        _load_uses(spec, included, target, [*chain, target], shown)
 
 
 def _relocate(value: Any, file: str) -> None:
@@ -213,30 +216,51 @@ def locate(data: Any, path: tuple, default: Location) -> tuple[Location, bool]:
 
 
 def located_validation_error(err: ValidationError, raw: Any, default: Location, model: type[BaseModel]) -> SpecError:
-    first = err.errors()[0]
+    """The most useful pydantic error, as a located SpecError: unknown keys first (they often
+    explain a `missing` one: `layerz` for `layers`), then missing keys, then wrong values."""
+    errors = sorted(err.errors(), key=lambda e: {"extra_forbidden": 0, "missing": 1}.get(e["type"], 2))
+    first = errors[0]
     path = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
     loc, _ = locate(raw, path, default)
     where = ".".join(str(p) for p in path)
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        parent, _ = locate(raw, path[:-1], default)
-        container = raw
-        for part in path[:-1]:
-            container = container[part] if isinstance(container, (dict, list)) else container
+    if first["type"] == "extra_forbidden":
+        container, _ = _container(raw, path[:-1])
         if isinstance(container, SourceMap):
             loc = container.key_loc(str(path[-1]))
         known = _known_fields(model, path[:-1])
         hint = did_you_mean(str(path[-1]), known) or (f"known keys: {', '.join(known)}" if known else None)
         return SpecError(f"unknown key '{path[-1]}'", loc, hint=hint)
-    if kind == "missing":
+    if first["type"] == "missing":
         return SpecError(f"missing required key '{where}'", loc)
+    if path and str(path[0]) in _SHAPES_OF_KEYS and len(path) <= 2:
+        return SpecError(f"'{path[0]}' must be {_SHAPES_OF_KEYS[str(path[0])]}", loc)
     message = first["msg"].removeprefix("Value error, ")
-    if kind == "string_pattern_mismatch" and path and path[-1] == "name":
+    if first["type"] == "string_pattern_mismatch" and path and path[-1] == "name":
         message = "a name is 1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_'"
     return SpecError(f"'{where}': {message}", loc)
 
 
+# pydantic names union members in error locations (`outputs.dict[str,str]`); they are not keys
 _UNION_TAGS = {"dict[str,str]", "list[str]", "str", "int", "list[union[int,str]]", "bool", "float", "list", "none"}
+
+# what the top-level keys whose type is a union look like, for errors that pydantic would
+# otherwise report once per union member
+_SHAPES_OF_KEYS = {
+    "outputs": "a node name, a list of node names, or a mapping of output name to node name",
+    "inputs": "a mapping of input name to shape, e.g. {image: [3, 224, 224]}",
+    "params": "a mapping of parameter name to default value (numbers, booleans, words or lists)",
+}
+
+
+def _container(raw: Any, path: tuple) -> tuple[Any, bool]:
+    for part in path:
+        if isinstance(raw, SourceMap) and str(part) in raw:
+            raw = raw[str(part)]
+        elif isinstance(raw, SourceList) and isinstance(part, int) and 0 <= part < len(raw):
+            raw = raw[part]
+        else:
+            return raw, False
+    return raw, True
 
 
 def _known_fields(model: type[BaseModel], path: tuple) -> list[str]:
@@ -272,4 +296,7 @@ def check_name(name: Any, loc: Location) -> str:
             loc,
             hint="names are 1-64 letters, digits, '_' or '-' (dots separate scopes and are not allowed)",
         )
+    if keyword.iskeyword(str(name)):
+        # a module path part like `class` or `None` breaks the generated forward (`self.class(x)`)
+        raise SpecError(f"'{name}' is a Python keyword and cannot be a name", loc, hint="choose another name")
     return str(name)
