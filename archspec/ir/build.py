@@ -6,7 +6,11 @@ The builder walks the layer lists in order. Each item is one of
 - `parallel: {branches: {...}, merge: concat|add}`: branches from the same input, merged;
 - `seq: {layers: [...]}`: a named group (a scope, like nn.Sequential);
 - `reuse: {node: NAME}`: the node or block NAME applied again, with the same weights.
-and may carry the reserved keys `name`, `from`, `repeat`, `trainable`.
+and may carry the reserved keys `name`, `from`, `repeat`, `trainable`, `when`.
+
+A name may hold `{expression}` parts (`denselayer{i + 1}`), evaluated over the parameters in
+scope. A repeated item with such a name places its copies directly in the enclosing scope, each
+named for its index, instead of in a group `name.0`, `name.1`, ... (torchvision's `denselayer1`).
 
 Shapes are inferred node by node while building (the shape rule of each op, through
 `archspec.passes.shapes.output_shape`), because `add: {project: auto}` decides its projection from
@@ -15,6 +19,7 @@ the shapes it meets, and so that a shape error is reported at the item that caus
 from __future__ import annotations
 
 from collections import Counter
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,10 +33,12 @@ from archspec.spec.document import BlockDef, LoadedSpec, check_name, located_val
 from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate
 from archspec.spec.yaml_source import SourceList, SourceMap
 
-RESERVED_KEYS = ("name", "from", "repeat", "trainable")
+RESERVED_KEYS = ("name", "from", "repeat", "trainable", "when")
 MAX_REPEAT = 1000
 MAX_NODES = 50_000
+MAX_NESTING = 64  # blocks and groups inside each other (deeper overflows Python's stack)
 REPEAT_INDEX = "i"  # the name bound to the repetition index inside a repeated item
+NAME_PART = re.compile(r"\{([^{}]*)\}")  # an `{expression}` inside a name
 
 
 @dataclass
@@ -129,6 +136,13 @@ class _Builder:
         for name, dims in self.doc.inputs.items():
             loc = inputs_raw.value_loc(name)
             check_name(name, inputs_raw.key_loc(name))
+            if not name.isidentifier() or name == "self":
+                # the lowered module takes each input as a keyword argument of `forward`
+                raise SpecError(
+                    f"input name '{name}' must be a Python identifier other than 'self'",
+                    inputs_raw.key_loc(name),
+                    hint="the lowered module's forward takes the inputs as keyword arguments; use letters, digits and '_'",
+                )
             shape = input_shapes.get(name) or tuple(self._integer(d, env, loc, f"input '{name}' size") for d in dims)
             if not shape or any(s < 1 for s in shape):
                 raise SpecError(f"input '{name}' needs positive sizes, got {list(shape)}", loc)
@@ -167,6 +181,7 @@ class _Builder:
         if isinstance(outputs, str):
             outputs = [outputs]
         items = outputs.items() if isinstance(outputs, dict) else [(ref, ref) for ref in outputs]
+        self.ir.named_outputs = isinstance(outputs, dict)
         for name, ref in items:
             loc = raw.value_loc("outputs")
             if isinstance(raw["outputs"], SourceMap):
@@ -188,15 +203,23 @@ class _Builder:
     def _item(self, item: Any, loc: Location, scope: Scope, prev: str, default_name: str | None = None) -> str:
         callee, args, args_loc = _split_item(item, loc)
         reserved = {k: args[k] for k in RESERVED_KEYS if k in args}
-        if "name" in reserved:
-            name = check_name(reserved["name"], args.value_loc("name"))
+        if "when" in reserved and not self._condition(reserved["when"], scope, args.value_loc("when"), reserved.get("name", callee)):
+            # left out: no node, no name (a reference to it is unknown); the next item takes `prev`
+            scope.pending.pop(str(reserved.get("name")), None)
+            return prev
+        unrolled = "repeat" in reserved and _is_template(reserved.get("name"))
+        if unrolled:
+            name = reserved["name"]  # each copy is named when it is made (`_unrolled`)
+        elif "name" in reserved:
+            name = self._name(reserved["name"], scope.env, args.value_loc("name"))
         else:
             name = default_name or self._auto_name(scope, callee)
         if name in scope.names:
             raise SpecError(f"the name '{name}' is used twice in this scope", args_loc, join(scope.path, name))
         scope.pending.pop(name, None)
         if "from" in reserved:
-            inputs = [self._resolve(ref, scope, args.value_loc("from")).output for ref in _refs(reserved["from"], args.value_loc("from"))]
+            node = join(scope.path, name)
+            inputs = [self._resolve(ref, scope, args.value_loc("from"), node).output for ref in _refs(reserved["from"], args.value_loc("from"))]
         else:
             inputs = [prev]
         if "trainable" in reserved:
@@ -205,6 +228,8 @@ class _Builder:
                 raise SpecError(f"`trainable` is true or false, not {value!r}", args.value_loc("trainable"))
             scope = _with_trainable(scope, value)
         body = {k: v for k, v in args.items() if k not in RESERVED_KEYS}
+        if unrolled:
+            return self._unrolled(callee, body, args, args_loc, scope, name, inputs, reserved["repeat"])
         if "repeat" not in reserved:
             binding = self._call(callee, body, args, args_loc, scope, name, inputs)
         else:
@@ -213,10 +238,7 @@ class _Builder:
         return binding.output
 
     def _repeat(self, callee, body, args, args_loc, scope, name, inputs, count) -> Binding:
-        loc = args.value_loc("repeat")
-        times = self._integer(count, scope.env, loc, "repeat")
-        if not 0 <= times <= MAX_REPEAT:
-            raise SpecError(f"repeat must be between 0 and {MAX_REPEAT}, got {times}", loc)
+        times = self._repeat_count(count, scope, args, name)
         group = scope.child(name, "repeat")
         start = len(self.ir.order)
         current = inputs
@@ -227,7 +249,36 @@ class _Builder:
             current = [binding.output]
         return Binding(current[0], group.path, self.ir.order[start:], inputs, group.names)
 
+    def _unrolled(self, callee, body, args, args_loc, scope, template, inputs, count) -> str:
+        """`repeat` with a templated name: the copies go directly into `scope`, each named by the
+        template for its index (`denselayer{i + 1}` -> denselayer1, denselayer2, ...)."""
+        times = self._repeat_count(count, scope, args, template)
+        current = inputs
+        for index in range(times):
+            copy = replace(scope, env={**scope.env, REPEAT_INDEX: index})  # shares the name tables
+            name = self._name(template, copy.env, args.value_loc("name"))
+            if name in scope.names:
+                raise SpecError(f"the name '{name}' is used twice in this scope", args_loc, join(scope.path, name))
+            binding = self._call(callee, body, args, args_loc, copy, name, current)
+            scope.names[name] = binding
+            current = [binding.output]
+        return current[0]
+
+    def _repeat_count(self, count, scope: Scope, args: SourceMap, name: str) -> int:
+        loc = args.value_loc("repeat")
+        times = self._integer(count, scope.env, loc, "repeat", join(scope.path, name))
+        if not 0 <= times <= MAX_REPEAT:
+            raise SpecError(f"repeat must be between 0 and {MAX_REPEAT}, got {times}", loc, join(scope.path, name))
+        return times
+
     def _call(self, callee, body, args, loc, scope, name, inputs) -> Binding:
+        if len(scope.scopes) >= MAX_NESTING:
+            raise SpecError(
+                f"blocks and groups are nested more than {MAX_NESTING} levels deep",
+                loc,
+                join(scope.path, name),
+                hint="is a chain of blocks calling each other longer than intended?",
+            )
         if callee in self.constructs:
             return self.constructs[callee](body, args, loc, scope, name, inputs)
         if callee in self.spec.blocks:
@@ -278,16 +329,22 @@ class _Builder:
         main, shortcut = self.shapes[inputs[0]], self.shapes[inputs[-1]]
         if main == shortcut:
             return inputs
-        if len(main) != 3 or len(shortcut) != 3 or shortcut[1] % main[1] or shortcut[2] % main[2]:
+        if len(main) != 3 or len(shortcut) != 3:
             return inputs  # not projectable: the add's own shape rule reports the mismatch
-        stride = shortcut[1] // main[1]
+        # a 1x1 conv with stride s maps n positions to ceil(n / s), odd sizes included (torchvision)
+        strides = [-(-n // m) for n, m in zip(shortcut[1:], main[1:])]
+        if any(-(-n // s) != m for n, m, s in zip(shortcut[1:], main[1:], strides)):
+            return inputs
+        stride = strides[0] if strides[0] == strides[1] else strides
         group = scope.child(args.projection_name, "projection")
         conv = self._op_node(lookup("conv"), {"out": main[0], "kernel": 1, "stride": stride, "bias": False}, SourceMap(), loc, group, "0", [inputs[-1]])
         norm = self._op_node(lookup("bn"), {}, SourceMap(), loc, group, "1", [conv])
         return [*inputs[:-1], norm]
 
     def _args_error(self, err: ValidationError, op: Op, args: SourceMap, loc: Location, node_id: str) -> SpecError:
-        first = err.errors()[0]
+        errors = err.errors()
+        # an unknown (misspelt) argument explains a missing one: report it first
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         field_name = str(first["loc"][0]) if first["loc"] else None
         known = list(op.args.model_fields)
         if first["type"] == "extra_forbidden":
@@ -445,9 +502,9 @@ class _Builder:
         scope.counters[callee] += 1
         return f"{callee}{scope.counters[callee]}"
 
-    def _resolve(self, ref: Any, scope: Scope, loc: Location) -> Binding:
+    def _resolve(self, ref: Any, scope: Scope, loc: Location, node: str | None = None) -> Binding:
         if not isinstance(ref, (str, int)) or isinstance(ref, bool) or str(ref) == "":
-            raise SpecError(f"a reference is a node name, not {ref!r}", loc)
+            raise SpecError(f"a reference is a node name, not {ref!r}", loc, node)
         parts = str(ref).split(".")
         current: Scope | None = scope
         visible: list[str] = []
@@ -460,14 +517,23 @@ class _Builder:
                 raise SpecError(
                     f"'{parts[0]}' is defined later (line {later.line}); a reference to it here would make a cycle",
                     loc,
+                    node,
                     hint="references point to earlier nodes; reorder the layers",
                 )
             visible.extend(current.names)
             current = current.parent
         else:
+            if node is not None and parts[0] == node.rsplit(".", 1)[-1]:
+                raise SpecError(
+                    f"'{parts[0]}' is this node itself; a node cannot take its own output (a cycle)",
+                    loc,
+                    node,
+                    hint="references point to earlier nodes",
+                )
             raise SpecError(
                 f"unknown reference '{ref}'",
                 loc,
+                node,
                 hint=did_you_mean(parts[0], visible) or (f"names visible here: {', '.join(visible[-12:])}" if visible else None),
             )
         for depth, part in enumerate(parts[1:], start=1):
@@ -476,10 +542,32 @@ class _Builder:
                 raise SpecError(
                     f"'{inside}' has no node '{part}'",
                     loc,
+                    node,
                     hint=did_you_mean(part, binding.children) or (f"it contains: {', '.join(binding.children)}" if binding.children else None),
                 )
             binding = binding.children[part]
         return binding
+
+    def _name(self, value: Any, env: dict[str, Any], loc: Location) -> str:
+        """A node name; its `{expression}` parts are evaluated (`denselayer{i + 1}`, `{e + 1}`)."""
+        if _is_template(value):
+            try:
+                value = NAME_PART.sub(lambda part: _name_text(evaluate(part.group(1), env)), value)
+            except ExpressionError as err:
+                raise SpecError(f"name '{value}': {err}", loc) from None
+        return check_name(value, loc)
+
+    def _condition(self, value: Any, scope: Scope, loc: Location, name: Any) -> bool:
+        """`when: COND`: the item is built only where COND (an expression) is true."""
+        node = join(scope.path, str(name))
+        if isinstance(value, str):
+            try:
+                value = evaluate(value, scope.env)
+            except ExpressionError as err:
+                raise SpecError(f"when: {err}", loc, node) from None
+        if not isinstance(value, bool):
+            raise SpecError(f"`when` must be true or false, got {value!r}", loc, node, hint="e.g. `when: stride == 1`")
+        return value
 
     def _param_value(self, value: Any, env: dict[str, Any], loc: Location, name: str) -> Any:
         """A parameter's value: numbers and booleans as they are, strings as expressions (a bare
@@ -495,16 +583,16 @@ class _Builder:
                 raise SpecError(f"parameter '{name}': {err}", loc) from None
         return value
 
-    def _integer(self, value: Any, env: dict[str, Any], loc: Location, what: str) -> int:
+    def _integer(self, value: Any, env: dict[str, Any], loc: Location, what: str, node: str | None = None) -> int:
         if isinstance(value, str):
             try:
                 value = evaluate(value, env)
             except ExpressionError as err:
-                raise SpecError(f"{what}: {err}", loc) from None
+                raise SpecError(f"{what}: {err}", loc, node) from None
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{what} must be a whole number, got {value!r}", loc)
+            raise SpecError(f"{what} must be a whole number, got {value!r}", loc, node)
         return value
 
 
@@ -520,7 +608,8 @@ def _split_item(item: Any, loc: Location) -> tuple[str, SourceMap, Location]:
             args = SourceMap()
         if not isinstance(args, SourceMap):
             raise SpecError(
-                f"the arguments of '{callee}' must be a mapping like `{{out: 64}}`, not {type(args).__name__}",
+                f"the arguments of '{callee}' must be a mapping like `{{out: 64}}`, not "
+                + ("a list" if isinstance(args, list) else type(args).__name__),
                 item.value_loc(callee),
             )
         if args.loc is None:
@@ -536,6 +625,18 @@ def _split_item(item: Any, loc: Location) -> tuple[str, SourceMap, Location]:
     raise SpecError(f"a layer is `op` or `op: {{args}}`, not {item!r}", loc)
 
 
+def _is_template(name: Any) -> bool:
+    return isinstance(name, str) and NAME_PART.search(name) is not None
+
+
+def _name_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ExpressionError(f"a name part is a whole number or a word, not {value!r}")
+    return str(value)
+
+
 def _refs(value: Any, loc: Location) -> list[Any]:
     refs = list(value) if isinstance(value, list) else [value]
     if not refs:
@@ -548,7 +649,7 @@ def _declared_names(items: list) -> dict[str, Location]:
     for index, item in enumerate(items):
         if isinstance(item, SourceMap) and len(item) == 1:
             args = next(iter(item.values()))
-            if isinstance(args, SourceMap) and isinstance(args.get("name"), (str, int)):
+            if isinstance(args, SourceMap) and isinstance(args.get("name"), (str, int)) and not _is_template(args.get("name")):
                 names[str(args["name"])] = args.value_loc("name")
     return names
 

@@ -46,6 +46,8 @@ class IRGraph:
     name: str
     inputs: dict[str, str] = field(default_factory=dict)  # input name -> node id
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> node id
+    # the spec names its outputs (`outputs: {out: ...}`): forward returns a dict, even of one
+    named_outputs: bool = False
     # creation order: a topological order that follows the spec's text (also module order)
     order: list[str] = field(default_factory=list)
     source: str | None = None  # the spec file

@@ -6,12 +6,14 @@ torch.export and a person can read. Submodules are registered under the IR's mod
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ops.registry import lookup
 
@@ -31,6 +33,7 @@ def lower(ir: IRGraph) -> fx.GraphModule:
         args = [values[i] for i in node.inputs]
         if op.module is not None:
             if node.module == node.id:  # the owner builds the module; reusers call it again
+                _check_free(node.module, node)
                 _set_submodule(root, node.module, op.module(node.args, in_shapes))
                 if not node.trainable:
                     frozen.append(node.module)
@@ -40,11 +43,30 @@ def lower(ir: IRGraph) -> fx.GraphModule:
             call_args = (args,) if op.inputs_as_list else tuple(args)
             values[node.id] = graph.create_node("call_function", function, call_args, keywords, name=name)
     outputs = {name: values[node_id] for name, node_id in ir.outputs.items()}
-    graph.output(next(iter(outputs.values())) if len(outputs) == 1 else outputs)
+    graph.output(outputs if ir.named_outputs or len(outputs) > 1 else next(iter(outputs.values())))
     module = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     for path in frozen:
         module.get_submodule(path).requires_grad_(False)
     return module
+
+
+@functools.cache
+def _taken(top: bool) -> frozenset[str]:
+    """Attribute names of the module classes a lowered module is made of."""
+    module = fx.GraphModule(nn.Module(), fx.Graph()) if top else nn.Module()
+    return frozenset(dir(module))
+
+
+def _check_free(path: str, node) -> None:
+    # a module named `forward`, `training` or `graph` would replace (or fail to replace) torch's own
+    for depth, part in enumerate(path.split(".")):
+        if part in _taken(depth == 0):
+            raise SpecError(
+                f"the name '{part}' is taken by torch.nn.Module (or fx.GraphModule) and cannot name a module",
+                node.loc,
+                node.id,
+                hint="rename it",
+            )
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -59,7 +81,8 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
 
 def _python_name(node_id: str) -> str:
     name = re.sub(r"\W", "_", node_id)
-    return name if name[:1].isalpha() or name[:1] == "_" else f"n_{name}"
+    name = name if name[:1].isalpha() or name[:1] == "_" else f"n_{name}"
+    return f"{name}_" if name == "self" else name  # a local `self` would hide the module
 
 
 def _class_name(spec_name: str) -> str:

@@ -77,6 +77,8 @@ def pad(x: torch.Tensor, like: torch.Tensor | None = None, amounts=(0, 0, 0, 0),
 
 
 def _fit_all(xs, fit: str):
+    if any(x.ndim != 4 for x in xs):
+        return list(xs)  # as `fitted_spatial`: only feature maps (N, C, H, W) are fitted
     pick = min if fit == "crop" else max
     height = pick(x.shape[-2] for x in xs)
     width = pick(x.shape[-1] for x in xs)

@@ -11,6 +11,7 @@ from archspec.ops.common import (
     pair,
     window_output,
 )
+from archspec.ops.field import transposed_ranges
 from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel, register
 
 
@@ -204,10 +205,8 @@ def _build_transposed(args: ConvTransposeArgs, inputs: list[Shape]):
     )
 
 
-def _transposed_window(args: ConvTransposeArgs, inputs: list[Shape]):
-    # an upsampling window: each output sees kernel/stride input positions; the RF pass
-    # treats stride < 1 as a fraction (jump / stride)
-    return pair(args.kernel), tuple(-s for s in pair(args.stride)), pair(args.padding), pair(args.dilation)
+def _transposed_field(args: ConvTransposeArgs, ranges, inputs: list[Shape], output: Shape):
+    return [transposed_ranges(ranges, pair(args.kernel), pair(args.stride), pair(args.padding), pair(args.dilation))]
 
 
 register(
@@ -220,7 +219,7 @@ register(
         macs=_transposed_macs,
         extra_ops=_bias_ops,
         module=_build_transposed,
-        window=_transposed_window,
+        receptive_field=_transposed_field,
         aliases=("deconv", "upconv"),
     )
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 from archspec.ops.common import format_shape
+from archspec.ops.field import shifted_ranges
 from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
 
 Fit = Literal["none", "crop", "pad"]
@@ -57,6 +58,14 @@ def _add_shape(args: AddArgs, inputs: list[Shape]) -> Shape:
 
 
 def _broadcast(shapes: list[Shape]) -> Shape:
+    if len({len(s) for s in shapes}) > 1:
+        # torch aligns shapes from the right *with* the batch dimension, so inputs of different
+        # ranks would pair the batch with a feature dimension
+        raise ShapeError(
+            "mul needs inputs of the same rank: "
+            + " vs ".join(f"{format_shape(s)} from <in{i}>" for i, s in enumerate(shapes)),
+            hint="give a channel gate the shape (C, 1, 1), e.g. `adaptive_avgpool` or `reshape: {shape: [C, 1, 1]}`",
+        )
     rank = max(len(s) for s in shapes)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
     result = []
@@ -119,6 +128,21 @@ def _concat_function(args: ConcatArgs, inputs: list[Shape]):
     return runtime.concat_fitted, {"dim": args.dim + 1 if args.dim >= 0 else args.dim, "fit": args.fit}
 
 
+def _merged_field(args, ranges, inputs: list[Shape], output: Shape):
+    """Each input is read at the same positions, shifted by the centre crop / pad of `fit`;
+    a broadcast 1x1 input (a squeeze-excitation gate) is read at position 0."""
+    target = fitted_spatial(getattr(args, "fit", "none"), inputs)
+    result = []
+    for shape in inputs:
+        if len(shape) == 3 and shape[1:] == (1, 1) and output[1:] != (1, 1):
+            result.append(((0, 0), (0, 0)))
+        elif target is not None and len(shape) == 3:
+            result.append(shifted_ranges(ranges, [(n - m) // 2 for n, m in zip(shape[1:], target)]))
+        else:
+            result.append(ranges)
+    return result
+
+
 def _elementwise_ops(args, inputs: list[Shape], output: Shape) -> int:
     return (len(inputs) - 1) * numel(output)
 
@@ -132,6 +156,7 @@ register(
         extra_ops=_elementwise_ops,
         arity=(2, None),
         function=_add_function,
+        receptive_field=_merged_field,
     )
 )
 register(
@@ -143,6 +168,7 @@ register(
         extra_ops=_elementwise_ops,
         arity=(2, 2),
         function=_mul_function,
+        receptive_field=_merged_field,
         aliases=("multiply",),
     )
 )
@@ -155,6 +181,7 @@ register(
         arity=(2, None),
         function=_concat_function,
         inputs_as_list=True,
+        receptive_field=_merged_field,
         aliases=("cat",),
     )
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from archspec.ops.common import IntPair, NonNegativePair, feature_map, pair, window_output
+from archspec.ops.field import adaptive_ranges
 from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
 
 
@@ -106,13 +107,8 @@ def _build_adaptive(kind: str):
     return build
 
 
-def _adaptive_window(args: AdaptiveArgs, inputs: list[Shape]):
-    # exact when the input divides evenly; otherwise the largest bin (ceil) is used
-    _, height, width = inputs[0]
-    out = pair(args.size)
-    kernel = tuple(-(-n // o) for n, o in zip((height, width), out))
-    stride = tuple(max(n // o, 1) for n, o in zip((height, width), out))
-    return kernel, stride, (0, 0), (1, 1)
+def _adaptive_field(args: AdaptiveArgs, ranges, inputs: list[Shape], output: Shape):
+    return [adaptive_ranges(ranges, inputs[0][1:], output[1:])]
 
 
 for kind in ("avg", "max"):
@@ -124,7 +120,7 @@ for kind in ("avg", "max"):
             shape=_adaptive_shape,
             extra_ops=lambda a, i, o: numel(i[0]),
             module=_build_adaptive(kind),
-            window=_adaptive_window,
+            receptive_field=_adaptive_field,
         )
     )
 
@@ -139,11 +135,6 @@ def _global_function(args, inputs):
     return global_avgpool, {}
 
 
-def _global_window(args, inputs: list[Shape]):
-    _, height, width = inputs[0]
-    return (height, width), (height, width), (0, 0), (1, 1)
-
-
 register(
     Op(
         name="global_avgpool",
@@ -152,6 +143,5 @@ register(
         shape=_global_shape,
         extra_ops=lambda a, i, o: numel(i[0]),
         function=_global_function,
-        window=_global_window,
     )
 )

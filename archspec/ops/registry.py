@@ -117,9 +117,12 @@ class Op:
     function: FunctionBuilder | None = None
     # the function takes its inputs as one list (torch.cat) rather than as positional args
     inputs_as_list: bool = False
-    # (kernel, stride, padding, dilation) per spatial axis, for the receptive-field pass;
-    # None = the op keeps positions (elementwise)
+    # receptive field (archspec.ops.field): a sliding `window` (kernel, stride, padding,
+    # dilation per spatial axis), or a `receptive_field` rule (args, output ranges, input shapes,
+    # output shape) -> the ranges read in each input; with neither, every input is read at the
+    # same positions (elementwise ops)
     window: Callable[[Any, list[Shape]], tuple[Shape, Shape, Shape, Shape]] | None = None
+    receptive_field: Callable[[Any, Any, list[Shape], Shape], list] | None = None
     aliases: tuple[str, ...] = field(default=())
 
     def flops(self, args: Any, inputs: list[Shape], output: Shape) -> int:

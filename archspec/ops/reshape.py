@@ -8,6 +8,7 @@ from pydantic import Field
 from typing_extensions import Annotated
 
 from archspec.ops.common import IntPair, NonNegativeInt, PositiveInt, feature_map, format_shape, pair
+from archspec.ops.field import resized_ranges, shifted_ranges
 from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
 
 
@@ -111,6 +112,8 @@ register(
         extra_ops=lambda a, i, o: 0 if a.mode == "nearest" else 4 * numel(o),  # 4 taps per output
         arity=(1, 2),
         function=_function("resize", _upsample_keywords),
+        receptive_field=lambda a, r, i, o: [resized_ranges(r, i[0][1:], o[1:], two_taps=a.mode != "nearest")]
+        + [None] * (len(i) - 1),  # a second input only gives the size
         aliases=("interpolate",),
     )
 )
@@ -139,6 +142,8 @@ register(
         shape=lambda a, i: (i[0][0], *_crop_size(a, i)),
         arity=(1, 2),
         function=_function("center_crop", lambda a, i: {"size": _crop_size(a, i)}),
+        receptive_field=lambda a, r, i, o: [shifted_ranges(r, [(n - m) // 2 for n, m in zip(i[0][1:], o[1:])])]
+        + [None] * (len(i) - 1),
         aliases=("center_crop",),
     )
 )
@@ -179,6 +184,8 @@ register(
         shape=_pad_shape,
         arity=(1, 2),
         function=_function("pad", lambda a, i: {"amounts": _pad_amounts(a, i), "value": a.value}),
+        receptive_field=lambda a, r, i, o: [shifted_ranges(r, [-_pad_amounts(a, i)[2], -_pad_amounts(a, i)[0]])]
+        + [None] * (len(i) - 1),
     )
 )
 

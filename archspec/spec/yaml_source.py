@@ -17,6 +17,7 @@ from archspec.errors import Location, SpecError
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest spec in the library is ~10 KiB
 MAX_VALUES = 200_000  # values after alias expansion
+MAX_NESTING = 100  # nested lists/mappings (deeper input crashes libyaml's recursive composer)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_TAGS = {
@@ -96,6 +97,7 @@ def parse_yaml(text: str, file: str) -> Any:
     """Parse one YAML document into SourceMap/SourceList/scalars."""
     loader = _Loader(text)
     try:
+        _check_nesting(text, file)
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -107,15 +109,82 @@ def parse_yaml(text: str, file: str) -> Any:
                 loc,
                 hint="keep one spec per file",
             ) from None
+        context = err.context_mark
+        if err.problem and err.context and context and (context.line, context.column) != (mark.line, mark.column):
+            # e.g. an unclosed `{`: say where the construct that is not finished starts
+            problem += f" ({err.context} started at line {context.line + 1}, column {context.column + 1})"
         raise SpecError(f"YAML syntax error: {problem}", loc) from None
-    except yaml.YAMLError as err:  # e.g. reader errors on control characters
+    except yaml.reader.ReaderError as err:  # control characters and the like
+        position = max(0, min(err.position, len(text)))
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        raise SpecError(
+            f"character U+{code:04X} is not allowed in YAML ({err.reason})",
+            Location(file, line, column),
+            hint="remove the control character",
+        ) from None
+    except yaml.YAMLError as err:
         raise SpecError(f"YAML error: {err}", Location(file, 1, 1)) from None
     finally:
         loader.dispose()
     if root is None:
         raise SpecError("the file is empty", Location(file, 1, 1), hint="a spec needs at least `name` and `layers`")
+    _check_expansion(root, file)
     budget = [MAX_VALUES]
     return _convert(root, file, budget)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse an alias bomb before expanding it: count the values each node stands for (aliases
+    share nodes, so this is linear in the text) and point at the node that blows up."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 1 + sum(size(child) for child in _children(node))
+        return sizes[id(node)]
+
+    if size(root) <= MAX_VALUES:
+        return
+    node = root
+    while True:  # down to the smallest node that is too large: where the aliases multiply
+        bigger = next((child for child in _children(node) if size(child) > MAX_VALUES), None)
+        if bigger is None:
+            break
+        node = bigger
+    raise SpecError(
+        f"the document expands to more than {MAX_VALUES:,} values (an alias bomb?)",
+        _loc(node, file),
+        hint="avoid deeply nested YAML aliases",
+    )
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Refuse lists/mappings nested deeper than MAX_NESTING before composing: libyaml's composer
+    recurses per level and crashes the process on deep input, and our conversion recurses too.
+    The event stream is read lazily, so this stops at the first level too deep."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_NESTING:
+                mark = event.start_mark
+                raise SpecError(
+                    f"lists and mappings are nested more than {MAX_NESTING} levels deep",
+                    Location(file, mark.line + 1, mark.column + 1),
+                    hint="a spec this deep is almost certainly a mistake; use blocks for structure",
+                )
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
 
 
 def _loc(node: yaml.Node, file: str) -> Location:
@@ -141,13 +210,23 @@ def _convert(node: yaml.Node, file: str, budget: list[int]) -> Any:
         )
     if isinstance(node, yaml.MappingNode):
         result = SourceMap(loc=_loc(node, file))
-        _SCALAR.flatten_mapping(node)  # merge keys (`<<: *base`)
-        for key_node, value_node in node.value:
+        # merge keys (`<<: *base`): flattening puts the merged pairs first; the mapping's own
+        # keys override them (YAML's rule), so only an own key given twice is a duplicate
+        merged = getattr(node, "archspec_merged", None)
+        if merged is None:
+            own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+            _SCALAR.flatten_mapping(node)
+            merged = node.archspec_merged = len(node.value) - own
+        own_keys: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = _convert(key_node, file, budget)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise SpecError("mapping keys must be plain words", _loc(key_node, file))
             key = str(key)
-            if key in result:
+            if index >= merged and key not in own_keys:
+                own_keys.add(key)
+                result.pop(key, None)  # overrides a merged value
+            if key in result and index >= merged:
                 first = result.key_locs[key]
                 raise SpecError(
                     f"duplicate key '{key}' (first at line {first.line})",

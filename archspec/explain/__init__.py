@@ -1,0 +1,48 @@
+"""`archspec explain`: each layer's formulas with the numbers filled in, the way the course writes
+them, and the course's worked examples. Static (never imports torch).
+
+    explain_layers(ir, analysis, nodes, lang) -> [Explanation]   per-layer formulas
+    format_explanations(explanations) -> str                      the printed text
+    explain_spec(spec, nodes, lang, ...) -> str                   compile + analyse + explain
+    explain_case(name, lang) -> CaseResult (.text, .figures)      `--case NAME`; CASES lists them
+    default_lang() -> "en" | "ko"                                 from LC_ALL / LC_MESSAGES / LANG
+
+Texts come from one catalogue per language (`archspec.explain.messages`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from archspec.explain.cases import CASES, CaseResult, case_descriptions, explain_case
+from archspec.explain.layers import Explanation, explain_layers, format_explanations
+from archspec.explain.messages import LANGUAGES, default_lang
+
+__all__ = [
+    "CASES",
+    "LANGUAGES",
+    "CaseResult",
+    "Explanation",
+    "case_descriptions",
+    "default_lang",
+    "explain_case",
+    "explain_layers",
+    "explain_spec",
+    "format_explanations",
+]
+
+
+def explain_spec(
+    spec: str | Path,
+    nodes: list[str] | None = None,
+    lang: str | None = None,
+    params: dict[str, Any] | None = None,
+    inputs: dict[str, tuple[int, ...]] | None = None,
+    batch: int = 1,
+) -> str:
+    """The text of `archspec explain SPEC [NODE...]`: compile, analyse, explain, format."""
+    from archspec import compile_spec
+    from archspec.passes.counts import analyze
+
+    ir = compile_spec(spec, params, inputs)
+    return format_explanations(explain_layers(ir, analyze(ir, batch=batch), nodes, lang))

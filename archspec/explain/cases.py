@@ -1,0 +1,346 @@
+"""The course's worked examples (`archspec explain --case NAME`).
+
+Each case is a tiny spec, written below as YAML, compiled and analysed like any other spec: the
+numbers in the text are the analysis' numbers, never typed in. `explain_case` returns them in
+`figures` alongside the text, so tests can hold them against the course.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from archspec.errors import SpecError, did_you_mean
+from archspec.explain.layers import ACTIVATIONS, Explanation, explain_layers, format_explanations
+from archspec.explain.messages import EN, Messages, num
+from archspec.ir.build import build_ir
+from archspec.ir.graph import IRGraph
+from archspec.ops.common import pair
+from archspec.ops.registry import lookup, numel
+from archspec.passes.counts import Analysis, analyze
+from archspec.spec.document import LoadedSpec, SpecDocument, load_spec
+from archspec.spec.yaml_source import parse_yaml
+
+CASE_NAMES = ("inception-bottleneck", "depthwise-separable", "lenet5", "conv-output-size", "transposed-conv")
+# name -> one-line description (English; `case_descriptions(lang)` for another language)
+CASES: dict[str, str] = {name: EN[f"case.{name}"] for name in CASE_NAMES}
+
+
+@dataclass
+class CaseResult:
+    """A worked example: its text and the numbers in it (`figures`)."""
+
+    name: str
+    lang: str
+    text: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def case_descriptions(lang: str | None = None) -> dict[str, str]:
+    msg = Messages(lang)
+    return {name: msg(f"case.{name}") for name in CASE_NAMES}
+
+
+def explain_case(name: str, lang: str | None = None) -> CaseResult:
+    """Compute and explain one of the course's examples (`CASES`). An unknown name raises
+    SpecError (an ArchspecError) that lists the cases."""
+    if name not in _BUILDERS:
+        raise SpecError(
+            f"unknown case '{name}'; the cases are: {', '.join(CASE_NAMES)}",
+            hint=did_you_mean(name, CASE_NAMES),
+        )
+    msg = Messages(lang)
+    text, figures = _BUILDERS[name](msg)
+    return CaseResult(name, msg.lang, text, figures)
+
+
+# --- compiling a spec held in a string ------------------------------------------------------------
+def compile_text(text: str, name: str) -> tuple[IRGraph, Analysis]:
+    """Compile and analyse a spec given as YAML text (no `use` / `extends`: nothing to include)."""
+    file = f"<case {name}>"
+    raw = parse_yaml(text, file)
+    loaded = LoadedSpec(SpecDocument.model_validate(raw), raw, file)
+    ir = build_ir(loaded)
+    return ir, analyze(ir)
+
+
+def _explained(ir: IRGraph, analysis: Analysis, msg: Messages) -> dict[str, Explanation]:
+    return {e.node: e for e in explain_layers(ir, analysis, None, msg.lang)}
+
+
+def _stats(analysis: Analysis):
+    return {layer.name: layer for layer in analysis.layers}
+
+
+# --- inception-bottleneck -----------------------------------------------------------------------------
+INCEPTION_SPEC = """\
+name: inception_bottleneck
+summary: the course's Inception cost example, a 5x5 conv directly or after a 1x1 bottleneck
+inputs: {x: [192, 28, 28]}
+outputs: {direct: direct, bottleneck: conv5x5}
+layers:
+  - conv: {name: direct, from: x, out: 32, kernel: 5, padding: same, bias: false}
+  - conv: {name: reduce, from: x, out: 16, kernel: 1, bias: false}
+  - conv: {name: conv5x5, out: 32, kernel: 5, padding: same, bias: false}
+"""
+
+
+def _inception(msg: Messages) -> tuple[str, dict]:
+    ir, analysis = compile_text(INCEPTION_SPEC, "inception-bottleneck")
+    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    channels, height, width = analysis.inputs["x"]
+    k = pair(ir.node("direct").args.kernel)[0]
+    out = stats["direct"].output_shape[0]
+    mid = stats["reduce"].output_shape[0]
+    direct = stats["direct"].figures.macs
+    reduce, conv = stats["reduce"].figures.macs, stats["conv5x5"].figures.macs
+    total = reduce + conv
+    ratio = direct / total
+    lines = [
+        msg("inc_title"),
+        msg("inc_setup", h=height, w=width, c=channels, out=out, k=k),
+        "",
+        format_explanations(list(explained.values())),
+        "",
+        msg("inc_direct", k=k, macs=num(direct), approx=msg.approx(direct)),
+        msg("inc_bottleneck", mid=mid, k=k, eq=f"{num(reduce)} + {num(conv)} = {num(total)}", approx=msg.approx(total)),
+        msg("inc_ratio", ratio=f"{ratio:.2f}"),
+    ]
+    figures = {
+        "direct_macs": direct,
+        "reduce_macs": reduce,
+        "conv_macs": conv,
+        "bottleneck_macs": total,
+        "ratio": ratio,
+        "layer_figures": explained["conv5x5"].figures,
+    }
+    return "\n".join(lines), figures
+
+
+# --- depthwise-separable ------------------------------------------------------------------------------
+SEPARABLE_SPEC = """\
+name: depthwise_separable
+summary: the course's MobileNet example, a plain 3x3 conv vs depthwise + pointwise
+inputs: {x: [3, 6, 6]}
+outputs: {plain: plain, separable: pointwise}
+layers:
+  - conv: {name: plain, from: x, out: 5, kernel: 3, bias: false}
+  - dwconv: {name: depthwise, from: x, kernel: 3, bias: false}
+  - conv: {name: pointwise, out: 5, kernel: 1, bias: false}
+"""
+
+
+def _separable(msg: Messages) -> tuple[str, dict]:
+    ir, analysis = compile_text(SEPARABLE_SPEC, "depthwise-separable")
+    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    channels, height, width = analysis.inputs["x"]
+    k = pair(ir.node("depthwise").args.kernel)[0]
+    out, h_out, w_out = stats["plain"].output_shape
+    plain = stats["plain"].figures.macs
+    dw, pw = stats["depthwise"].figures.macs, stats["pointwise"].figures.macs
+    separable = dw + pw
+    ratio = separable / plain
+    formula = 1 / out + 1 / k**2
+    lines = [
+        msg("sep_case_title"),
+        msg("sep_case_setup", h=height, w=width, c=channels, k=k, out=out, ho=h_out, wo=w_out),
+        "",
+        format_explanations(list(explained.values())),
+        "",
+        msg("sep_case_plain", eq=f"{h_out}·{w_out}·{out}·{channels}·{k}·{k} = {num(plain)}"),
+        msg("sep_case_dw", eq=f"({k}·{k})·({h_out}·{w_out}·{channels}) = {num(dw)}"),
+        msg("sep_case_pw", eq=f"(1·1·{channels})·({h_out}·{w_out}·{out}) = {num(pw)}"),
+        msg("sep_case_sum", eq=f"{num(dw)} + {num(pw)} = {num(separable)}"),
+        msg(
+            "sep_case_ratio",
+            sep=num(separable),
+            plain=num(plain),
+            ratio=f"{ratio:.3f}",
+            formula=f"1/{out} + 1/{k}² = 1/{out} + 1/{k * k} = {formula:.3f}",
+        ),
+    ]
+    figures = {
+        "plain_macs": plain,
+        "depthwise_macs": dw,
+        "pointwise_macs": pw,
+        "separable_macs": separable,
+        "ratio": ratio,
+        "formula": formula,
+        "layer_figures": explained["pointwise"].figures,
+    }
+    return "\n".join(lines), figures
+
+
+# --- lenet5 ----------------------------------------------------------------------------------------
+LENET5_FILE = Path(__file__).resolve().parents[2] / "specs" / "lenet5.yaml"
+# the same network, for an installation without the repository's specs/ folder
+LENET5_SPEC = """\
+name: lenet5
+inputs: {image: [3, 32, 32]}
+layers:
+  - conv: {name: conv1, out: 6, kernel: 5}
+  - relu
+  - maxpool: {name: pool1, kernel: 2}
+  - conv: {name: conv2, out: 16, kernel: 5}
+  - relu
+  - maxpool: {name: pool2, kernel: 2}
+  - flatten
+  - linear: {name: fc3, out: 120}
+  - relu
+  - linear: {name: fc4, out: 84}
+  - relu
+  - linear: {name: fc5, out: 10}
+"""
+# rows the course leaves out of its table: they change no shape and have no parameters
+_TABLE_SKIPS = ACTIVATIONS | {"flatten", "dropout", "identity", "softmax"}
+
+
+def _course_shape(shape: tuple[int, ...]) -> str:
+    """The course writes (H, W, C) and vectors as (N, 1)."""
+    if len(shape) == 3:
+        shape = (shape[1], shape[2], shape[0])
+    elif len(shape) == 1:
+        shape = (shape[0], 1)
+    return "(" + ",".join(str(s) for s in shape) + ")"
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0] + " " * (widths[0] - _width(row[0]))]
+        cells += [" " * (w - _width(cell)) + cell for cell, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _lenet5(msg: Messages) -> tuple[str, dict]:
+    if LENET5_FILE.is_file():
+        source = str(LENET5_FILE.relative_to(LENET5_FILE.parents[1]))
+        ir = build_ir(load_spec(LENET5_FILE))
+        analysis = analyze(ir)
+    else:
+        source = "lenet5"
+        ir, analysis = compile_text(LENET5_SPEC, "lenet5")
+    explained = _explained(ir, analysis, msg)
+    ((input_name, input_shape),) = analysis.inputs.items()
+    rows = [(input_name, input_shape, 0)]
+    for layer in analysis.layers:
+        if layer.op in _TABLE_SKIPS:
+            continue
+        label = layer.name
+        window = ir.node(layer.name)
+        if layer.op in ("conv", "maxpool", "avgpool"):
+            kernel, stride, _, _ = lookup(layer.op).window(window.args, [ir.shapes[i] for i in window.inputs])
+            label += f" (f={kernel[0]}, s={stride[0]})"
+        rows.append((label, layer.output_shape, layer.figures.params))
+    table_rows = [list(msg.raw("lenet_columns"))]
+    figures_rows = []
+    for label, shape, params in rows:
+        size = numel(shape)
+        shown = msg("lenet_input") if label == input_name else label
+        table_rows.append([shown, _course_shape(shape), num(size), num(params)])
+        figures_rows.append((label, _course_shape(shape), size, params))
+    lines = [msg("lenet_title", spec=source), "", *_table(table_rows), "", msg("lenet_note")]
+    lines.append(msg("lenet_total", params=num(analysis.totals.params)))
+    lines += ["", msg("lenet_formulas")]
+    for explanation in explained.values():
+        for line in explanation.lines_of("params"):
+            if explanation.figures["params"]:
+                lines.append(f"  {explanation.node}: {line}")
+    figures = {"rows": figures_rows, "total_params": analysis.totals.params}
+    return "\n".join(lines), figures
+
+
+# --- conv-output-size ----------------------------------------------------------------------------------
+SIZE_SPEC = """\
+name: conv_output_size
+summary: the course's output-size examples
+inputs: {a: [1, 6, 6], b: [1, 7, 7], c: [2, 10, 10]}
+outputs: {valid: valid, same: same, strided: strided, dropped: dropped, pool: pool}
+layers:
+  - conv: {name: valid, from: a, out: 1, kernel: 3}
+  - conv: {name: same, from: a, out: 1, kernel: 3, padding: 1}
+  - conv: {name: strided, from: b, out: 1, kernel: 3, stride: 2}
+  - conv: {name: dropped, from: a, out: 1, kernel: 3, stride: 2}
+  - maxpool: {name: pool, from: c, kernel: 2}
+"""
+
+
+def _output_size(msg: Messages) -> tuple[str, dict]:
+    ir, analysis = compile_text(SIZE_SPEC, "conv-output-size")
+    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    lines = [msg("size_title")]
+    figures: dict[str, Any] = {}
+    for name, explanation in explained.items():
+        node = ir.node(name)
+        in_shape = ir.shapes[node.inputs[0]]
+        kernel, stride, padding, _ = lookup(node.op).window(node.args, [in_shape])
+        out = stats[name].output_shape
+        if node.op == "conv":
+            intro = msg("size_example", n=in_shape[1], f=kernel[0], p=padding[0], s=stride[0], out=out[1])
+        else:
+            intro = msg("size_example_pool", n=in_shape[1], c=in_shape[0], f=kernel[0], s=stride[0], out=out[1])
+        lines += ["", intro]
+        if node.op == "conv" and padding[0] > 0 and 2 * padding[0] == kernel[0] - 1 and out[1] == in_shape[1]:
+            lines.append("  " + msg("size_same", p=padding[0]))
+        lines += ["  " + line for line in explanation.lines_of("shape")]
+        figures[name] = out[1]
+        if "dropped.width" in explanation.figures:
+            figures[f"{name}.dropped"] = explanation.figures["dropped.width"]
+    return "\n".join(lines), figures
+
+
+# --- transposed-conv -----------------------------------------------------------------------------------
+TRANSPOSED_SPEC = """\
+name: transposed_conv
+summary: the course's transposed convolution, 2x2 -> 4x4 with f=3, s=2, p=1
+inputs: {x: [1, 2, 2]}
+outputs: {pytorch_default: default, course: course}
+layers:
+  - conv_transpose: {name: default, from: x, out: 1, kernel: 3, stride: 2, padding: 1}
+  - conv_transpose: {name: course, from: x, out: 1, kernel: 3, stride: 2, padding: 1, output_padding: 1}
+"""
+
+
+def _transposed(msg: Messages) -> tuple[str, dict]:
+    ir, analysis = compile_text(TRANSPOSED_SPEC, "transposed-conv")
+    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    default, course = ir.node("default").args, ir.node("course").args
+    n = analysis.inputs["x"][1]
+    (f, _), (s, _), (p, _) = pair(default.kernel), pair(default.stride), pair(default.padding)
+    out_default, out_course = stats["default"].output_shape[1], stats["course"].output_shape[1]
+    op = pair(course.output_padding)[0]
+    lines = [
+        msg("tconv_title"),
+        "",
+        msg("tconv_default", n=n, f=f, s=s, p=p, out=out_default),
+        *("  " + line for line in explained["default"].lines_of("shape")),
+        "",
+        msg("tconv_course", op=op, out=out_course),
+        *("  " + line for line in explained["course"].lines_of("shape")),
+    ]
+    figures = {
+        "default": out_default,
+        "course": out_course,
+        "output_padding": op,
+        "output_padding_needed": explained["default"].figures.get("output_padding_needed.height"),
+    }
+    return "\n".join(lines), figures
+
+
+_BUILDERS: dict[str, Callable[[Messages], tuple[str, dict]]] = {
+    "inception-bottleneck": _inception,
+    "depthwise-separable": _separable,
+    "lenet5": _lenet5,
+    "conv-output-size": _output_size,
+    "transposed-conv": _transposed,
+}

@@ -1,0 +1,107 @@
+"""The static receptive field equals the one measured with autograd on the lowered module.
+
+Measurement (independent of the static rules): every conv / linear weight is set to a positive
+constant (0.5 / fan-in, so activations stay small and no ReLU or ReLU6 cuts the gradient), max
+pooling is swapped for average pooling of the same geometry (max pooling passes gradient to one
+position only), the input is all ones, and we back-propagate from the centre output position of
+a node. The non-zero gradient region of the input must equal the static interval of that
+position, clipped to the input. Checked for every spec in specs/ whose nodes are spatial, at the
+last spatial node and at one a third of the way in (where the field is usually smaller than the
+image, so the offset is checked too).
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import archspec
+from archspec.lower.fx import lower
+from archspec.passes.receptive_field import receptive_fields
+from conftest import LIBRARY
+
+# the biggest specs are checked at a reduced input to keep CI fast; the rules do not depend on it
+SMALLER_INPUT = {"unet": (1, 188, 188), "vgg19": (3, 96, 96), "vgg16": (3, 96, 96), "vgg16_bn": (3, 96, 96),
+                 "vgg11": (3, 96, 96), "densenet169": (3, 128, 128), "resnet152": (3, 128, 128),
+                 "resnet101": (3, 128, 128), "efficientnet_b3": (3, 160, 160), "pspnet": (3, 128, 128),
+                 "fcn_resnet50": (3, 128, 128), "deeplabv3_resnet50": (3, 128, 128), "yolo_v1": (3, 224, 224)}
+
+
+def _measured(ir, probe: str) -> list[tuple[int, int]]:
+    ir.outputs = {"probe": probe}
+    ir.named_outputs = False
+    module = lower(ir).double().eval()
+    for name, sub in list(module.named_modules()):
+        parent_name, _, leaf = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        if isinstance(sub, nn.MaxPool2d):
+            setattr(parent, leaf, nn.AvgPool2d(sub.kernel_size, sub.stride, sub.padding, ceil_mode=sub.ceil_mode))
+        elif isinstance(sub, nn.AdaptiveMaxPool2d):
+            setattr(parent, leaf, nn.AdaptiveAvgPool2d(sub.output_size))
+        elif isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            with torch.no_grad():
+                sub.weight.fill_(0.5 / sub.weight[0].numel())
+                if sub.bias is not None:
+                    sub.bias.fill_(0.0)
+    inputs = {name: torch.ones(1, *ir.shapes[node], dtype=torch.float64, requires_grad=True) for name, node in ir.inputs.items()}
+    out = module(**inputs)
+    _, height, width = ir.shapes[probe]
+    out[0, :, height // 2, width // 2].sum().backward()
+    grad = next(iter(inputs.values())).grad[0].abs().sum(0)
+    support = (grad > 0).nonzero()
+    assert len(support), "no input position influences the probe"
+    return [(int(support[:, axis].min()), int(support[:, axis].max())) for axis in range(2)]
+
+
+def _static(ir, probe: str) -> list[tuple[int, int]]:
+    field = receptive_fields(ir, [probe])[probe]
+    size = ir.shapes[next(iter(ir.inputs.values()))][1:]
+    return [(max(0, math.ceil(lo)), min(n - 1, math.floor(hi))) for (lo, hi), n in zip(field.centre_interval, size)]
+
+
+def _probes(ir) -> list[str]:
+    spatial = [n.id for n in ir.nodes() if n.op != "input" and len(ir.shapes[n.id]) == 3]
+    return sorted({spatial[len(spatial) // 3], spatial[-1]}, key=ir.order.index) if spatial else []
+
+
+@pytest.mark.parametrize("spec", LIBRARY, ids=lambda p: p.stem)
+def test_static_receptive_field_equals_gradient_support(spec):
+    loaded = archspec.load_spec(spec)
+    shape = SMALLER_INPUT.get(spec.stem)
+    inputs = {next(iter(loaded.document.inputs)): shape} if shape else None
+    ir = archspec.compile_spec(loaded, inputs=inputs)
+    probes = _probes(ir)
+    if not probes:
+        pytest.skip("no spatial node")
+    for probe in probes:
+        measured = _measured(archspec.compile_spec(loaded, inputs=inputs), probe)
+        assert _static(ir, probe) == measured, probe
+
+
+def test_resnet18_figures_by_hand():
+    # each layer: size += (k - 1) * jump_before; jump *= stride. The 1x1 projections lie inside
+    # the main path's field, so the union adds nothing.
+    ir = archspec.compile_spec("specs/resnet18.yaml")
+    fields = receptive_fields(ir, ["conv1", "maxpool1", "layer1.1.relu2", "layer2.1.relu2", "layer3.1.relu2", "layer4.1.relu2"])
+    stem = 1 + 6 * 1  # conv1 7x7: 7, jump 2
+    pool = stem + 2 * 2  # maxpool 3x3 at jump 2: 11, jump 4
+    layer1 = pool + 4 * (2 * 4)  # four 3x3 convs at jump 4: 43
+    layer2 = layer1 + 2 * 4 + 3 * (2 * 8)  # its stride-2 conv reads at jump 4, then jump 8: 99
+    layer3 = layer2 + 2 * 8 + 3 * (2 * 16)  # 211
+    layer4 = layer3 + 2 * 16 + 3 * (2 * 32)  # 435
+    expected = {"conv1": (stem, 2), "maxpool1": (pool, 4), "layer1.1.relu2": (layer1, 4),
+                "layer2.1.relu2": (layer2, 8), "layer3.1.relu2": (layer3, 16), "layer4.1.relu2": (layer4, 32)}
+    for node, (size, jump) in expected.items():
+        assert fields[node].size == (size, size), node
+        assert fields[node].jump == (jump, jump), node
+    assert fields["layer4.1.relu2"].size == (435, 435)
+
+
+def test_vector_nodes_see_the_whole_map():
+    ir = archspec.compile_spec("specs/lenet5.yaml")
+    field = receptive_fields(ir, ["fc5"])["fc5"]
+    assert field.is_global
+    # pool2's positions 0..4 at jump 4 with size 16: [0 - 7.5 + 7.5, 4*4 + 15] -> 0..31
+    assert field.size == (32, 32)
