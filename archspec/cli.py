@@ -99,11 +99,15 @@ def _analysis(spec_path: Path, sets, inputs, batch: int = 1):
     from archspec.spec.document import load_spec
 
     loaded = load_spec(spec_path)
+    ir = build_ir(loaded, parse_sets(sets), _input_shapes(loaded, inputs))
+    return loaded, ir, analyze(ir, batch=batch)
+
+
+def _input_shapes(loaded, inputs) -> dict[str, tuple[int, ...]]:
     shapes = parse_inputs(inputs)
     if "" in shapes:  # an unnamed --input means the spec's first input
         shapes[next(iter(loaded.document.inputs))] = shapes.pop("")
-    ir = build_ir(loaded, parse_sets(sets), shapes)
-    return loaded, ir, analyze(ir, batch=batch)
+    return shapes
 
 
 def _meta(loaded) -> dict[str, Any]:
@@ -144,6 +148,7 @@ def report(
     specs: Optional[List[Path]] = typer.Argument(None, help="Spec files; none = every spec in specs/."),
     flops: bool = typer.Option(False, "--flops", help="Add MAC and FLOP columns per layer."),
     all_ops: bool = typer.Option(False, "--all-ops", help="Add the all-ops column (norm, activation, pooling work too)."),
+    receptive_field: bool = typer.Option(False, "--receptive-field", help="Add receptive field size, jump and offset."),
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks nested deeper than N into one row."),
     output_format: str = typer.Option("table", "--format", help="table, json or markdown."),
     sets: Optional[List[str]] = SetOption,
@@ -158,7 +163,11 @@ def report(
     paths = specs or library_specs()
     results = []
     for path in paths:
-        loaded, _, analysis = _analysis(path, sets, inputs, batch)
+        loaded, ir, analysis = _analysis(path, sets, inputs, batch)
+        if receptive_field:
+            from archspec.passes.receptive_field import receptive_fields
+
+            analysis.fields = receptive_fields(ir)
         results.append((analysis, _meta(loaded)))
     single = len(results) == 1 and bool(specs)
     if output_format == "json":
@@ -166,7 +175,7 @@ def report(
         typer.echo(json.dumps(data[0] if single else data, indent=1))
     elif output_format == "markdown":
         if single:
-            typer.echo(markdown(results[0][0], depth, flops=flops, all_ops=all_ops), nl=False)
+            typer.echo(markdown(results[0][0], depth, flops=flops, all_ops=all_ops, fields=receptive_field), nl=False)
         else:
             typer.echo(library_markdown(results), nl=False)
     else:
@@ -174,7 +183,7 @@ def report(
 
         out = console()
         if single:
-            out.print(layer_table(results[0][0], depth, flops, all_ops))
+            out.print(layer_table(results[0][0], depth, flops, all_ops, fields=receptive_field))
             out.print(totals_table(results[0][0]))
         else:
             out.print(library_table(results))
@@ -234,6 +243,30 @@ def _module_source(module, name: str, spec: Path) -> str:
         f"# Rebuild it with archspec.build_module({str(spec)!r}).\n"
         f"import torch\n\n{module.code.strip()}\n\n# Module structure:\n{structure}\n"
     )
+
+
+@app.command()
+@handles_errors
+def explain(
+    spec: Optional[Path] = typer.Argument(None, help="The spec file (not needed with --case)."),
+    nodes: Optional[List[str]] = typer.Argument(None, help="Layers or blocks to explain (default: all)."),
+    case: Optional[str] = typer.Option(None, "--case", help="A worked example of the course: " + ", ".join(
+        ["inception-bottleneck", "depthwise-separable", "lenet5", "conv-output-size", "transposed-conv"])),
+    lang: Optional[str] = typer.Option(None, "--lang", help="en or ko (default: from the locale)."),
+    sets: Optional[List[str]] = SetOption,
+    inputs: Optional[List[str]] = InputOption,
+) -> None:
+    """Each layer's output size, parameters and MACs as the course's formulas, numbers filled in."""
+    from archspec.explain import explain_case, explain_spec
+
+    if case is not None:
+        typer.echo(explain_case(case, lang).text)
+        return
+    if spec is None:
+        raise ArchspecError("give a SPEC, or --case NAME for a worked example of the course")
+    loaded, _, _ = _analysis(spec, sets, inputs)  # validates and reports errors with locations
+    shapes = _input_shapes(loaded, inputs)
+    typer.echo(explain_spec(spec, nodes or None, lang, params=parse_sets(sets), inputs=shapes))
 
 
 @app.command()

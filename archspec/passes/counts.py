@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from archspec.ir.graph import IRGraph, Shape
 from archspec.ops.registry import lookup
@@ -71,6 +72,8 @@ class Analysis:
     layers: list[LayerStats]
     blocks: list[BlockStats]
     totals: Figures
+    # receptive field per node (archspec.passes.receptive_field), when asked for
+    fields: dict[str, Any] | None = None
 
     @property
     def depth(self) -> int:

@@ -17,7 +17,7 @@ JSON_VERSION = 1
 def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     totals = analysis.totals
     meta = meta or {}
-    return {
+    data = {
         "format_version": JSON_VERSION,
         "name": analysis.name,
         "summary": meta.get("summary"),
@@ -67,6 +67,31 @@ def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None) -> dic
             for block in analysis.blocks
         ],
     }
+    if analysis.fields is not None:
+        for layer in data["layers"]:
+            layer.update(field_json(analysis.fields.get(layer["name"])))
+    return data
+
+
+def field_json(field) -> dict[str, Any]:
+    """`receptive_field` (size per axis), `jump` and `offset` of a node, in input pixels."""
+    if field is None:
+        return {"receptive_field": None, "jump": None, "offset": None}
+    number = lambda v: int(v) if float(v).is_integer() else round(float(v), 4)  # noqa: E731
+    return {
+        "receptive_field": [number(v) for v in field.size],
+        "jump": [number(v) for v in field.jump],
+        "offset": [number(v) for v in field.offset],
+        "global": field.is_global,
+    }
+
+
+def field_text(field) -> str:
+    if field is None:
+        return "-"
+    data = field_json(field)
+    size = "x".join(str(v) for v in data["receptive_field"])
+    return f"{size} (whole)" if field.is_global else f"{size} /{'x'.join(str(v) for v in data['jump'])}"
 
 
 @dataclass
@@ -76,11 +101,13 @@ class Row:
     output_shape: str
     figures: Figures
     level: int  # nesting depth, for indentation
+    field: Any = None  # receptive field of the row's (last) node
 
 
 def layer_rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     """One row per leaf op, or, with `depth`, one row per block at that depth (collapsed)."""
     rows: list[Row] = []
+    fields = analysis.fields or {}
     blocks = {block.name: block for block in analysis.blocks}
     shown: set[str] = set()
     for layer in analysis.layers:
@@ -89,8 +116,9 @@ def layer_rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
             if block.name not in shown:
                 shown.add(block.name)
                 rows.append(Row(block.name, block.kind, format_shape(block.output_shape), block.figures, depth - 1))
+            rows[-1].field = fields.get(layer.name)  # the block's last node gives its field
             continue
-        rows.append(Row(layer.name, layer.op, format_shape(layer.output_shape), layer.figures, len(layer.scopes)))
+        rows.append(Row(layer.name, layer.op, format_shape(layer.output_shape), layer.figures, len(layer.scopes), fields.get(layer.name)))
     return rows
 
 
@@ -113,13 +141,15 @@ def human_bytes(value: int) -> str:
     return f"{value} B"
 
 
-def columns(flops: bool, all_ops: bool) -> list[tuple[str, Any]]:
+def columns(flops: bool, all_ops: bool, fields: bool = False) -> list[tuple[str, Any]]:
     """(header, Row -> text) for the figure columns shown."""
     cols: list[tuple[str, Any]] = [("Params", lambda r: count(r.figures.params))]
     if flops:
         cols += [("MACs", lambda r: count(r.figures.macs)), ("FLOPs", lambda r: count(r.figures.flops))]
     if all_ops:
         cols.append(("All ops", lambda r: count(r.figures.all_ops)))
+    if fields:
+        cols.append(("RF /jump", lambda r: field_text(r.field)))
     return cols
 
 
@@ -139,8 +169,10 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def markdown(analysis: Analysis, depth: int | None = None, flops: bool = True, all_ops: bool = False, title: str | None = None) -> str:
-    cols = columns(flops, all_ops)
+def markdown(
+    analysis: Analysis, depth: int | None = None, flops: bool = True, all_ops: bool = False, title: str | None = None, fields: bool = False
+) -> str:
+    cols = columns(flops, all_ops, fields)
     lines = [f"# {title or analysis.name}", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in totals_lines(analysis)]
     lines += ["", "| Layer | Op | Output | " + " | ".join(h for h, _ in cols) + " |"]
