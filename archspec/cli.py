@@ -149,6 +149,9 @@ def report(
     flops: bool = typer.Option(False, "--flops", help="Add MAC and FLOP columns per layer."),
     all_ops: bool = typer.Option(False, "--all-ops", help="Add the all-ops column (norm, activation, pooling work too)."),
     receptive_field: bool = typer.Option(False, "--receptive-field", help="Add receptive field size, jump and offset."),
+    memory: bool = typer.Option(False, "--memory", help="Add the memory estimate: weights, gradients, optimizer state, saved activations, peaks."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 (for --memory)."),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (with momentum) or adam (for --memory)."),
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks nested deeper than N into one row."),
     output_format: str = typer.Option("table", "--format", help="table, json or markdown."),
     sets: Optional[List[str]] = SetOption,
@@ -160,6 +163,12 @@ def report(
 
     if output_format not in ("table", "json", "markdown"):
         raise ArchspecError(f"--format must be table, json or markdown, not '{output_format}'")
+    from archspec.passes.memory import DTYPE_BYTES, OPTIMIZER_STATES, estimate_memory
+
+    if dtype not in DTYPE_BYTES:
+        raise ArchspecError(f"--dtype must be one of {', '.join(DTYPE_BYTES)}, not '{dtype}'")
+    if optimizer not in OPTIMIZER_STATES:
+        raise ArchspecError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, not '{optimizer}'")
     paths = specs or library_specs()
     results = []
     for path in paths:
@@ -168,6 +177,8 @@ def report(
             from archspec.passes.receptive_field import receptive_fields
 
             analysis.fields = receptive_fields(ir)
+        if memory:
+            analysis.memory = estimate_memory(ir, batch=batch, dtype=dtype, optimizer=optimizer)
         results.append((analysis, _meta(loaded)))
     single = len(results) == 1 and bool(specs)
     if output_format == "json":
@@ -175,7 +186,7 @@ def report(
         typer.echo(json.dumps(data[0] if single else data, indent=1))
     elif output_format == "markdown":
         if single:
-            typer.echo(markdown(results[0][0], depth, flops=flops, all_ops=all_ops, fields=receptive_field), nl=False)
+            typer.echo(markdown(results[0][0], depth, flops=flops, all_ops=all_ops, fields=receptive_field, memory=memory), nl=False)
         else:
             typer.echo(library_markdown(results), nl=False)
     else:
@@ -183,7 +194,7 @@ def report(
 
         out = console()
         if single:
-            out.print(layer_table(results[0][0], depth, flops, all_ops, fields=receptive_field))
+            out.print(layer_table(results[0][0], depth, flops, all_ops, fields=receptive_field, memory=memory))
             out.print(totals_table(results[0][0]))
         else:
             out.print(library_table(results))

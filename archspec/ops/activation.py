@@ -4,7 +4,19 @@ from __future__ import annotations
 from typing import Literal
 
 from archspec.ops.common import Probability, format_shape
-from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
+from archspec.ops.registry import (
+    NoArgs,
+    Op,
+    OpArgs,
+    Saved,
+    Shape,
+    ShapeError,
+    numel,
+    register,
+    saves_input,
+    saves_nothing,
+    saves_output,
+)
 
 
 def _same_shape(args, inputs: list[Shape]) -> Shape:
@@ -15,8 +27,9 @@ def _one_per_element(args, inputs, output) -> int:
     return numel(output)
 
 
-def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = ()) -> None:
-    """Register an elementwise op lowered to a torch function (1 op per element in --all-ops)."""
+def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = (), saved=saves_input) -> None:
+    """Register an elementwise op lowered to a torch function (1 op per element in --all-ops).
+    `saved`: relu, sigmoid and tanh keep their output for backward, the others their input."""
     register(
         Op(
             name=name,
@@ -26,6 +39,7 @@ def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: 
             extra_ops=_one_per_element,
             function=function,
             aliases=aliases,
+            saved=saved,
         )
     )
 
@@ -60,7 +74,7 @@ class DropoutArgs(OpArgs):
     p: Probability = 0.5
 
 
-_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"))
+_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"), saved=saves_output)
 _activation("relu6", "min(max(x, 0), 6) (MobileNet)", NoArgs, _torch("F.relu6"))
 _activation(
     "leaky_relu",
@@ -68,8 +82,8 @@ _activation(
     LeakyReluArgs,
     _torch("F.leaky_relu", lambda a: {"negative_slope": a.negative_slope}),
 )
-_activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"))
-_activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"))
+_activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"), saved=saves_output)
+_activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"), saved=saves_output)
 _activation(
     "gelu",
     "Gaussian error linear unit",
@@ -91,6 +105,7 @@ def _softmax_shape(args: SoftmaxArgs, inputs: list[Shape]) -> Shape:
 register(
     Op(
         name="softmax",
+        saved=saves_output,
         summary="softmax along `dim` (0 = channels)",
         args=SoftmaxArgs,
         shape=_softmax_shape,
@@ -110,6 +125,7 @@ def _build_dropout(args: DropoutArgs, inputs: list[Shape]):
 register(
     Op(
         name="dropout",
+        saved=lambda a, i, o: Saved(inputs=(), extra=((numel(o), "bool", True),)),  # the mask
         summary="dropout with probability p during training (nn.Dropout)",
         args=DropoutArgs,
         shape=_same_shape,
@@ -127,6 +143,7 @@ def _build_drop_path(args: DropoutArgs, inputs: list[Shape]):
 register(
     Op(
         name="drop_path",
+        saved=lambda a, i, o: Saved(inputs=(), extra=((1, "act", True),)),  # one keep/drop per sample
         summary="stochastic depth: drop a residual branch per sample with probability p (EfficientNet)",
         args=DropoutArgs,
         shape=_same_shape,
@@ -142,4 +159,6 @@ def _identity(args, inputs):
     return identity, {}
 
 
-register(Op(name="identity", summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity))
+register(
+    Op(name="identity", summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity, saved=saves_nothing)
+)

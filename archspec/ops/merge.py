@@ -9,7 +9,7 @@ from typing import Literal
 
 from archspec.ops.common import format_shape
 from archspec.ops.field import shifted_ranges
-from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
+from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, register, saves_nothing
 
 Fit = Literal["none", "crop", "pad"]
 
@@ -150,6 +150,7 @@ def _elementwise_ops(args, inputs: list[Shape], output: Shape) -> int:
 register(
     Op(
         name="add",
+        saved=saves_nothing,
         summary="elementwise sum of its inputs (residual connection)",
         args=AddArgs,
         shape=_add_shape,
@@ -162,6 +163,7 @@ register(
 register(
     Op(
         name="mul",
+        saved=lambda a, i, o: Saved(inputs=(0, 1)),
         summary="elementwise product with broadcasting (squeeze-excitation gating)",
         args=NoArgs,
         shape=lambda a, i: _broadcast(i),
@@ -175,6 +177,7 @@ register(
 register(
     Op(
         name="concat",
+        saved=saves_nothing,
         summary="concatenation along channels (DenseNet, Inception, U-Net bridges)",
         args=ConcatArgs,
         shape=_concat_shape,

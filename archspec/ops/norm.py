@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import Field
 
 from archspec.ops.common import PositiveInt, feature_map, format_shape
-from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel, register
+from archspec.ops.registry import Op, OpArgs, Saved, Shape, ShapeError, numel, register
 
 Epsilon = Annotated[float, Field(gt=0.0, le=1.0)]
 
@@ -63,6 +63,8 @@ def _build_bn(args: BatchNormArgs, inputs: list[Shape]):
 register(
     Op(
         name="bn",
+        # input, plus the batch mean and inverse std per channel
+        saved=lambda a, i, o: Saved(extra=((2 * i[0][0], "fp32", False),)),
         summary="batch normalisation over channels (nn.BatchNorm2d, or 1d on vectors)",
         args=BatchNormArgs,
         shape=_bn_shape,
@@ -98,6 +100,7 @@ def _build_gn(args: GroupNormArgs, inputs: list[Shape]):
 register(
     Op(
         name="groupnorm",
+        saved=lambda a, i, o: Saved(extra=((2 * a.groups, "fp32", True),)),
         summary="group normalisation (nn.GroupNorm)",
         args=GroupNormArgs,
         shape=_gn_shape,
@@ -160,6 +163,8 @@ def _build_lrn(args: LocalResponseNormArgs, inputs: list[Shape]):
 register(
     Op(
         name="lrn",
+        # composite in PyTorch: x, the padded squares, the divisor and its power (about 3 outputs)
+        saved=lambda a, i, o: Saved(extra=((3 * numel(o), "act", True),)),
         summary="local response normalisation across channels (AlexNet, nn.LocalResponseNorm)",
         args=LocalResponseNormArgs,
         shape=lambda a, i: (feature_map(i, "lrn"), i[0])[1],

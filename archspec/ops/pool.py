@@ -5,7 +5,7 @@ from typing import Optional
 
 from archspec.ops.common import IntPair, NonNegativePair, feature_map, pair, window_output
 from archspec.ops.field import adaptive_ranges
-from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
+from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, register, saves_input, saves_nothing
 
 
 class PoolArgs(OpArgs):
@@ -66,6 +66,7 @@ def _build_avgpool(args: AvgPoolArgs, inputs: list[Shape]):
 register(
     Op(
         name="maxpool",
+        saved=lambda a, i, o: Saved(extra=((numel(o), "int64", True),)),  # input and argmax indices
         summary="max pooling (nn.MaxPool2d); stride defaults to the kernel",
         args=MaxPoolArgs,
         shape=_pool_shape,
@@ -111,6 +112,15 @@ def _adaptive_field(args: AdaptiveArgs, ranges, inputs: list[Shape], output: Sha
     return [adaptive_ranges(ranges, inputs[0][1:], output[1:])]
 
 
+def _adaptive_max_saved(args, inputs, output) -> Saved:
+    return Saved(extra=((numel(output), "int64", True),))  # input and argmax indices
+
+
+def _adaptive_avg_saved(args, inputs, output) -> Saved:
+    # PyTorch computes a 1x1 adaptive average as a mean, whose backward needs only the sizes
+    return saves_nothing(args, inputs, output) if output[1:] == (1, 1) else saves_input(args, inputs, output)
+
+
 for kind in ("avg", "max"):
     register(
         Op(
@@ -121,6 +131,7 @@ for kind in ("avg", "max"):
             extra_ops=lambda a, i, o: numel(i[0]),
             module=_build_adaptive(kind),
             receptive_field=_adaptive_field,
+        saved=_adaptive_max_saved if kind == "max" else _adaptive_avg_saved,
         )
     )
 
@@ -138,6 +149,7 @@ def _global_function(args, inputs):
 register(
     Op(
         name="global_avgpool",
+        saved=saves_nothing,  # a mean: its backward needs only the sizes
         summary="average over all positions, giving a (C,) vector (adaptive avg pool to 1 + flatten)",
         args=NoArgs,
         shape=_global_shape,

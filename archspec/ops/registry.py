@@ -81,6 +81,30 @@ class NoArgs(OpArgs):
     pass
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What autograd keeps of one op for the backward pass (PyTorch's derivatives.yaml), for
+    the memory estimate: which inputs' tensors, whether the output, and extra tensors as
+    (elements, dtype kind, whether per sample) with kinds "act" (activation dtype), "fp32",
+    "int64" and "bool"."""
+
+    inputs: tuple[int, ...] = (0,)
+    output: bool = False
+    extra: tuple[tuple[int, str, bool], ...] = ()
+
+
+def saves_input(args: Any, inputs: list[Shape], output: Shape) -> Saved:
+    return Saved()
+
+
+def saves_output(args: Any, inputs: list[Shape], output: Shape) -> Saved:
+    return Saved(inputs=(), output=True)
+
+
+def saves_nothing(args: Any, inputs: list[Shape], output: Shape) -> Saved:
+    return Saved(inputs=())
+
+
 # --- rule signatures -------------------------------------------------------------------------
 ShapeRule = Callable[[Any, list[Shape]], Shape]
 TensorRule = Callable[[Any, list[Shape]], dict[str, Shape]]
@@ -123,6 +147,8 @@ class Op:
     # same positions (elementwise ops)
     window: Callable[[Any, list[Shape]], tuple[Shape, Shape, Shape, Shape]] | None = None
     receptive_field: Callable[[Any, Any, list[Shape], Shape], list] | None = None
+    # what autograd keeps for backward (memory estimate); most ops keep their input
+    saved: Callable[[Any, list[Shape], Shape], Saved] = saves_input
     aliases: tuple[str, ...] = field(default=())
 
     def flops(self, args: Any, inputs: list[Shape], output: Shape) -> int:

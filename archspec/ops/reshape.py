@@ -9,7 +9,7 @@ from typing_extensions import Annotated
 
 from archspec.ops.common import IntPair, NonNegativeInt, PositiveInt, feature_map, format_shape, pair
 from archspec.ops.field import resized_ranges, shifted_ranges
-from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register
+from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register, saves_nothing
 
 
 def _function(name: str, keywords=lambda args, inputs: {}):
@@ -26,6 +26,7 @@ def _function(name: str, keywords=lambda args, inputs: {}):
 register(
     Op(
         name="flatten",
+        saved=saves_nothing,
         summary="flatten everything after the batch dimension into a vector",
         args=NoArgs,
         shape=lambda a, i: (numel(i[0]),),
@@ -52,6 +53,7 @@ def _reshape_shape(args: ReshapeArgs, inputs: list[Shape]) -> Shape:
 register(
     Op(
         name="reshape",
+        saved=saves_nothing,
         summary="reshape everything after the batch (e.g. YOLO's 1470 -> 30x7x7)",
         args=ReshapeArgs,
         shape=_reshape_shape,
@@ -106,6 +108,7 @@ def _upsample_keywords(args: UpsampleArgs, inputs: list[Shape]) -> dict:
 register(
     Op(
         name="upsample",
+        saved=saves_nothing,  # interpolation backward needs only the sizes
         summary="resize by `scale`, to `size`, or to a second input's size (F.interpolate)",
         args=UpsampleArgs,
         shape=lambda a, i: (i[0][0], *_upsample_size(a, i)),
@@ -137,6 +140,7 @@ def _crop_size(args: CropArgs, inputs: list[Shape]) -> tuple[int, int]:
 register(
     Op(
         name="crop",
+        saved=saves_nothing,
         summary="centre crop to `size` or to a second input's size (U-Net bridges)",
         args=CropArgs,
         shape=lambda a, i: (i[0][0], *_crop_size(a, i)),
@@ -179,6 +183,7 @@ def _pad_shape(args: PadArgs, inputs: list[Shape]) -> Shape:
 register(
     Op(
         name="pad",
+        saved=saves_nothing,
         summary="constant padding by `amount` or up to a second input's size",
         args=PadArgs,
         shape=_pad_shape,
@@ -205,6 +210,7 @@ def _shuffle_shape(args: ChannelShuffleArgs, inputs: list[Shape]) -> Shape:
 register(
     Op(
         name="channel_shuffle",
+        saved=saves_nothing,
         summary="interleave channels across `groups` (ShuffleNet)",
         args=ChannelShuffleArgs,
         shape=_shuffle_shape,

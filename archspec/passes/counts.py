@@ -74,6 +74,8 @@ class Analysis:
     totals: Figures
     # receptive field per node (archspec.passes.receptive_field), when asked for
     fields: dict[str, Any] | None = None
+    # memory estimate (archspec.passes.memory), when asked for
+    memory: Any = None
 
     @property
     def depth(self) -> int:

@@ -70,7 +70,29 @@ def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None) -> dic
     if analysis.fields is not None:
         for layer in data["layers"]:
             layer.update(field_json(analysis.fields.get(layer["name"])))
+    if analysis.memory is not None:
+        data["memory"] = memory_json(analysis.memory)
+        per_layer = {m.name: m for m in analysis.memory.layers}
+        for layer in data["layers"]:
+            m = per_layer[layer["name"]]
+            layer["memory"] = {"params": m.params, "gradients": m.gradients, "optimizer": m.optimizer, "saved": m.saved}
     return data
+
+
+def memory_json(memory) -> dict[str, Any]:
+    """Bytes; see archspec.passes.memory for what each figure includes."""
+    return {
+        "batch": memory.batch,
+        "dtype": memory.dtype,
+        "optimizer": memory.optimizer,
+        "params": memory.params,
+        "buffers": memory.buffers,
+        "gradients": memory.gradients,
+        "optimizer_state": memory.optimizer_state,
+        "saved_activations": memory.saved_activations,
+        "inference_peak": memory.inference_peak,
+        "training_peak": memory.training_peak,
+    }
 
 
 def field_json(field) -> dict[str, Any]:
@@ -102,12 +124,14 @@ class Row:
     figures: Figures
     level: int  # nesting depth, for indentation
     field: Any = None  # receptive field of the row's (last) node
+    saved: int | None = None  # activation bytes kept for backward (with --memory)
 
 
 def layer_rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     """One row per leaf op, or, with `depth`, one row per block at that depth (collapsed)."""
     rows: list[Row] = []
     fields = analysis.fields or {}
+    saved = {m.name: m.saved for m in analysis.memory.layers} if analysis.memory else {}
     blocks = {block.name: block for block in analysis.blocks}
     shown: set[str] = set()
     for layer in analysis.layers:
@@ -117,8 +141,12 @@ def layer_rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
                 shown.add(block.name)
                 rows.append(Row(block.name, block.kind, format_shape(block.output_shape), block.figures, depth - 1))
             rows[-1].field = fields.get(layer.name)  # the block's last node gives its field
+            rows[-1].saved = (rows[-1].saved or 0) + saved.get(layer.name, 0)
             continue
-        rows.append(Row(layer.name, layer.op, format_shape(layer.output_shape), layer.figures, len(layer.scopes), fields.get(layer.name)))
+        rows.append(
+            Row(layer.name, layer.op, format_shape(layer.output_shape), layer.figures, len(layer.scopes),
+                fields.get(layer.name), saved.get(layer.name))
+        )
     return rows
 
 
@@ -141,7 +169,7 @@ def human_bytes(value: int) -> str:
     return f"{value} B"
 
 
-def columns(flops: bool, all_ops: bool, fields: bool = False) -> list[tuple[str, Any]]:
+def columns(flops: bool, all_ops: bool, fields: bool = False, memory: bool = False) -> list[tuple[str, Any]]:
     """(header, Row -> text) for the figure columns shown."""
     cols: list[tuple[str, Any]] = [("Params", lambda r: count(r.figures.params))]
     if flops:
@@ -150,12 +178,30 @@ def columns(flops: bool, all_ops: bool, fields: bool = False) -> list[tuple[str,
         cols.append(("All ops", lambda r: count(r.figures.all_ops)))
     if fields:
         cols.append(("RF /jump", lambda r: field_text(r.field)))
+    if memory:
+        cols.append(("Saved for backward", lambda r: human_bytes(r.saved or 0)))
     return cols
 
 
 def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     t = analysis.totals
     shapes = lambda d: ", ".join(f"{k} {format_shape(v)}" for k, v in d.items())  # noqa: E731
+    return _count_lines(analysis, t, shapes) + (memory_lines(analysis.memory) if analysis.memory else [])
+
+
+def memory_lines(m) -> list[tuple[str, str]]:
+    return [
+        (f"memory ({m.dtype}, batch {m.batch}, {m.optimizer})", ""),
+        ("  weights + buffers", human_bytes(m.params + m.buffers)),
+        ("  gradients", human_bytes(m.gradients)),
+        ("  optimizer state", human_bytes(m.optimizer_state)),
+        ("  saved for backward", human_bytes(m.saved_activations)),
+        ("  inference peak", human_bytes(m.inference_peak)),
+        ("  training step peak", human_bytes(m.training_peak)),
+    ]
+
+
+def _count_lines(analysis: Analysis, t, shapes) -> list[tuple[str, str]]:
     return [
         ("inputs", shapes(analysis.inputs)),
         ("outputs", shapes(analysis.outputs)),
@@ -170,9 +216,15 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
 
 
 def markdown(
-    analysis: Analysis, depth: int | None = None, flops: bool = True, all_ops: bool = False, title: str | None = None, fields: bool = False
+    analysis: Analysis,
+    depth: int | None = None,
+    flops: bool = True,
+    all_ops: bool = False,
+    title: str | None = None,
+    fields: bool = False,
+    memory: bool = False,
 ) -> str:
-    cols = columns(flops, all_ops, fields)
+    cols = columns(flops, all_ops, fields, memory)
     lines = [f"# {title or analysis.name}", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in totals_lines(analysis)]
     lines += ["", "| Layer | Op | Output | " + " | ".join(h for h, _ in cols) + " |"]

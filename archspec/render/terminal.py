@@ -8,8 +8,10 @@ from archspec.passes.counts import Analysis
 from archspec.render.report import LIBRARY_HEADERS, columns, layer_rows, library_rows, totals_lines
 
 
-def layer_table(analysis: Analysis, depth: int | None = None, flops: bool = False, all_ops: bool = False, fields: bool = False) -> Table:
-    cols = columns(flops, all_ops, fields)
+def layer_table(
+    analysis: Analysis, depth: int | None = None, flops: bool = False, all_ops: bool = False, fields: bool = False, memory: bool = False
+) -> Table:
+    cols = columns(flops, all_ops, fields, memory)
     table = Table(title=f"{analysis.name} (batch {analysis.batch})", title_justify="left", header_style="bold")
     table.add_column("Layer", no_wrap=True)
     table.add_column("Op", style="cyan", no_wrap=True)

@@ -1,0 +1,119 @@
+"""Memory estimate for inference and for one training step (no torch).
+
+Per layer and in total:
+- parameters, gradients (trainable parameters only) and optimizer state (SGD with momentum: one
+  tensor per trainable parameter; Adam: two), all in the chosen dtype;
+- activations kept for backward: what autograd saves, from each op's `saved` rule (inputs, the
+  output, or extra tensors such as max-pooling indices and dropout masks). A tensor saved by
+  several ops (a ReLU's output that the next conv also keeps) is counted once, at the first op
+  that saves it. Ops that autograd does not record (no trainable weights and no input that needs
+  a gradient: everything before the first trainable layer, or inside a frozen stem) save nothing;
+- inference peak: weights and buffers plus the largest set of activations alive at once when the
+  graph runs in order and each tensor is freed after its last consumer;
+- training peak: weights, buffers, gradients, optimizer state, every saved activation, plus the
+  largest output and its gradient (what backward holds on top of the saved tensors).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from archspec.ir.graph import IRGraph
+from archspec.ops.registry import lookup
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+OPTIMIZER_STATES = {"sgd": 1, "adam": 2}  # tensors of state per trainable parameter
+KIND_BYTES = {"fp32": 4, "int64": 8, "bool": 1}
+
+
+@dataclass
+class LayerMemory:
+    name: str
+    params: int = 0  # bytes
+    gradients: int = 0
+    optimizer: int = 0
+    saved: int = 0  # activations kept for backward, attributed to the first op that keeps them
+    output: int = 0  # the layer's output tensor
+
+
+@dataclass
+class MemoryEstimate:
+    batch: int
+    dtype: str
+    optimizer: str
+    layers: list[LayerMemory] = field(default_factory=list)
+    params: int = 0
+    buffers: int = 0
+    gradients: int = 0
+    optimizer_state: int = 0
+    saved_activations: int = 0
+    inference_peak: int = 0
+    training_peak: int = 0
+
+
+def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer: str = "sgd") -> MemoryEstimate:
+    width = DTYPE_BYTES[dtype]
+    kinds = {**KIND_BYTES, "act": width}
+    result = MemoryEstimate(batch, dtype, optimizer)
+    saved_tensors: set[str] = set()  # node ids whose output tensor is already counted as saved
+    requires_grad: set[str] = set()  # nodes autograd records (graph inputs do not require grad)
+    for node in ir.nodes():
+        out_bytes = math.prod(ir.shapes[node.id]) * batch * width
+        if node.op == "input":
+            continue
+        op = lookup(node.op)
+        in_shapes = [ir.shapes[i] for i in node.inputs]
+        layer = LayerMemory(node.id, output=out_bytes)
+        has_weights = bool(op.params(node.args, in_shapes))
+        if (has_weights and node.trainable) or any(i in requires_grad for i in node.inputs):
+            requires_grad.add(node.id)
+        if node.module == node.id:
+            params = sum(math.prod(s) for s in op.params(node.args, in_shapes).values()) * width
+            layer.params = params
+            if node.trainable:
+                layer.gradients = params
+                layer.optimizer = params * OPTIMIZER_STATES[optimizer]
+            result.buffers += sum(math.prod(s) for s in op.buffers(node.args, in_shapes).values()) * width
+        result.layers.append(layer)
+        if node.id not in requires_grad:
+            continue  # autograd does not record an op none of whose inputs needs a gradient
+        saved = op.saved(node.args, in_shapes, ir.shapes[node.id])
+        kept = [node.inputs[i] for i in saved.inputs if i < len(node.inputs)] + ([node.id] if saved.output else [])
+        for tensor in kept:
+            if tensor not in saved_tensors:
+                saved_tensors.add(tensor)
+                layer.saved += math.prod(ir.shapes[tensor]) * batch * width
+        for elements, kind, per_sample in saved.extra:
+            layer.saved += elements * (batch if per_sample else 1) * kinds[kind]
+    result.params = sum(layer.params for layer in result.layers)
+    result.gradients = sum(layer.gradients for layer in result.layers)
+    result.optimizer_state = sum(layer.optimizer for layer in result.layers)
+    result.saved_activations = sum(layer.saved for layer in result.layers)
+    weights = result.params + result.buffers
+    result.inference_peak = weights + _live_peak(ir, batch * width)
+    largest_output = max((layer.output for layer in result.layers), default=0)
+    result.training_peak = (
+        weights + result.gradients + result.optimizer_state + result.saved_activations + 2 * largest_output
+    )
+    return result
+
+
+def _live_peak(ir: IRGraph, bytes_per_element: int) -> int:
+    """The most activation bytes alive at once when nodes run in order, each output freed after
+    its last consumer (graph outputs stay to the end)."""
+    order = ir.order
+    last_use = {node_id: index for index, node_id in enumerate(order)}
+    for index, node in enumerate(ir.nodes()):
+        for producer in node.inputs:
+            last_use[producer] = max(last_use[producer], index)
+    for output in ir.outputs.values():
+        last_use[output] = len(order)
+    alive, peak = 0, 0
+    frees: dict[int, int] = {}
+    for index, node_id in enumerate(order):
+        size = math.prod(ir.shapes[node_id]) * bytes_per_element
+        alive += size
+        peak = max(peak, alive)
+        frees[last_use[node_id]] = frees.get(last_use[node_id], 0) + size
+        alive -= frees.pop(index, 0)
+    return peak
