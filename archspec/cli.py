@@ -5,16 +5,26 @@ never a traceback. `validate` and `report` never import torch.
 """
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import List, Optional
 
 import typer
-import yaml
 
+from archspec.commands.common import (
+    DEFAULT_MEMORY_LIMIT_GIB,
+    REPORTS_FOLDER,
+    BatchOption,
+    InputOption,
+    SetOption,
+    analyse,
+    handles_errors,
+    input_shapes,
+    library_specs,
+    parse_sets,
+    spec_meta,
+)
 from archspec.errors import ArchspecError
 
 app = typer.Typer(
@@ -24,101 +34,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-SPECS_FOLDER = Path("specs")
-REPORTS_FOLDER = Path("reports")
-DEFAULT_MEMORY_LIMIT_GIB = 8.0
-
-SetOption = typer.Option(None, "--set", help="Override a spec parameter: --set num_classes=10 (repeatable).")
-InputOption = typer.Option(None, "--input", help="Input shape CxHxW, or NAME=CxHxW for a named input (repeatable).")
-BatchOption = typer.Option(1, "--batch", min=1, help="Batch size the counts are for.")
-
-
-def handles_errors(command: Callable) -> Callable:
-    """Print archspec errors as located one-liners on stderr and exit 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ArchspecError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except Exception as err:  # a bug in archspec: one line, the traceback only on request
-            if os.environ.get("ARCHSPEC_DEBUG"):
-                raise
-            typer.echo(
-                f"internal error: {type(err).__name__}: {err}\n"
-                "  this is a bug in archspec; rerun with ARCHSPEC_DEBUG=1 for the traceback and please report it",
-                err=True,
-            )
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-# --- option parsing ---------------------------------------------------------------------------------
-def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ArchspecError(f"--set expects NAME=VALUE, got '{item}'")
-        try:
-            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            raise ArchspecError(f"--set {key}: cannot read value '{text}'") from None
-    return overrides
-
-
-def parse_inputs(items: list[str] | None, default_name: str | None = None) -> dict[str, tuple[int, ...]]:
-    """`3x224x224` (the first input) or `left=3x64x64`."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for item in items or []:
-        name, sep, dims = item.rpartition("=")
-        name = name.strip() if sep else ""
-        try:
-            shape = tuple(int(d) for d in dims.lower().split("x"))
-        except ValueError:
-            raise ArchspecError(f"--input expects CxHxW like 3x224x224, got '{item}'") from None
-        if any(d < 1 for d in shape):
-            raise ArchspecError(f"--input sizes must be positive, got '{item}'")
-        shapes[name] = shape
-    return shapes
-
-
-def _analysis(spec_path: Path, sets, inputs, batch: int = 1):
-    """Load, compile and analyse one spec: (loaded spec, IR, analysis)."""
-    from archspec.ir.build import build_ir
-    from archspec.passes.counts import analyze
-    from archspec.spec.document import load_spec
-
-    loaded = load_spec(spec_path)
-    ir = build_ir(loaded, parse_sets(sets), _input_shapes(loaded, inputs))
-    return loaded, ir, analyze(ir, batch=batch)
-
-
-def _input_shapes(loaded, inputs) -> dict[str, tuple[int, ...]]:
-    shapes = parse_inputs(inputs)
-    if "" in shapes:  # an unnamed --input means the spec's first input
-        shapes[next(iter(loaded.document.inputs))] = shapes.pop("")
-    return shapes
-
-
-def _meta(loaded) -> dict[str, Any]:
-    return {"summary": loaded.document.summary, "paper": loaded.document.paper, "path": loaded.path}
-
-
-def library_specs() -> list[Path]:
-    if not SPECS_FOLDER.is_dir():
-        raise ArchspecError(f"no SPEC given and no {SPECS_FOLDER}/ folder here")
-    return sorted(SPECS_FOLDER.glob("*.yaml"))
-
 
 # --- commands ---------------------------------------------------------------------------------------
 @app.command()
@@ -131,7 +46,7 @@ def validate(
     failures = 0
     for spec in specs:
         try:
-            _, ir, analysis = _analysis(spec, sets, None)
+            _, ir, analysis = analyse(spec, sets, None)
         except ArchspecError as err:
             failures += 1
             typer.echo(f"error: {err}", err=True)
@@ -172,14 +87,14 @@ def report(
     paths = specs or library_specs()
     results = []
     for path in paths:
-        loaded, ir, analysis = _analysis(path, sets, inputs, batch)
+        loaded, ir, analysis = analyse(path, sets, inputs, batch)
         if receptive_field:
             from archspec.passes.receptive_field import receptive_fields
 
             analysis.fields = receptive_fields(ir)
         if memory:
             analysis.memory = estimate_memory(ir, batch=batch, dtype=dtype, optimizer=optimizer)
-        results.append((analysis, _meta(loaded)))
+        results.append((analysis, spec_meta(loaded)))
     single = len(results) == 1 and bool(specs)
     if output_format == "json":
         data = [analysis_json(a, m) for a, m in results]
@@ -216,7 +131,7 @@ def build(
     from archspec.render.report import analysis_json, human_bytes, markdown
     from archspec.render.terminal import console, layer_table, totals_table
 
-    loaded, ir, analysis = _analysis(spec, sets, inputs)
+    loaded, ir, analysis = analyse(spec, sets, inputs)
     needed = (analysis.totals.params + analysis.totals.buffers + analysis.totals.activations) * analysis.dtype_bytes
     if needed > memory_limit * (1 << 30) and not force:
         raise ArchspecError(
@@ -236,7 +151,7 @@ def build(
         detail = "" if check.ok else f": static {check.static}, torch {check.actual}"
         stdout.print(f"{mark}  torch agrees on {check.what}{detail}")
     folder = out or safe_folder(REPORTS_FOLDER, analysis.name)
-    meta = _meta(loaded)
+    meta = spec_meta(loaded)
     written = [
         write_atomic(folder / "summary.json", json.dumps(analysis_json(analysis, meta), indent=1) + "\n"),
         write_atomic(folder / "summary.md", markdown(analysis, flops=True)),
@@ -275,8 +190,8 @@ def explain(
         return
     if spec is None:
         raise ArchspecError("give a SPEC, or --case NAME for a worked example of the course")
-    loaded, _, _ = _analysis(spec, sets, inputs)  # validates and reports errors with locations
-    shapes = _input_shapes(loaded, inputs)
+    loaded, _, _ = analyse(spec, sets, inputs)  # validates and reports errors with locations
+    shapes = input_shapes(loaded, inputs)
     typer.echo(explain_spec(spec, nodes or None, lang, params=parse_sets(sets), inputs=shapes))
 
 

@@ -29,7 +29,7 @@ from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ir.graph import IRGraph, IRNode, Shape
 from archspec.ops.registry import Op, all_ops, lookup
 from archspec.passes.shapes import output_shape
-from archspec.spec.document import BlockDef, LoadedSpec, check_name, located_validation_error
+from archspec.spec.document import LoadedSpec, check_name
 from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate
 from archspec.spec.yaml_source import SourceList, SourceMap
 

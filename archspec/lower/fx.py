@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import re
 
-import torch
 import torch.fx as fx
 import torch.nn as nn
 

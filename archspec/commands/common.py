@@ -1,0 +1,107 @@
+"""What every `archspec` command shares: option types, option parsing, the error wrapper and
+loading + analysing a spec. Commands live in archspec/cli.py and archspec/commands/*.py."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+import yaml
+
+from archspec.errors import ArchspecError
+
+SPECS_FOLDER = Path("specs")
+REPORTS_FOLDER = Path("reports")
+DEFAULT_MEMORY_LIMIT_GIB = 8.0
+
+SetOption = typer.Option(None, "--set", help="Override a spec parameter: --set num_classes=10 (repeatable).")
+InputOption = typer.Option(None, "--input", help="Input shape CxHxW, or NAME=CxHxW for a named input (repeatable).")
+BatchOption = typer.Option(1, "--batch", min=1, help="Batch size the counts are for.")
+
+
+def handles_errors(command: Callable) -> Callable:
+    """Print archspec errors as located one-liners on stderr and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ArchspecError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as err:  # a bug in archspec: one line, the traceback only on request
+            if os.environ.get("ARCHSPEC_DEBUG"):
+                raise
+            typer.echo(
+                f"internal error: {type(err).__name__}: {err}\n"
+                "  this is a bug in archspec; rerun with ARCHSPEC_DEBUG=1 for the traceback and please report it",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+# --- option parsing ---------------------------------------------------------------------------------
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ArchspecError(f"--set expects NAME=VALUE, got '{item}'")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise ArchspecError(f"--set {key}: cannot read value '{text}'") from None
+    return overrides
+
+
+def parse_inputs(items: list[str] | None, default_name: str | None = None) -> dict[str, tuple[int, ...]]:
+    """`3x224x224` (the first input) or `left=3x64x64`."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items or []:
+        name, sep, dims = item.rpartition("=")
+        name = name.strip() if sep else ""
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise ArchspecError(f"--input expects CxHxW like 3x224x224, got '{item}'") from None
+        if any(d < 1 for d in shape):
+            raise ArchspecError(f"--input sizes must be positive, got '{item}'")
+        shapes[name] = shape
+    return shapes
+
+
+def analyse(spec_path: Path, sets, inputs, batch: int = 1):
+    """Load, compile and analyse one spec: (loaded spec, IR, analysis)."""
+    from archspec.ir.build import build_ir
+    from archspec.passes.counts import analyze
+    from archspec.spec.document import load_spec
+
+    loaded = load_spec(spec_path)
+    ir = build_ir(loaded, parse_sets(sets), input_shapes(loaded, inputs))
+    return loaded, ir, analyze(ir, batch=batch)
+
+
+def input_shapes(loaded, inputs) -> dict[str, tuple[int, ...]]:
+    shapes = parse_inputs(inputs)
+    if "" in shapes:  # an unnamed --input means the spec's first input
+        shapes[next(iter(loaded.document.inputs))] = shapes.pop("")
+    return shapes
+
+
+def spec_meta(loaded) -> dict[str, Any]:
+    return {"summary": loaded.document.summary, "paper": loaded.document.paper, "path": loaded.path}
+
+
+def library_specs() -> list[Path]:
+    if not SPECS_FOLDER.is_dir():
+        raise ArchspecError(f"no SPEC given and no {SPECS_FOLDER}/ folder here")
+    return sorted(SPECS_FOLDER.glob("*.yaml"))
