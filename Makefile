@@ -25,5 +25,9 @@ test: setup
 library: setup
 	$(BIN)/archspec report --format markdown > reports/library.md
 
+# the long fuzz run (CI runs a bounded number of cases): 20,000 random cases per fuzz test
+fuzz: setup
+	FUZZ_EXAMPLES=20000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py -q
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
