@@ -62,7 +62,10 @@ def _static(ir, probe: str) -> list[tuple[int, int]]:
 
 
 def _probes(ir) -> list[str]:
+    """Spatial nodes that depend on the first input through spatial ops only."""
+    fields = receptive_fields(ir)
     spatial = [n.id for n in ir.nodes() if n.op != "input" and len(ir.shapes[n.id]) == 3]
+    spatial = [n for n in spatial if fields[n] is not None and not fields[n].is_global]
     return sorted({spatial[len(spatial) // 3], spatial[-1]}, key=ir.order.index) if spatial else []
 
 

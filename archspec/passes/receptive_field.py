@@ -48,7 +48,7 @@ def _field(ir: IRGraph, target: str, source: str) -> ReceptiveField | None:
     found = _walk_back(ir, target, source, probes)
     if found is None:
         return None
-    if probes == WHOLE:
+    if probes == WHOLE or len(found) == 1:  # a vector on the way (e.g. fc then reshape): the whole map
         (first, last), (left, right) = found[0]
         size = (last - first + 1, right - left + 1)
         return ReceptiveField(size, (0, 0), ((first + last) / 2, (left + right) / 2), True, found[0])
