@@ -352,7 +352,9 @@ class _Builder:
                 f"{op.name} has no argument '{field_name}'",
                 args.key_loc(field_name) if isinstance(args, SourceMap) else loc,
                 node_id,
-                hint=did_you_mean(field_name, known) or (f"{op.name} takes: {', '.join(known)}" if known else f"{op.name} takes no arguments"),
+                hint=quoting_hint(field_name)
+                or did_you_mean(field_name, known)
+                or (f"{op.name} takes: {', '.join(known)}" if known else f"{op.name} takes no arguments"),
             )
         if first["type"] == "missing":
             return SpecError(f"{op.name} needs argument '{field_name}'", loc, node_id, hint=f"{op.name} takes: {', '.join(known)}")
@@ -377,7 +379,9 @@ class _Builder:
                     f"block '{callee}' has no parameter '{key}'",
                     args.key_loc(key),
                     node_id,
-                    hint=did_you_mean(key, block.params) or (f"its parameters: {', '.join(block.params)}" if block.params else "it takes no parameters"),
+                    hint=quoting_hint(key)
+                    or did_you_mean(key, block.params)
+                    or (f"its parameters: {', '.join(block.params)}" if block.params else "it takes no parameters"),
                 )
         params_raw = block_raw.get("params") or SourceMap()
         for key, default in block.params.items():
@@ -474,11 +478,16 @@ class _Builder:
         new_path = join(scope.path, name)
         renamed = dict(zip(original.inputs, inputs))
         created = []
+        # a reused block is a block here too (its own row in reports), with its inner scopes
+        group = scope.child(name, "reuse") if len(original.nodes) > 1 else scope
         for old_id in original.nodes:
             old = self.ir.node(old_id)
             new_id = new_path + old_id[len(original.path) :] if old_id.startswith(original.path) else join(new_path, old_id)
             node = IRNode(new_id, old.op, old.args, [renamed.get(i, i) for i in old.inputs], old.module, loc)
-            self._add_node(node, scope)
+            self._add_node(node, group)
+            inner = [(new_path + s[len(original.path):], k) for s, k in zip(old.scopes, old.scope_kinds) if s.startswith(original.path + ".")]
+            node.scopes += tuple(s for s, _ in inner)
+            node.scope_kinds += tuple(k for _, k in inner)
             if old.module != old.id or lookup(old.op).params(old.args, [self.shapes[i] for i in old.inputs]):
                 self._check_same_weights(old, node, loc)
             renamed[old_id] = new_id
@@ -663,6 +672,13 @@ def _as_list(item: Any) -> SourceList:
 def _with_trainable(scope: Scope, trainable: bool) -> Scope:
     # the same scope (its name tables are shared), but nodes created under this item get the flag
     return scope if scope.trainable == trainable else replace(scope, trainable=trainable)
+
+
+def quoting_hint(key: str) -> str | None:
+    """A key like `8)` comes from an unquoted expression with a comma inside a YAML flow mapping."""
+    if any(c in key for c in "()*+/ ,"):
+        return "an expression with a comma must be quoted in a `{...}` mapping: \"make_divisible(32 * width, 8)\""
+    return None
 
 
 def _only_keys(body: dict, allowed: set[str], args: SourceMap, construct: str, loc: Location) -> None:
