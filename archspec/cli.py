@@ -157,6 +157,12 @@ def build(
         write_atomic(folder / "summary.md", markdown(analysis, flops=True)),
         write_atomic(folder / "module.py", _module_source(module, analysis.name, spec)),
     ]
+    from archspec.render.diagram import build_artifacts
+
+    diagram_files, note = build_artifacts(folder, ir, analysis)  # diagram.dot, and .svg where `dot` exists
+    written += diagram_files
+    if note:
+        stdout.print(note, markup=False)
     stdout.print("wrote " + ", ".join(str(p) for p in written))
     if not all(check.ok for check in checks):
         raise ArchspecError("the lowered module disagrees with the static analysis (a bug in archspec: please report it)")
@@ -214,6 +220,19 @@ def ops() -> None:
         names = ", ".join([op.name, *op.aliases])
         table.add_row(names, ", ".join(op.args.model_fields) or "-", op.summary)
     console().print(table)
+
+
+from archspec.commands import compare, diff, sweep  # noqa: E402
+
+app.command("compare")(compare.command)
+app.command("diff")(diff.command)
+app.command("sweep")(sweep.command)
+
+from archspec.commands import rewrite  # noqa: E402
+app.command("rewrite")(rewrite.command)
+
+from archspec.commands import diagram  # noqa: E402
+app.command("diagram")(diagram.command)
 
 
 def main() -> None:

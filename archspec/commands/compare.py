@@ -174,9 +174,9 @@ def load_entries(paths: list[Path], sets, inputs, batch: int, dtype: str, optimi
         memory = estimate_memory(ir, batch=batch, dtype=dtype, optimizer=optimizer)
         entries.append(Entry(analysis.name, path, analysis, memory, spec_meta(loaded), stages(analysis, depth)))
     names = [e.label for e in entries]
-    for entry in entries:  # the same spec name twice (one spec under two --input, or a copy): add the path
+    for index, entry in enumerate(entries):  # the same spec name twice: number them (#1, #2, ...)
         if names.count(entry.label) > 1:
-            entry.label = f"{entry.label} ({entry.path})"
+            entry.label = f"{entry.label} #{names[: index + 1].count(entry.label)}"
     return entries
 
 
@@ -272,7 +272,7 @@ def stage_rows(data: dict) -> list[list[str]]:
 
 
 def unmatched_lines(data: dict) -> list[str]:
-    return [f"only in some specs, from {s['label']}: {', '.join(s['unmatched_stages'])}" for s in data["specs"] if s["unmatched_stages"]]
+    return [f"unmatched stages of {s['label']}: {', '.join(s['unmatched_stages'])}" for s in data["specs"] if s["unmatched_stages"]]
 
 
 def _shapes(shapes: dict) -> str:

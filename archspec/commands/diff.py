@@ -99,7 +99,8 @@ class Side:
 
 # --- the diff as data --------------------------------------------------------------------------------
 def changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """Field-by-field differences of two nodes' facts (arguments one by one)."""
+    """Field-by-field differences of two nodes' facts (arguments one by one). A node whose only
+    difference is `inputs` (fed from other nodes, nothing else different) is "rewired"."""
     found = []
     if old["op"] != new["op"]:
         found.append({"field": "op", "old": old["op"], "new": new["op"]})
@@ -107,7 +108,7 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
         before, after = old["args"].get(key), new["args"].get(key)
         if before != after:
             found.append({"field": f"args.{key}", "old": before, "new": after})
-    for key in ("output_shape", "input_shapes", "trainable", "module"):
+    for key in ("input_shapes", "output_shape", "trainable", "module", "inputs"):
         if old[key] != new[key]:
             found.append({"field": key, "old": old[key], "new": new[key]})
     return found
@@ -143,14 +144,10 @@ def diff_json(old: Side, new: Side) -> dict[str, Any]:
         if in_old and in_new:
             before, after = old.node_facts(name), new.node_facts(name)
             found = changes(before, after)
-            if found:
-                status = "changed"
-            elif before["inputs"] != after["inputs"]:
-                status = "rewired"
-                found = [{"field": "inputs", "old": before["inputs"], "new": after["inputs"]}]
-            else:
+            if not found:
                 counts["unchanged"] += 1
                 continue
+            status = "rewired" if [c["field"] for c in found] == ["inputs"] else "changed"
             entry = {"name": name, "status": status, "op": after["op"], "changes": found}
             entry["old"], entry["new"] = old.node_figures(name), new.node_figures(name)
         else:
@@ -206,6 +203,8 @@ def checkpoint_json(old: dict[str, tuple], new: dict[str, tuple]) -> dict[str, A
 def _value(value: Any) -> str:
     if isinstance(value, list) and all(isinstance(v, int) for v in value):
         return "x".join(map(str, value)) if value else "scalar"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value) if value else "none"
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     return json.dumps(value) if isinstance(value, str) or value is None else str(value)
@@ -213,12 +212,15 @@ def _value(value: Any) -> str:
 
 def change_text(entry: dict[str, Any]) -> str:
     if entry["status"] in ("added", "removed"):
-        return f"{entry['op']} {_value(entry['output_shape'])}"
-    labels = {"output_shape": "output", "input_shapes": "input shapes"}
+        return f"output {_value(entry['output_shape'])}"
+    labels = {"output_shape": "output", "input_shapes": "input", "inputs": "from"}
     parts = []
     for c in entry["changes"]:
         label = labels.get(c["field"], c["field"].removeprefix("args."))
-        parts.append(f"{label} {_value(c['old'])} → {_value(c['new'])}")
+        old, new = c["old"], c["new"]
+        if c["field"] == "input_shapes" and len(old) == len(new) == 1:
+            old, new = old[0], new[0]  # one input: its shape, without brackets
+        parts.append(f"{label} {_value(old)} → {_value(new)}")
     return "; ".join(parts)
 
 
@@ -265,10 +267,19 @@ def checkpoint_lines(data: dict) -> tuple[str, list[tuple[str, list[str]]]]:
     )
     sections = [
         ("change shape", [f"{i['key']}  {_value(i['old'])} → {_value(i['new'])}" for i in c["changed_shape"]]),
-        ("new in NEW", [f"{i['key']}  {_value(i['shape'])}" for i in c["new"]]),
-        ("disappear from OLD", [f"{i['key']}  {_value(i['shape'])}" for i in c["removed"]]),
+        ("new in NEW", _by_module(c["new"])),
+        ("disappear from OLD", _by_module(c["removed"])),
     ]
     return headline, [(title, items) for title, items in sections if items]
+
+
+def _by_module(items: list[dict]) -> list[str]:
+    """One line per module: `layer1.2.bn1  weight 64, bias 64, running_mean 64, ...`."""
+    modules: dict[str, list[str]] = {}
+    for item in items:
+        module, _, tensor = item["key"].rpartition(".")
+        modules.setdefault(module, []).append(f"{tensor} {_value(item['shape'])}")
+    return [f"{module}  {', '.join(tensors)}" for module, tensors in modules.items()]
 
 
 def _title(data: dict) -> str:

@@ -1,0 +1,48 @@
+"""`archspec diagram SPEC`: the architecture as a Graphviz diagram (svg, png, pdf or dot).
+
+The .dot file is always written; svg/png/pdf need graphviz's `dot` program (without it the
+command says how to install it and exits 1). Never imports torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from archspec.commands.common import REPORTS_FOLDER, InputOption, SetOption, analyse, handles_errors
+from archspec.errors import ArchspecError
+
+
+@handles_errors
+def command(
+    spec: Path = typer.Argument(..., help="The spec file."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Draw every block at nesting depth N as one node (0 or none: every op)."),
+    output_format: Optional[str] = typer.Option(None, "--format", help="svg, png, pdf or dot (default: from --out's suffix, else svg)."),
+    rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) or LR (left to right)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file, or a folder for diagram.<format> (default reports/<name>/diagram.<format>)."),
+    params: bool = typer.Option(False, "--params", help="Show parameters and MACs on every node."),
+    sets: Optional[List[str]] = SetOption,
+    inputs: Optional[List[str]] = InputOption,
+) -> None:
+    """Draw the architecture: ops with their key arguments, tensor shapes on the edges, blocks as boxes."""
+    from archspec.render.diagram import FORMATS, RANKDIRS, diagram_source, render
+    from archspec.render.files import safe_folder, write_atomic
+
+    fmt = (output_format or (out.suffix.lstrip(".").lower() if out is not None and out.suffix else "") or "svg").lower()
+    if fmt not in FORMATS:
+        raise ArchspecError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    if rankdir.upper() not in RANKDIRS:
+        raise ArchspecError(f"--rankdir must be TB or LR, not '{rankdir}'")
+    _, ir, analysis = analyse(spec, sets, inputs)
+    if out is None:
+        path = safe_folder(REPORTS_FOLDER, analysis.name) / f"diagram.{fmt}"
+    elif out.is_dir():
+        path = out / f"diagram.{fmt}"
+    else:
+        path = out
+    source = diagram_source(ir, analysis, depth=depth, rankdir=rankdir, params=params)
+    dot_file = write_atomic(path.with_suffix(".dot"), source)  # always, even where `dot` is missing
+    typer.echo(f"wrote {dot_file}")
+    if fmt != "dot":
+        typer.echo(f"wrote {write_atomic(path, render(source, fmt))}")

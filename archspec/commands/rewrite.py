@@ -1,0 +1,141 @@
+"""`archspec rewrite`: apply graph rewrites (archspec.rewrite) to a spec and write the result as a
+flat spec. Never imports torch: the trained weights of the rewritten graph come from
+`archspec.rewrite.transfer_weights` (see the README, "Graph rewrites")."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from archspec.commands.common import REPORTS_FOLDER, InputOption, SetOption, analyse, handles_errors
+from archspec.errors import ArchspecError
+
+NAMES_SHOWN = 6  # node names listed per rule before "+N more"
+
+
+@handles_errors
+def command(
+    spec: Path = typer.Argument(..., help="The spec file."),
+    fold_bn: bool = typer.Option(False, "--fold-bn", help="Fold each BatchNorm into the conv (or linear) before it (inference)."),
+    convolutionalize: bool = typer.Option(
+        False, "--convolutionalize", help="Turn the FC layers after a flatten into convolutions (runs on larger inputs, one output per window)."
+    ),
+    strip_dropout: bool = typer.Option(False, "--strip-dropout", help="Remove dropout and identity nodes (inference)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The rewritten spec to write (default reports/<name>/<name>.rewritten.yaml)."),
+    sets: Optional[List[str]] = SetOption,
+    inputs: Optional[List[str]] = InputOption,
+) -> None:
+    """Rewrite the graph (fold BN, convolutionalize, strip dropout), print what changed and write a flat spec."""
+    from archspec.passes.counts import analyze
+    from archspec.render.files import safe_folder, write_atomic
+    from archspec.rewrite import PASSES, apply_rewrites, ir_to_spec_yaml
+
+    chosen = [name for name, wanted in (("strip_dropout", strip_dropout), ("fold_bn", fold_bn), ("convolutionalize", convolutionalize)) if wanted]
+    if not chosen:
+        raise ArchspecError("choose at least one rewrite: --fold-bn, --convolutionalize or --strip-dropout")
+    if out is not None and out.is_dir():
+        raise ArchspecError(f"--out {out} is a folder; give the file to write, e.g. {out / 'rewritten.yaml'}")
+    if out is not None and spec.exists() and out.resolve() == spec.resolve():
+        raise ArchspecError(f"--out {out} is the spec being rewritten; write the rewritten spec to another file")
+
+    _, ir, analysis = analyse(spec, sets, inputs)
+    shapes = ", ".join(f"{name} {_shape(shape)}" for name, shape in analysis.inputs.items())
+    typer.echo(f"{ir.name} at {shapes}: {_figures(analysis.totals, len(analysis.layers))}")
+    current, convolutionalized = ir, False
+    for pass_name in chosen:
+        current, report = apply_rewrites(current, PASSES[pass_name])
+        convolutionalized = convolutionalized or (pass_name == "convolutionalize" and report.changed)
+        typer.echo(f"{pass_name}: " + (f"{len(report.changes)} change(s)" if report.changed else "nothing to rewrite"))
+        for summary in report.by_rule().values():
+            if not summary.applied:
+                continue
+            parts = [f"{label} {len(ids)} ({_names(ids)})" for label, ids in (
+                ("removed", summary.removed), ("replaced", summary.replaced), ("moved", summary.moved), ("added", summary.added)
+            ) if ids]
+            typer.echo(f"  {summary.rule} x{summary.applied}: " + "; ".join(parts))
+        if report.changed:
+            before, after = report.before, report.after
+            typer.echo(
+                f"  params {before.params:,} -> {after.params:,} · MACs {before.macs:,} -> {after.macs:,}"
+                f" · buffers {before.buffers:,} -> {after.buffers:,} · ops {report.nodes_before} -> {report.nodes_after}"
+            )
+    final = analyze(current)
+    outputs = ", ".join(f"{name} {_shape(shape)}" for name, shape in final.outputs.items())
+    typer.echo(f"result: {_figures(final.totals, len(final.layers))}; output {outputs}")
+
+    target = out or safe_folder(REPORTS_FOLDER, ir.name) / f"{ir.name}.rewritten.yaml"
+    applied = ", ".join(chosen)
+    text = ir_to_spec_yaml(
+        current,
+        summary=f"{ir.name} after archspec rewrite ({applied}), as a flat spec",
+        comment=(
+            f"Written by `archspec rewrite` from {spec} ({applied}).\n"
+            "A flat spec: one layer per node, blocks expanded, every value fixed; a module path\n"
+            "`a.b.c` of the original is the name `a_b_c` here. Trained weights: archspec.rewrite.transfer_weights\n"
+            "(then archspec.rewrite.flat_state_dict for a module built from this file)."
+        ),
+    )
+    loaded = _check_round_trip(text, final)
+    if "convolutionalize" in chosen:
+        typer.echo("  " + _larger_input_note(loaded, final, current, convolutionalized))
+    try:
+        write_atomic(target, text)
+    except OSError as err:
+        raise ArchspecError(f"cannot write {target}: {err.strerror or err}") from None
+    typer.echo(f"wrote {target} ({len(final.layers)} layers); it loads again with the same shapes, params and MACs")
+
+
+def _check_round_trip(text: str, expected) -> None:
+    """The spec about to be written must give the rewritten graph's analysis (else archspec has a
+    bug, and nothing is written)."""
+    import tempfile
+
+    from archspec.ir.build import build_ir
+    from archspec.passes.counts import analyze
+    from archspec.spec.document import load_spec
+
+    with tempfile.TemporaryDirectory(prefix="archspec-rewrite-") as folder:
+        path = Path(folder) / "rewritten.yaml"
+        path.write_text(text, encoding="utf-8")
+        loaded = load_spec(path)
+    again = analyze(build_ir(loaded))
+    if again.totals != expected.totals or list(again.outputs.values()) != list(expected.outputs.values()):
+        raise ArchspecError("the rewritten spec does not reload to the rewritten graph (a bug in archspec: please report it)")
+    return loaded
+
+
+def _larger_input_note(loaded, final, ir, changed: bool) -> str:
+    """Whether the convolutionalized graph gives a grid: its outputs at twice the input size."""
+    from archspec.errors import SpecError
+    from archspec.ir.build import build_ir
+
+    if not changed:
+        return "nothing to convolutionalize: no linear layer reads a flattened map"
+    left = [node for node in ir.nodes() if node.op == "flatten"]
+    if left:
+        reader = ", ".join(f"{ir.node(c).op} '{c}'" for c in ir.consumers(left[0].id)) or "the output"
+        return f"'{left[0].id}' still flattens before {reader}, so the graph does not run on larger inputs"
+    larger = {name: (shape[0], 2 * shape[1], 2 * shape[2]) for name, shape in final.inputs.items() if len(shape) == 3}
+    try:
+        ir = build_ir(loaded, None, larger)
+    except SpecError:
+        return "fully convolutional; run it on a larger --input for a grid of outputs"
+    inputs = ", ".join(_shape(shape) for shape in larger.values())
+    outputs = ", ".join(_shape(ir.shapes[node]) for node in ir.outputs.values())
+    if all(ir.shapes[node] == shape for node, shape in zip(ir.outputs.values(), final.outputs.values())):
+        return f"at {inputs} the output is still {outputs}: a pooling to a fixed size (adaptive) comes before the FC layers"
+    return f"fully convolutional: at --input {inputs} the output is {outputs}, one cell per window"
+
+
+def _figures(totals, layers: int) -> str:
+    return f"{layers} ops, {totals.params:,} params, {totals.macs:,} MACs"
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _names(ids: list[str]) -> str:
+    shown = ", ".join(ids[:NAMES_SHOWN])
+    return shown + (f", +{len(ids) - NAMES_SHOWN} more" if len(ids) > NAMES_SHOWN else "")
