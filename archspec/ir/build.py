@@ -36,6 +36,7 @@ from archspec.spec.yaml_source import SourceList, SourceMap
 RESERVED_KEYS = ("name", "from", "repeat", "trainable", "when")
 MAX_REPEAT = 1000
 MAX_NODES = 50_000
+MAX_INPUT_SIZE = 1_000_000  # per input dimension
 MAX_NESTING = 64  # blocks and groups inside each other (deeper overflows Python's stack)
 REPEAT_INDEX = "i"  # the name bound to the repetition index inside a repeated item
 NAME_PART = re.compile(r"\{([^{}]*)\}")  # an `{expression}` inside a name
@@ -146,6 +147,8 @@ class _Builder:
             shape = input_shapes.get(name) or tuple(self._integer(d, env, loc, f"input '{name}' size") for d in dims)
             if not shape or any(s < 1 for s in shape):
                 raise SpecError(f"input '{name}' needs positive sizes, got {list(shape)}", loc)
+            if any(s > MAX_INPUT_SIZE for s in shape):
+                raise SpecError(f"input '{name}' has a size over the limit of {MAX_INPUT_SIZE:,}: {list(shape)}", loc)
             self.ir.add(IRNode(name, "input", tuple(shape), [], name, loc))
             self.shapes[name] = tuple(shape)
             self.ir.inputs[name] = name
@@ -168,8 +171,16 @@ class _Builder:
         env: dict[str, Any] = {}
         for name, default in self.doc.params.items():
             check_name(name, params_raw.key_loc(name))
-            value = overrides.get(name, default)
-            env[name] = self._param_value(value, env, params_raw.value_loc(name), name)
+            env[name] = self._param_value(default, env, params_raw.value_loc(name), name)
+            if name in overrides:
+                value = self._param_value(overrides[name], env, None, name)
+                if _kind(value) != _kind(env[name]) and env[name] is not None:
+                    raise SpecError(
+                        f"--set {name}={overrides[name]!r}: {name} is {_kind(env[name])} (default {env[name]!r}), "
+                        f"not {_kind(value)}",
+                        params_raw.value_loc(name),
+                    )
+                env[name] = value
         return env
 
     def _outputs(self, top: Scope, last: str) -> None:
@@ -672,6 +683,17 @@ def _as_list(item: Any) -> SourceList:
 def _with_trainable(scope: Scope, trainable: bool) -> Scope:
     # the same scope (its name tables are shared), but nodes created under this item get the flag
     return scope if scope.trainable == trainable else replace(scope, trainable=trainable)
+
+
+def _kind(value: Any) -> str:
+    """The kind of a parameter value, for checking --set against the default."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "a word" if isinstance(value, str) else "empty"
 
 
 def quoting_hint(key: str) -> str | None:

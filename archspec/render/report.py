@@ -38,6 +38,7 @@ def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None) -> dic
                 "op": layer.op,
                 "module": layer.module,
                 "inputs": layer.inputs,
+                "blocks": list(layer.scopes),
                 "output_shape": list(layer.output_shape),
                 "params": layer.figures.params,
                 "trainable": layer.figures.trainable,
