@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test library fuzz bench clean
+.PHONY: setup run test library fuzz bench clean train docs
 
 setup: $(STAMP)
 
@@ -28,6 +28,14 @@ library: setup
 # the long fuzz run (CI runs a bounded number of cases): 20,000 random cases per fuzz test
 fuzz: setup
 	FUZZ_EXAMPLES=20000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py -q
+
+# regenerate the diagrams and the report screenshot under docs/ (needs graphviz; chromium for the screenshot)
+docs: setup
+	ARCHSPEC=$(BIN)/archspec scripts/make_docs.sh
+
+# the README's Training run: LeNet-5 on scikit-learn's real handwritten digits (>= 97% test accuracy)
+train: setup
+	$(BIN)/archspec train specs/lenet5.yaml --data digits
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

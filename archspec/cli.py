@@ -68,7 +68,8 @@ def report(
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 (for --memory)."),
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (with momentum) or adam (for --memory)."),
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks nested deeper than N into one row."),
-    output_format: str = typer.Option("table", "--format", help="table, json or markdown."),
+    output_format: str = typer.Option("table", "--format", help="table, json, markdown or html."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write a file report (html, or markdown + SVG charts) to this folder (html default: reports/<name>/)."),
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
     batch: int = BatchOption,
@@ -76,8 +77,8 @@ def report(
     """Per-layer analysis of one spec, or a comparison of several (all of specs/ by default)."""
     from archspec.render.report import analysis_json, library_markdown, markdown
 
-    if output_format not in ("table", "json", "markdown"):
-        raise ArchspecError(f"--format must be table, json or markdown, not '{output_format}'")
+    if output_format not in ("table", "json", "markdown", "html"):
+        raise ArchspecError(f"--format must be table, json or markdown, not '{output_format}' (or html, a file report)")
     from archspec.passes.memory import DTYPE_BYTES, OPTIMIZER_STATES, estimate_memory
 
     if dtype not in DTYPE_BYTES:
@@ -85,6 +86,15 @@ def report(
     if optimizer not in OPTIMIZER_STATES:
         raise ArchspecError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, not '{optimizer}'")
     paths = specs or library_specs()
+    if output_format == "html" or out is not None:  # file reports (matplotlib charts, graphviz diagram)
+        from archspec.render.html import write_reports
+
+        files, notes = write_reports([analyse(p, sets, inputs, batch) for p in paths], len(paths) == 1 and bool(specs),
+                                     output_format, out, batch, dtype, optimizer, REPORTS_FOLDER)
+        for line in notes:
+            typer.echo(line, err=True)
+        typer.echo("wrote " + ", ".join(str(f) for f in files))
+        return
     results = []
     for path in paths:
         loaded, ir, analysis = analyse(path, sets, inputs, batch)
@@ -233,6 +243,11 @@ app.command("rewrite")(rewrite.command)
 
 from archspec.commands import diagram  # noqa: E402
 app.command("diagram")(diagram.command)
+
+from archspec.commands import train as train_commands  # noqa: E402
+app.command("train")(train_commands.train)
+app.command("evaluate")(train_commands.evaluate)
+app.command("bench")(train_commands.bench)
 
 
 def main() -> None:

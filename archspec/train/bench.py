@@ -1,0 +1,60 @@
+"""`archspec bench`: forward and forward+backward throughput and latency on random inputs."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archspec.errors import ArchspecError
+from archspec.train.loop import Dist, _autocast, pick_device
+from archspec.train.setup import as_dict, plan as make_plan
+
+
+def _measure(step, device: torch.device, seconds: float) -> tuple[int, float]:
+    for _ in range(2):  # warm-up (and compilation)
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    count, began = 0, time.perf_counter()
+    while True:
+        step()
+        count += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - began
+        if elapsed >= seconds or count >= 1000:
+            return count, elapsed
+
+
+def run_bench(spec: Path, params: dict[str, Any], inputs: dict[str, tuple[int, ...]], batch: int, device: str,
+              amp: str, compile_: bool, channels_last: bool, seconds: float) -> list[dict[str, Any]]:
+    if amp not in ("off", "bf16", "fp16"):
+        raise ArchspecError(f"--amp must be off, bf16 or fp16, not '{amp}'")
+    spec_plan = make_plan(spec, params, inputs)
+    target = pick_device(device, Dist())
+    model = spec_plan.build().to(target)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory)
+    feed = {name: torch.randn((batch, *shape), device=target).contiguous(memory_format=memory if len(shape) == 3 else torch.contiguous_format)
+            for name, shape in spec_plan.shapes.items()}
+    rows = []
+    variants = [("eager", model)] + ([("compiled", torch.compile(model))] if compile_ else [])
+    for mode, net in variants:
+        def forward() -> None:
+            with torch.no_grad(), _autocast(target, amp):
+                net(**feed)
+
+        def forward_backward() -> None:
+            with _autocast(target, amp):
+                outputs = as_dict(net(**feed), spec_plan)
+                loss = sum(o.float().mean() for o in outputs.values())
+            loss.backward()
+
+        for name, step, train_mode in (("forward", forward, False), ("forward+backward", forward_backward, True)):
+            net.train(train_mode)
+            count, elapsed = _measure(step, target, seconds)
+            rows.append({"mode": mode, "pass": name, "images_per_s": count * batch / elapsed,
+                         "latency_ms": 1000 * elapsed / count, "device": str(target)})
+    return rows

@@ -1,0 +1,251 @@
+"""Data sets for `archspec train/evaluate/bench`, all in memory as tensors.
+
+`digits` (scikit-learn's 1,797 real 8x8 handwritten digits), `shapes` (generated segmentation
+images with masks, numpy only), `fake` (random tensors, for throughput), an image folder
+(`root/<class>/*.png|jpg`) and an `.npz` file (arrays `x`, `y`). Every set is resized to the
+spec's input (C, H, W) with `F.interpolate`; grey images are replicated to C channels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from archspec.errors import ArchspecError
+
+SPLIT_SEED = 1234  # the train/test split is fixed, whatever --seed says
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+@dataclass
+class DataSet:
+    name: str
+    task: str  # classification | segmentation
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    default_augment: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            self.class_names = [str(i) for i in range(self.num_classes)]
+
+
+def _split(n: int, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def fit_images(x: torch.Tensor, shape: tuple[int, ...], mode: str = "bilinear") -> torch.Tensor:
+    """(N, c, h, w) float -> (N, C, H, W): resize, replicate grey or average colour channels."""
+    channels, height, width = shape
+    if x.shape[-2:] != (height, width):
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        x = F.interpolate(x, size=(height, width), mode=mode, **kwargs)
+    if x.shape[1] != channels:
+        if x.shape[1] == 1:
+            x = x.expand(-1, channels, -1, -1)
+        elif channels == 1:
+            x = x.mean(dim=1, keepdim=True)
+        else:
+            raise ArchspecError(f"the data has {x.shape[1]} channels and the spec's input {channels}")
+    return x.contiguous()
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return (x - 0.5) / 0.5
+
+
+def digits(shape: tuple[int, ...]) -> DataSet:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ArchspecError("--data digits needs scikit-learn: pip install scikit-learn") from None
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
+    labels = torch.tensor(bunch.target, dtype=torch.long)
+    x = _normalise(fit_images(images, shape))
+    train, test = _split(len(x))
+    return DataSet("digits", "classification", x[train], labels[train], x[test], labels[test], 10,
+                   default_augment=("crop",))
+
+
+def shapes(shape: tuple[int, ...], count: int = 1200, seed: int = SPLIT_SEED) -> DataSet:
+    """Circles, squares and triangles (1-3 per image) on noisy, shaded backgrounds; the mask marks
+    every shape pixel (class 1) against the background (class 0)."""
+    channels, height, width = shape
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    images = np.empty((count, 3, height, width), np.float32)
+    masks = np.zeros((count, height, width), np.int64)
+    for i in range(count):
+        base = rng.uniform(0.1, 0.6, size=3).astype(np.float32)
+        gradient = rng.uniform(-0.2, 0.2) * (xx / width) + rng.uniform(-0.2, 0.2) * (yy / height)
+        image = base[:, None, None] + gradient[None] + rng.normal(0, 0.08, (3, height, width)).astype(np.float32)
+        mask = np.zeros((height, width), bool)
+        for _ in range(rng.integers(1, 4)):
+            kind = rng.integers(3)
+            r = rng.uniform(0.08, 0.2) * min(height, width)
+            cy, cx = rng.uniform(r, height - r), rng.uniform(r, width - r)
+            if kind == 0:  # circle
+                inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            elif kind == 1:  # square
+                inside = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
+            else:  # triangle pointing up
+                top, bottom = cy - r, cy + r
+                half = (yy - top) / (2 * r) * r
+                inside = (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= half)
+            colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+            while np.abs(colour - base).max() < 0.35:  # keep shapes visible against the background
+                colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+            image[:, inside] = colour[:, None] + rng.normal(0, 0.05, (3, int(inside.sum()))).astype(np.float32)
+            mask |= inside
+        images[i] = image
+        masks[i] = mask
+    x = _normalise(fit_images(torch.from_numpy(np.clip(images, 0, 1)), shape))
+    y = torch.from_numpy(masks)
+    train, test = _split(count)
+    return DataSet("shapes", "segmentation", x[train], y[train], x[test], y[test], 2, ["background", "shape"],
+                   default_augment=("flip",))
+
+
+def fake(shape: tuple[int, ...], num_classes: int = 10, count: int = 512) -> DataSet:
+    generator = torch.Generator().manual_seed(SPLIT_SEED)
+    x = torch.randn((count, *shape), generator=generator)
+    y = torch.randint(0, num_classes, (count,), generator=generator)
+    return DataSet("fake", "classification", x[: count * 4 // 5], y[: count * 4 // 5], x[count * 4 // 5:],
+                   y[count * 4 // 5:], num_classes)
+
+
+def image_folder(root: Path, shape: tuple[int, ...]) -> DataSet:
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise ArchspecError("image folders need Pillow: pip install pillow") from None
+    if not root.is_dir():
+        raise ArchspecError(f"data folder {root} does not exist")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ArchspecError(f"data folder {root} has no class folders (expected {root}/<class>/*.png)")
+    images, labels = [], []
+    mode = "L" if shape[0] == 1 else "RGB"
+    for label, folder in enumerate(classes):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ArchspecError(f"class folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for path in files:
+            try:
+                with Image.open(path) as image:
+                    image = image.convert(mode).resize((shape[2], shape[1]))
+                    array = np.asarray(image, dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError, ValueError) as err:
+                raise ArchspecError(f"cannot read image {path}: {err}") from None
+            images.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+            labels.append(label)
+    x = _normalise(fit_images(torch.from_numpy(np.stack(images)), shape))
+    y = torch.tensor(labels)
+    train, test = _split(len(x))
+    return DataSet(root.name, "classification", x[train], y[train], x[test], y[test], len(classes),
+                   [c.name for c in classes])
+
+
+def npz(path: Path, shape: tuple[int, ...]) -> DataSet:
+    if not path.is_file():
+        raise ArchspecError(f"data file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if "x" not in arrays or "y" not in arrays:
+                raise ArchspecError(f"{path}: needs arrays 'x' (images) and 'y' (labels or masks), has {', '.join(arrays.files)}")
+            x_np, y_np = arrays["x"], arrays["y"]
+    except ArchspecError:
+        raise
+    except Exception as err:  # a corrupt or non-npz file
+        raise ArchspecError(f"cannot read {path}: {err}") from None
+    if x_np.ndim == 3:
+        x_np = x_np[:, None]
+    if x_np.ndim != 4:
+        raise ArchspecError(f"{path}: 'x' must be (N, C, H, W) or (N, H, W), got shape {tuple(x_np.shape)}")
+    if len(y_np) != len(x_np):
+        raise ArchspecError(f"{path}: 'x' has {len(x_np)} samples and 'y' {len(y_np)}")
+    if not np.issubdtype(y_np.dtype, np.integer):
+        raise ArchspecError(f"{path}: 'y' must hold integer class ids, got {y_np.dtype}")
+    x = torch.from_numpy(x_np.astype(np.float32))
+    if x_np.dtype == np.uint8:
+        x = x / 255.0
+    x = fit_images(x, shape)
+    y = torch.from_numpy(y_np.astype(np.int64))
+    task = "segmentation" if y.ndim == 3 else "classification"
+    if task == "segmentation" and y.shape[-2:] != shape[1:]:
+        y = F.interpolate(y[:, None].float(), size=shape[1:], mode="nearest")[:, 0].long()
+    train, test = _split(len(x))
+    return DataSet(path.stem, task, x[train], y[train], x[test], y[test], int(y.max()) + 1)
+
+
+def load_data(name: str, shape: tuple[int, ...], num_classes: int | None = None) -> DataSet:
+    if len(shape) != 3:
+        raise ArchspecError(f"training needs image inputs (C, H, W); the spec's input is {shape}")
+    if name == "digits":
+        return digits(shape)
+    if name == "shapes":
+        return shapes(shape)
+    if name == "fake":
+        return fake(shape, num_classes or 10)
+    path = Path(name)
+    if path.suffix == ".npz":
+        return npz(path, shape)
+    if path.exists() and path.is_dir():
+        return image_folder(path, shape)
+    raise ArchspecError(f"--data {name}: not digits, shapes, fake, an .npz file or an image folder "
+                        f"({'no such path' if not path.exists() else 'not a folder'})")
+
+
+# --- augmentation: random parameters drawn for the whole global batch ----------------------------------
+AUGMENTS = ("crop", "flip", "colour")
+
+
+def parse_augment(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if text is None or text == "default":
+        return default
+    if text in ("none", "off", ""):
+        return ()
+    names = tuple(t.strip().replace("color", "colour") for t in text.split(","))
+    for n in names:
+        if n not in AUGMENTS:
+            raise ArchspecError(f"--augment: unknown '{n}' (use {', '.join(AUGMENTS)}, none or default)")
+    return names
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...], generator: torch.Generator,
+            global_batch: int, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crop (pad 2, shift), horizontal flip and colour shift. The random numbers are drawn
+    for every position of the global batch and this rank takes positions rank::world, so a DDP run
+    augments exactly as a single process does."""
+    if not names:
+        return x, y
+    n = x.shape[0]
+    shifts = torch.randint(-2, 3, (global_batch, 2), generator=generator)[rank::world][:n]
+    flips = (torch.rand(global_batch, generator=generator) < 0.5)[rank::world][:n]
+    colour = (torch.rand(global_batch, x.shape[1], generator=generator) - 0.5)[rank::world][:n] * 0.4
+    segmentation = y.ndim == 3
+    if "crop" in names:
+        x = x.clone()
+        y = y.clone() if segmentation else y
+        for i in range(n):
+            dy, dx = int(shifts[i, 0]), int(shifts[i, 1])
+            x[i] = torch.roll(x[i], (dy, dx), dims=(1, 2))
+            if segmentation:
+                y[i] = torch.roll(y[i], (dy, dx), dims=(0, 1))
+    if "flip" in names:
+        x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+        if segmentation:
+            y = torch.where(flips[:, None, None], y.flip(-1), y)
+    if "colour" in names:
+        x = x + colour[:, :, None, None]
+    return x, y

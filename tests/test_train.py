@@ -1,0 +1,210 @@
+"""archspec train / evaluate / bench: real-data accuracy, exact resume after SIGKILL, DDP equality,
+checkpoint mismatch messages, bad data, multi-output and triplet losses."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("safetensors")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from archspec.cli import app  # noqa: E402
+from archspec.errors import ArchspecError  # noqa: E402
+from archspec.train import checkpoint as ckpt  # noqa: E402
+from archspec.train.loop import TrainConfig, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LENET = str(ROOT / "specs" / "lenet5.yaml")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def quiet(**kwargs) -> dict:
+    config = TrainConfig(**{"threads": 1, **kwargs})
+    return train(config, progress=False, echo=lambda line: None)
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "archspec", *args]
+
+
+def weights(folder: Path) -> dict:
+    tensors, _ = ckpt.read_checkpoint(folder)
+    return tensors
+
+
+def test_digits_short_run_reaches_90_percent(tmp_path):
+    result = quiet(spec=LENET, data="digits", epochs=3, out=str(tmp_path / "run"))
+    assert result["metrics"]["accuracy"] >= 0.90
+    folder = tmp_path / "run"
+    for name in ("checkpoint.safetensors", "state.pt", "metrics.csv", "metrics.jsonl", "config.json", "curves.png"):
+        assert (folder / name).is_file(), name
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 3
+    _, metadata = ckpt.read_checkpoint(folder)
+    spec_text = Path(LENET).read_text()
+    assert metadata["spec"] == spec_text and metadata["spec_sha256"] == ckpt.spec_digest(spec_text)
+
+    # evaluate: accuracy and the confusion matrix
+    out = CliRunner().invoke(app, ["evaluate", LENET, "--weights", str(folder), "--data", "digits"])
+    assert out.exit_code == 0, out.output
+    assert "accuracy" in out.output and "confusion matrix" in out.output
+
+    # the checkpoint into a different spec: says what differs
+    other = tmp_path / "other.yaml"
+    other.write_text(spec_text.replace("out: 120", "out: 100").replace("name: lenet5", "name: lenet5b"))
+    model = __import__("archspec").build_module(other)
+    with pytest.raises(ArchspecError, match=r"shape-mismatched tensors: fc3.weight \(checkpoint \(120, 400\), model \(100, 400\)\)"):
+        ckpt.load_weights(model, folder, other.read_text())
+    bad = CliRunner().invoke(app, ["evaluate", str(other), "--weights", str(folder)])
+    assert bad.exit_code == 1 and "does not fit this spec" in bad.output and "Traceback" not in bad.output
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+    common = ["--data", "digits", "--epochs", "1", "--batch-size", "32", "--seed", "3", "--threads", "1",
+              "--checkpoint-every", "10", "--no-progress", "--augment", "crop,colour"]
+    reference = tmp_path / "reference"
+    quiet(spec=LENET, data="digits", epochs=1, batch_size=32, seed=3, checkpoint_every=10, augment="crop,colour",
+          out=str(reference))
+    run = tmp_path / "killed"
+    env = {**ENV, "ARCHSPEC_TRAIN_STEP_SLEEP": "0.04"}
+    process = subprocess.Popen(cli("train", LENET, *common, "--out", str(run)), env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not (run / "checkpoint.safetensors").exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = ckpt.read_state(run)
+    assert 0 < state["step"] < 45 and state["step_in_epoch"] > 0  # stopped mid-epoch (45 steps per epoch)
+    done = subprocess.run(cli("train", "--resume", str(run), "--no-progress"), env=ENV, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stdout
+    final, expected = weights(run), weights(reference)
+    assert final.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(final[name], expected[name]), name
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this torch build")
+    args = ["--data", "digits", "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.05", "--max-steps", "6",
+            "--augment", "crop,flip,colour", "--seed", "1", "--no-progress", "--threads", "1"]
+    single = tmp_path / "single"
+    quiet(spec=LENET, data="digits", batch_size=32, optimizer="sgd", lr=0.05, max_steps=6, augment="crop,flip,colour",
+          seed=1, out=str(single))
+    double = tmp_path / "double"
+    done = subprocess.run(cli("train", LENET, *args, "--nproc", "2", "--out", str(double)), env=ENV, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ckpt.read_state(double)["step"] == 6
+    one, two = weights(single), weights(double)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_data_errors_name_the_file(tmp_path):
+    runner = CliRunner()
+
+    def run(data: str) -> str:
+        out = runner.invoke(app, ["train", LENET, "--data", data, "--epochs", "1", "--out", str(tmp_path / "r")])
+        assert out.exit_code == 1 and "Traceback" not in out.output
+        return out.output
+
+    assert "does not exist" in run(str(tmp_path / "missing.npz"))
+    assert "no such path" in run(str(tmp_path / "nowhere"))
+    folder = tmp_path / "images"
+    (folder / "cat").mkdir(parents=True)
+    (folder / "dog").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(folder / "cat" / "a.png")
+    assert f"class folder {folder / 'dog'} has no images" in run(str(folder))
+    (folder / "dog" / "b.png").write_bytes(b"not a png")
+    assert f"cannot read image {folder / 'dog' / 'b.png'}" in run(str(folder))
+    npz = tmp_path / "bad.npz"
+    np.savez(npz, x=np.zeros((4, 2, 3, 8, 8), np.float32), y=np.zeros(4, np.int64))
+    assert f"{npz}: 'x' must be (N, C, H, W)" in run(str(npz))
+    np.savez(npz, x=np.zeros((4, 8, 8), np.float32), y=np.zeros(3, np.int64))
+    assert "'x' has 4 samples and 'y' 3" in run(str(npz))
+    wrong = runner.invoke(app, ["train", LENET, "--data", "digits", "--set", "num_classes=7", "--out", str(tmp_path / "r")])
+    assert wrong.exit_code == 1 and "the data has 10 classes" in wrong.output
+
+
+def test_npz_and_image_folder_train(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", x=rng.random((40, 1, 8, 8), dtype=np.float32), y=rng.integers(0, 10, 40))
+    assert "accuracy" in quiet(spec=LENET, data=str(tmp_path / "mine.npz"), epochs=1, out=str(tmp_path / "a"))["metrics"]
+    for label in ("a", "b"):
+        (tmp_path / "img" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray((rng.random((10, 10, 3)) * 255).astype(np.uint8)).save(tmp_path / "img" / label / f"{i}.png")
+    spec = tmp_path / "two.yaml"
+    spec.write_text(Path(LENET).read_text().replace("num_classes: 10", "num_classes: 2"))
+    result = quiet(spec=str(LENET), data=str(tmp_path / "img"), epochs=1, out=str(tmp_path / "b"))
+    assert result["plan"].params["num_classes"] == 2  # num_classes follows the data
+
+
+def test_multi_output_weighted_loss(tmp_path):
+    from archspec.train.setup import loss_weights, plan, supervised_loss
+
+    spec = ROOT / "specs" / "two_heads.yaml"
+    p = plan(spec, {}, {}, num_classes=10)
+    weights = loss_weights(p, None)
+    assert weights == {"logits": 1.0, "aux": 0.3}
+    outputs = {"logits": torch.randn(4, 10), "aux": torch.randn(4, 10)}
+    target = torch.tensor([1, 2, 3, 4])
+    expected = (torch.nn.functional.cross_entropy(outputs["logits"], target)
+                + 0.3 * torch.nn.functional.cross_entropy(outputs["aux"], target))
+    torch.testing.assert_close(supervised_loss(outputs, target, weights), expected)
+    result = quiet(spec=str(spec), data="digits", max_steps=4, batch_size=16, out=str(tmp_path / "heads"))
+    assert set(result["plan"].outputs) == {"logits", "aux"} and "accuracy" in result["metrics"]
+
+
+def test_triplet_loss_decreases_on_siamese(tmp_path):
+    spec = str(ROOT / "specs" / "siamese.yaml")
+    result = quiet(spec=spec, data="digits", epochs=2, batch_size=64, sets={"dim": 32},
+                   inputs={"left": [3, 16, 16], "right": [3, 16, 16]}, out=str(tmp_path / "siamese"), checkpoint_every=0)
+    rows = [__import__("json").loads(line) for line in (tmp_path / "siamese" / "metrics.jsonl").read_text().splitlines()]
+    assert result["task"] == "embedding"
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["test_triplet_accuracy"] > 0.7
+
+
+def test_freeze_and_init(tmp_path):
+    first = tmp_path / "first"
+    quiet(spec=LENET, data="digits", max_steps=2, out=str(first))
+    lines = []
+    result = train(TrainConfig(spec=LENET, data="digits", max_steps=2, threads=1, out=str(tmp_path / "second"),
+                               init=str(first / "checkpoint.safetensors"), freeze="conv2"),
+                   progress=False, echo=lines.append)
+    assert any("loaded 10 tensors, skipped 0" in line for line in lines)
+    model = result["model"]
+    start = weights(first)
+    assert torch.equal(model.conv1.weight, start["conv1.weight"]) and torch.equal(model.conv2.bias, start["conv2.bias"])
+    assert not torch.equal(model.fc5.weight, start["fc5.weight"])
+    with pytest.raises(ArchspecError, match="no such node"):
+        quiet(spec=LENET, data="fake", max_steps=1, freeze="nope", out=str(tmp_path / "third"))
+
+
+def test_bench_runs():
+    out = CliRunner().invoke(app, ["bench", LENET, "--batch", "4", "--seconds", "0.05"])
+    assert out.exit_code == 0, out.output
+    assert "forward+backward" in out.output
