@@ -12,6 +12,7 @@ from archspec.commands.common import REPORTS_FOLDER, InputOption, SetOption, ana
 from archspec.errors import ArchspecError
 
 NAMES_SHOWN = 6  # node names listed per rule before "+N more"
+MAX_GROWTH = 64  # input growth tried when looking for the stride of a convolutionalized graph
 
 
 @handles_errors
@@ -53,6 +54,7 @@ def command(
             parts = [f"{label} {len(ids)} ({_names(ids)})" for label, ids in (
                 ("removed", summary.removed), ("replaced", summary.replaced), ("moved", summary.moved), ("added", summary.added)
             ) if ids]
+            parts.append(f"params {summary.params:+,}, MACs {summary.macs:+,}")
             typer.echo(f"  {summary.rule} x{summary.applied}: " + "; ".join(parts))
         if report.changed:
             before, after = report.before, report.after
@@ -106,7 +108,8 @@ def _check_round_trip(text: str, expected) -> None:
 
 
 def _larger_input_note(loaded, final, ir, changed: bool) -> str:
-    """Whether the convolutionalized graph gives a grid: its outputs at twice the input size."""
+    """Whether the convolutionalized graph gives a grid on larger inputs: the smallest growth of the
+    input (up to MAX_GROWTH pixels a side) that adds output positions is the windows' stride."""
     from archspec.errors import SpecError
     from archspec.ir.build import build_ir
 
@@ -116,16 +119,25 @@ def _larger_input_note(loaded, final, ir, changed: bool) -> str:
     if left:
         reader = ", ".join(f"{ir.node(c).op} '{c}'" for c in ir.consumers(left[0].id)) or "the output"
         return f"'{left[0].id}' still flattens before {reader}, so the graph does not run on larger inputs"
-    larger = {name: (shape[0], 2 * shape[1], 2 * shape[2]) for name, shape in final.inputs.items() if len(shape) == 3}
-    try:
-        ir = build_ir(loaded, None, larger)
-    except SpecError:
-        return "fully convolutional; run it on a larger --input for a grid of outputs"
-    inputs = ", ".join(_shape(shape) for shape in larger.values())
-    outputs = ", ".join(_shape(ir.shapes[node]) for node in ir.outputs.values())
-    if all(ir.shapes[node] == shape for node, shape in zip(ir.outputs.values(), final.outputs.values())):
-        return f"at {inputs} the output is still {outputs}: a pooling to a fixed size (adaptive) comes before the FC layers"
-    return f"fully convolutional: at --input {inputs} the output is {outputs}, one cell per window"
+    images = {name: shape for name, shape in final.inputs.items() if len(shape) == 3}
+    outputs = list(final.outputs.values())
+    for growth in range(1, MAX_GROWTH + 1):
+        larger = {name: (c, h + growth, w + growth) for name, (c, h, w) in images.items()}
+        try:
+            grown = build_ir(loaded, None, larger)
+        except SpecError:
+            continue
+        shapes = [grown.shapes[node] for node in grown.outputs.values()]
+        if shapes != outputs:
+            window = ", ".join(f"{h}x{w}" for _, h, w in images.values())
+            return (
+                f"fully convolutional: at --input {', '.join(_shape(s) for s in larger.values())} the output is "
+                f"{', '.join(_shape(s) for s in shapes)}, one cell per {window} window, {growth} pixel(s) apart"
+            )
+    return (
+        f"the output stays {', '.join(_shape(s) for s in outputs)} on inputs up to {MAX_GROWTH} pixels larger: "
+        "a pooling to a fixed size (adaptive) comes before the FC layers"
+    )
 
 
 def _figures(totals, layers: int) -> str:

@@ -61,7 +61,8 @@ class Pat:
     """A pattern for one node: `op` (a name, several, or None for any node, graph inputs included),
     `src` the patterns of its inputs in order (None: any inputs), `name` binds the node for the
     rewrite function, `only_use` requires that the node feeds nothing but the node matched by the
-    enclosing pattern (and is no graph output), `where(view, node)` is any further condition."""
+    enclosing pattern (and is no graph output), `where(view, node)` is any further condition.
+    The nodes a rule replaces or leaves without readers must be named (the root always counts)."""
 
     op: str | tuple[str, ...] | None = None
     src: tuple["Pat", ...] | None = None

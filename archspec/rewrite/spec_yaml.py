@@ -65,6 +65,8 @@ def flat_state_dict(state: dict[str, Any], ir: IRGraph) -> dict[str, Any]:
 def ir_to_spec_yaml(ir: IRGraph, name: str | None = None, summary: str | None = None, comment: str | None = None) -> str:
     """The IR as the text of a flat spec (see the module docstring). Loading it and building it
     at the same input sizes gives the same shapes, parameters, MACs and FLOPs."""
+    if all(node.op == "input" for node in ir.nodes()):
+        raise ArchspecError(f"{ir.name} has no layers left after the rewrite, so there is no spec to write")
     names = flat_names(ir)
     header: dict[str, Any] = {
         "name": name or ir.name,
