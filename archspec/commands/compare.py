@@ -5,7 +5,9 @@ memory estimate as `report --memory`, under the same `--set`, `--input` and `--b
 
 Stages are the top-level blocks of a spec (`layer1`..`layer4` of a ResNet, `block1`..`block13` of
 MobileNet v1). A top-level `seq` that holds blocks (EfficientNet's and DenseNet's `features`) is
-opened, so its blocks (`features.1`.. `features.8`, `features.denseblock1`..) are the stages.
+opened, so its blocks (`features.1`.. `features.8`, `features.denseblock1`..) are the stages; so
+is a `repeat` that is the only scope inside an opened one or at the top (VGG's
+`features.vgg_stage1`, whose copies `features.vgg_stage1.0`..`.4` are then the stages).
 Layers outside any stage are rows of their own (`conv1`, `fc`) where they have parameters or
 MACs; the others (ReLU, pooling) add nothing to either column and are left out, so the stage
 rows of a spec always sum to its totals. `--depth N` takes the blocks at nesting depth N instead.
@@ -107,17 +109,22 @@ def stages(analysis, depth: int | None = None) -> list[Stage]:
 
 
 def _opened_scopes(analysis) -> set[str]:
-    """`seq` scopes that hold other scopes (and lie in opened scopes themselves): looked into
-    rather than shown as one stage."""
+    """Scopes looked into rather than shown as one stage: a `seq` that holds other scopes, and a
+    `repeat` that is the only scope inside an opened one or at the top (VGG's
+    `features.vgg_stage1`, the repeat of its five stages)."""
     parent: dict[str, str | None] = {}
     for layer in analysis.layers:
         for index, scope in enumerate(layer.scopes):
             parent.setdefault(scope, layer.scopes[index - 1] if index else None)
-    holds_scopes = {p for p in parent.values() if p is not None}
+    children: dict[str | None, list[str]] = {}
+    for scope, up in parent.items():
+        children.setdefault(up, []).append(scope)
     opened: set[str] = set()
     for block in sorted(analysis.blocks, key=lambda b: b.depth):
         up = parent.get(block.name)
-        if block.kind == "seq" and block.name in holds_scopes and (up is None or up in opened):
+        if block.name not in children or not (up is None or up in opened):
+            continue
+        if block.kind == "seq" or (block.kind == "repeat" and len(children[up]) == 1):
             opened.add(block.name)
     return opened
 
@@ -280,6 +287,7 @@ def _shapes(shapes: dict) -> str:
 
 
 def render_table(data: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from archspec.render.terminal import console
@@ -289,20 +297,20 @@ def render_table(data: dict) -> None:
     totals = Table(title=title, title_justify="left", header_style="bold")
     totals.add_column("", no_wrap=True)
     for spec in data["specs"]:
-        totals.add_column(spec["label"], justify="right", no_wrap=True)
+        totals.add_column(escape(spec["label"]), justify="right", no_wrap=True)
     for row in totals_rows(data):
-        totals.add_row(*row)
+        totals.add_row(*map(escape, row))
     out.print(totals)
     per_stage = Table(title="per stage", title_justify="left", header_style="bold")
     per_stage.add_column("Stage", no_wrap=True)
     for spec in data["specs"]:
-        per_stage.add_column(f"{spec['label']}\nparams", justify="right", no_wrap=True)
-        per_stage.add_column(f"{spec['label']}\nMACs", justify="right", no_wrap=True)
+        per_stage.add_column(escape(f"{spec['label']}\nparams"), justify="right", no_wrap=True)
+        per_stage.add_column(escape(f"{spec['label']}\nMACs"), justify="right", no_wrap=True)
     for row in stage_rows(data):
-        per_stage.add_row(*row)
+        per_stage.add_row(*map(escape, row))
     out.print(per_stage)
     for line in unmatched_lines(data):
-        out.print(line)
+        out.print(escape(line))
 
 
 def render_markdown(data: dict) -> str:
@@ -340,7 +348,7 @@ def command(
     entries = load_entries(specs, sets, inputs, batch, dtype, optimizer, depth)
     data = comparison_json(entries, batch, dtype, optimizer, sets)
     if output_format == "json":
-        typer.echo(json.dumps(data, indent=1))
+        typer.echo(json.dumps(data, indent=1, default=str))
     elif output_format == "markdown":
         typer.echo(render_markdown(data), nl=False)
     else:

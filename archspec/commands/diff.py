@@ -364,7 +364,7 @@ def command(
     after = Side(new or old, {**common, **parse_sets(new_sets)}, [*(inputs or []), *(new_inputs or [])], batch, dtype, optimizer)
     data = diff_json(before, after)
     if output_format == "json":
-        typer.echo(json.dumps(data, indent=1))
+        typer.echo(json.dumps(data, indent=1, default=str))
     elif output_format == "markdown":
         typer.echo(render_markdown(data), nl=False)
     else:

@@ -26,6 +26,7 @@ from archspec.commands.compare import DtypeOption, OptimizerOption, check_choice
 from archspec.errors import ArchspecError
 
 FORMAT_VERSION = 1
+MAX_POINTS = 10_000  # a grid point costs a compile and an analysis (about 0.01-0.2 s each)
 # figures per point; `weighted_layers` is `depth` of `report` (renamed: EfficientNet has a `depth` parameter)
 FIGURES = ["params", "trainable", "macs", "flops", "activations", "activation_bytes", "inference_peak", "training_peak", "weighted_layers"]
 STYLES = {"params": "count", "trainable": "count", "macs": "human", "flops": "human", "activations": "count",
@@ -100,6 +101,11 @@ def grid(sets: dict[str, list[Any]], inputs: list[list[tuple[str, tuple[int, ...
         set_points = [tuple(v[i] if len(v) > 1 else v[0] for v in sets.values()) for i in range(n)]
     else:
         set_points = list(itertools.product(*sets.values()))
+    size = len(set_points)
+    for axis in inputs:
+        size *= len(axis)
+    if size > MAX_POINTS:
+        raise ArchspecError(f"the grid has {size:,} points, more than {MAX_POINTS:,}; sweep fewer values or use --zip")
     points = []
     for values in set_points:
         for shapes in itertools.product(*inputs):
@@ -192,7 +198,7 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def render_table(data: dict) -> str | None:
+def render_table(data: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -226,7 +232,7 @@ def render_table(data: dict) -> str | None:
 
 def render_text(data: dict, output_format: str) -> str:
     if output_format == "json":
-        return json.dumps(data, indent=1) + "\n"
+        return json.dumps(data, indent=1, default=str) + "\n"
     return render_csv(data)
 
 
