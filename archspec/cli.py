@@ -148,14 +148,20 @@ def build(
             f"building {analysis.name} would need about {human_bytes(needed)} (weights + activations at batch 1), "
             f"over the {memory_limit:g} GiB limit; use a smaller --input, raise --memory-limit, or pass --force"
         )
-    from archspec.lower.fx import lower
-    from archspec.lower.verify import verify_module
+    import torch
 
-    module = lower(ir)
+    from archspec.lower.fx import lower
+    from archspec.lower.verify import REAL_PASS_FLOPS, verify_module
+
+    on_meta = analysis.totals.flops > REAL_PASS_FLOPS
+    with torch.device("meta" if on_meta else "cpu"):
+        module = lower(ir)
     checks = verify_module(module, analysis)
     stdout = console()
     stdout.print(layer_table(analysis, depth, flops=True))
     stdout.print(totals_table(analysis))
+    if on_meta:
+        stdout.print(f"checked on torch's meta device (shapes and FLOPs only): over {REAL_PASS_FLOPS / 1e9:g} GFLOPs")
     for check in checks:
         mark = "[green]ok[/green]" if check.ok else "[red]MISMATCH[/red]"
         detail = "" if check.ok else f": static {check.static}, torch {check.actual}"
