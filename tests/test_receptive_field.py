@@ -32,7 +32,7 @@ SMALLER_INPUT = {"unet": (1, 188, 188), "unet_padded": (3, 64, 64), "densenet121
 def _measured(ir, probe: str) -> list[tuple[int, int]]:
     ir.outputs = {"probe": probe}
     ir.named_outputs = False
-    module = lower(ir).double().eval()
+    module = lower(ir).eval().requires_grad_(False)  # only the input's gradient is measured
     for name, sub in list(module.named_modules()):
         parent_name, _, leaf = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
@@ -45,7 +45,7 @@ def _measured(ir, probe: str) -> list[tuple[int, int]]:
                 sub.weight.fill_(0.5 / sub.weight[0].numel())
                 if sub.bias is not None:
                     sub.bias.fill_(0.0)
-    inputs = {name: torch.ones(1, *ir.shapes[node], dtype=torch.float64, requires_grad=True) for name, node in ir.inputs.items()}
+    inputs = {name: torch.ones(1, *ir.shapes[node], requires_grad=True) for name, node in ir.inputs.items()}
     out = module(**inputs)
     _, height, width = ir.shapes[probe]
     out[0, :, height // 2, width // 2].sum().backward()

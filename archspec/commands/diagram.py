@@ -37,7 +37,7 @@ def command(
     _, ir, analysis = analyse(spec, sets, inputs)
     if out is None:
         path = safe_folder(REPORTS_FOLDER, analysis.name) / f"diagram.{fmt}"
-    elif out.is_dir():
+    elif out.is_dir() or not out.suffix:  # a folder (existing, or a name without a suffix)
         path = out / f"diagram.{fmt}"
     else:
         path = out

@@ -10,10 +10,12 @@ What the diagram shows:
 - merges as their own shapes (`add` a circled +, `mul` a circled x, `concat` a trapezium);
   shortcut edges (residuals, dense connections, projection shortcuts, SE gates) dashed; bridges
   (a concat input that comes around a part of the network working at a lower resolution:
-  U-Net's encoder -> decoder copies) bold and orange; size references (the second input of
+  U-Net's encoder -> decoder copies) dashed, thick and orange; size references (the second input of
   `upsample`, `crop`, `pad`) dotted;
 - an encoder-decoder is drawn as a U: the decoder runs back up next to the encoder, each bridge
-  joins two nodes placed on the same rank.
+  joins two nodes placed on the same rank;
+- a drawing longer than `WRAP_RANKS` ranks is cut into side-by-side columns at block
+  boundaries (a block cut in two is drawn as two boxes, the second "continued").
 
 `diagram_source` gives the DOT text (no system tool needed); `render` runs `dot` on it.
 """
@@ -35,6 +37,8 @@ from archspec.ops.common import format_shape
 FORMATS = ("svg", "png", "pdf", "dot")
 RANKDIRS = ("TB", "LR")
 DOT_TIMEOUT_S = 120
+WRAP_RANKS = 110  # a drawing longer than this many ranks is laid out in side-by-side columns
+MAX_COLUMNS = 8
 DOT_MISSING = (
     "graphviz's `dot` program is not installed; install it with `apt-get install graphviz` "
     "(Debian/Ubuntu) or `brew install graphviz` (macOS)"
@@ -206,8 +210,11 @@ def classify_edges(ir: IRGraph) -> dict[tuple[str, str, int], str]:
                 around = _other_path(ir, successors, position, producer, node.id)
                 if around is not None:
                     kind = "shortcut"
+                    # a bridge: one path leaves the producer, works at a lower resolution and comes
+                    # back (U-Net); several paths fanning out are parallel branches (PSPNet's pyramid)
                     lowest = min((_area(ir.shapes[n]) for n in around), default=None)
-                    if node.op == "concat" and lowest is not None and lowest < _area(ir.shapes[producer]):
+                    paths = sum(1 for s in successors[producer] if s in around)
+                    if node.op == "concat" and paths == 1 and lowest is not None and lowest < _area(ir.shapes[producer]):
                         kind = "bridge"
             kinds[(producer, node.id, index)] = kind
     return kinds
@@ -318,6 +325,61 @@ def _u_shape(ir: IRGraph, units: dict[str, Unit], edges: list[Edge], bridges: li
     return decoder, turn
 
 
+def columns(plan: Layout, wrap: int | None) -> dict[str, int]:
+    """The column of each unit: a drawing longer than `wrap` ranks is cut into side-by-side
+    columns of similar length (rows with LR), at the places that break the fewest blocks.
+
+    Without this a full-depth ResNet-152 is one 500-node line, too tall for a bitmap. An
+    encoder-decoder keeps its U (no columns)."""
+    units = list(plan.units)
+    if not wrap or plan.turn is not None:
+        return dict.fromkeys(units, 0)
+    order = {u: i for i, u in enumerate(units)}
+    predecessors: dict[str, list[str]] = {u: [] for u in units}
+    for edge in plan.edges:
+        if edge.kind != "size" and order[edge.tail] < order[edge.head]:
+            predecessors[edge.head].append(edge.tail)
+    rank: dict[str, int] = {}
+    for u in units:
+        rank[u] = max((rank[p] + 1 for p in predecessors[u]), default=0)
+    total = max(rank.values(), default=0) + 1
+    if total <= wrap:
+        return dict.fromkeys(units, 0)
+    count = min(-(-total // wrap), MAX_COLUMNS)
+    height = total / count
+    inner = [u for u in units if plan.units[u].kind in ("op", "block")]
+    spans: dict[str, list[int]] = {}
+    for u in inner:
+        for path in plan.units[u].clusters:
+            span = spans.setdefault(path, [order[u], order[u]])
+            span[1] = order[u]
+    cuts: list[int] = []
+    for k in range(1, count):
+        target = k * height
+        candidates = [u for u in inner if abs(rank[u] - target) <= height * 0.25 and (not cuts or order[u] > cuts[-1])]
+        if not candidates:
+            continue
+
+        def broken(u: str) -> int:
+            at = order[u]
+            return sum(1 for first, last in spans.values() if first < at <= last)
+
+        # a block cut in two costs as much as a column a quarter longer or shorter than the others
+        best = min(candidates, key=lambda u: broken(u) + 4 * abs(rank[u] - target) / height)
+        cuts.append(order[best])
+    column = {}
+    for u in units:
+        column[u] = sum(1 for cut in cuts if order[u] >= cut)
+    for edge in plan.edges:  # an output sits by its producer, an input by its first consumer
+        if plan.units[edge.head].kind == "output":
+            column[edge.head] = column[edge.tail]
+    for u in units:
+        if plan.units[u].kind == "input":
+            consumers = [e.head for e in plan.edges if e.tail == u]
+            column[u] = min((column[c] for c in consumers), default=0)
+    return column
+
+
 # --- DOT ----------------------------------------------------------------------------------------------
 def _font(text: str, size: int | None = None, color: str | None = None, bold: bool = False) -> str:
     text = html.escape(text)
@@ -376,8 +438,11 @@ def diagram(
     rankdir: str = "TB",
     params: bool = False,
     title: str | None = None,
+    wrap: int | None = WRAP_RANKS,
 ):
-    """The diagram as a `graphviz.Digraph` (its `.source` is the DOT text)."""
+    """The diagram as a `graphviz.Digraph` (its `.source` is the DOT text).
+
+    `wrap`: cut a drawing longer than this many ranks into columns (None: one long column)."""
     import graphviz
 
     rankdir = rankdir.upper()
@@ -388,6 +453,7 @@ def diagram(
 
         analysis = analyze(ir)
     plan = layout(ir, depth or None)
+    column = columns(plan, wrap)
     layer_figures = {layer.name: layer.figures for layer in analysis.layers} if analysis else {}
     block_figures = {block.name: block.figures for block in analysis.blocks} if analysis else {}
 
@@ -396,8 +462,8 @@ def diagram(
         rankdir=rankdir, fontname="Helvetica", fontsize="12", nodesep="0.3", ranksep="0.32",
         pad="0.3", labelloc="t", labeljust="l", outputorder="edgesfirst",
     )
-    if plan.bridges:
-        graph.attr(newrank="true")
+    if plan.bridges or any(column.values()):
+        graph.attr(newrank="true")  # rank constraints across clusters (the U, the columns)
     if title is None and analysis is not None:
         t = analysis.totals
         title = f"{ir.name}: {human(t.params)} params, {human(t.macs)} MACs"
@@ -447,7 +513,7 @@ def diagram(
         short = _relative(node.id, unit.clusters)
         if fam in ("conv", "linear") or not re.fullmatch(re.escape(node.op) + r"\d*", short):
             lines.append(_font(short, 9, "#555555"))
-        if node.module != node.id:
+        if node.module != node.id and fam in ("conv", "linear", "norm"):  # shared weights: whose
             lines.append(_font(f"= {node.module}", 9, "#7f7f7f"))
         figures = layer_figures.get(node.id)
         if params and figures is not None:
@@ -463,38 +529,48 @@ def diagram(
     kinds: dict[str, str] = {}
     for node in ir.nodes():
         kinds.update(zip(node.scopes, node.scope_kinds))
-    children: dict[tuple[str, ...], list[tuple[str, ...]]] = {(): []}
-    members: dict[tuple[str, ...], list[Unit]] = {(): []}
+    # a cluster cut by a column break is drawn as one box per column: keys are (path, column)
+    Key = tuple[tuple[str, int], ...]
+    children: dict[Key, list[Key]] = {(): []}
+    members: dict[Key, list[Unit]] = {(): []}
+    first_column: dict[str, int] = {}
     for unit in plan.units.values():
-        for level in range(1, len(unit.clusters) + 1):
-            key = unit.clusters[:level]
+        chain = tuple((path, column[unit.id]) for path in unit.clusters)
+        for level in range(1, len(chain) + 1):
+            key = chain[:level]
             if key not in children:
                 children[key] = []
                 members[key] = []
-                children[unit.clusters[: level - 1]].append(key)
-        members[unit.clusters].append(unit)
+                children[chain[: level - 1]].append(key)
+                first_column.setdefault(key[-1][0], key[-1][1])
+        members[chain].append(unit)
     repeats: dict[str, str] = {}
-    for key in children:
-        if key and kinds.get(key[-1]) == "repeat":
-            inner = {kinds.get(child[-1]) for child in children[key]}
-            if len(inner) == 1 and children[key]:
-                repeats[key[-1]] = f"{len(children[key])}x {inner.pop()}"
+    inside: dict[str, dict[str, str]] = {}
+    for node in ir.nodes():
+        for level in range(len(node.scopes) - 1):
+            inside.setdefault(node.scopes[level], {})[node.scopes[level + 1]] = node.scope_kinds[level + 1]
+    for path, kind in kinds.items():
+        inner = set(inside.get(path, {}).values())
+        if kind == "repeat" and len(inner) == 1:
+            repeats[path] = f"{len(inside[path])}x {inner.pop()}"
 
-    def emit(target, key: tuple[str, ...]) -> None:
+    def emit(target, key: Key) -> None:
         for unit in members[key]:
             target.node(unit.id, **node_attrs(unit))
         for child in children[key]:
-            path = child[-1]
+            path, part = child[-1]
             kind = kinds.get(path, "")
-            with target.subgraph(name="cluster_" + path) as cluster:
+            first = part == first_column[path]
+            with target.subgraph(name="cluster_" + path + ("" if first else f"~{part}")) as cluster:
                 style = "rounded,filled"
                 if kind == "projection":
                     style = "rounded,dashed,filled"
                 elif kind in ("branch", "parallel"):
                     style = "rounded,dotted,filled"
                 shade = "#f5f7fa" if len(child) % 2 else "#ffffff"
+                label = _cluster_label(path, kind, tuple(p for p, _ in key), repeats.get(path)) + ("" if first else " (continued)")
                 cluster.attr(
-                    label=_html(_font(_cluster_label(path, kind, key, repeats.get(path)), 10, "#333333", bold=len(child) == 1)),
+                    label=_html(_font(label, 10, "#333333", bold=len(child) == 1)),
                     style=style, fillcolor=shade, color="#8c9bb0" if kind != "repeat" else "#5a6b85",
                     penwidth="1.6" if kind == "repeat" else "1", fontname="Helvetica", labeljust="l",
                 )
@@ -517,7 +593,15 @@ def diagram(
                 attrs["dir"] = "back"
             elif edge.kind != "bridge":
                 attrs["constraint"] = "false"
+        if column[edge.tail] != column[edge.head]:
+            attrs["constraint"] = "false"  # from one column to the next: no pull on the ranks
         graph.edge(tail, head, **attrs)
+    anchors = [next(u for u in plan.units if column[u] == c) for c in sorted(set(column.values()))]
+    if len(anchors) > 1:  # every column starts at the top, left to right in order
+        with graph.subgraph() as same:
+            same.attr(rank="same")
+            for tail, head in zip(anchors, anchors[1:]):
+                same.edge(tail, head, style="invis")
     for bridge in plan.bridges:
         if bridge.head in plan.decoder:
             with graph.subgraph() as same:
@@ -575,7 +659,7 @@ def dot_program() -> str:
 
 def render(source: str, fmt: str, timeout: float = DOT_TIMEOUT_S) -> bytes:
     """Run `dot -T<fmt>` on DOT text and return the image."""
-    if fmt not in ("svg", "png", "pdf"):
+    if fmt not in ("svg", "png", "pdf", "json"):  # json: dot's layout coordinates (tests)
         raise ArchspecError(f"cannot render to '{fmt}': use svg, png or pdf")
     program = dot_program()
     try:
