@@ -18,6 +18,12 @@ def safe_folder(root: Path, name: str) -> Path:
     return folder
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write the whole file or nothing: an interrupted write leaves the old file in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,6 +34,7 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
