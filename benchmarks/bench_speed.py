@@ -590,7 +590,7 @@ def markdown(info: dict[str, str], command: str, res: Results, args) -> str:
     out.append("## What is measured")
     out.append("")
     out.append(
-        "- **a. whole process**: fresh processes started from the repository root, measured first, while the "
+        "- **a. whole process**: fresh processes started from the repository root (from the snapshot of archspec/ and specs/ unless `--no-snapshot`), measured first, while the "
         "benchmark's own process is still small (on Linux a child's peak RSS includes its parent's RSS at fork). "
         "Wall time from spawn to exit, CPU time and peak RSS of that child alone (`os.wait4` rusage). archspec: the "
         "`archspec` console script of the running interpreter's environment, `report specs/NAME.yaml --format json` "
@@ -602,7 +602,7 @@ def markdown(info: dict[str, str], command: str, res: Results, args) -> str:
         "initialisation, then a hooked forward), alternating after one warm-up call each. Linearity: synthetic specs "
         "of N conv/bn/relu items written to a temporary folder, time per analysed node.\n"
         "- **c. construction**: `archspec.build_module(path)` (YAML load, IR, module construction with weight "
-        "initialisation, torch.fx code generation) vs `torchvision.models.NAME()`, alternating after one warm-up each.\n"
+        "initialisation, torch.fx code generation) vs `torchvision.models.NAME()`, alternating after one warm-up each. torchvision's ResNet constructor initialises every layer with torch's defaults and then initialises again (conv weights with `kaiming_normal_(mode=\"fan_out\")`, BatchNorm with constants); archspec keeps torch's default initialisation, so it does less work here (and its initial weights follow a different distribution).\n"
         f"- **d. forward+backward**: `model(x).sum().backward()` with `x` a contiguous float32 batch of 8 x 3x224x224, "
         f"train mode, `torch.set_num_threads({THREADS})`, gradients set to None before each step (outside the "
         "timing); 3 warm-up steps each, then alternating pairs (A B, B A, A B, ...). Weights are not shared; "
