@@ -105,3 +105,15 @@ def library_specs() -> list[Path]:
     if not SPECS_FOLDER.is_dir():
         raise ArchspecError(f"no SPEC given and no {SPECS_FOLDER}/ folder here")
     return sorted(SPECS_FOLDER.glob("*.yaml"))
+
+
+def print_result(data: dict, output_format: str, render_markdown: Callable[[dict], str], render_table: Callable[[dict], None]) -> None:
+    """Print a command's result as JSON, Markdown (from `render_markdown`) or a rich table."""
+    import json
+
+    if output_format == "json":
+        typer.echo(json.dumps(data, indent=1, default=str))
+    elif output_format == "markdown":
+        typer.echo(render_markdown(data), nl=False)
+    else:
+        render_table(data)

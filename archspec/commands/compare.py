@@ -16,7 +16,6 @@ unmatched.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -30,6 +29,7 @@ from archspec.commands.common import (
     analyse,
     handles_errors,
     parse_sets,
+    print_result,
     spec_meta,
 )
 from archspec.errors import ArchspecError
@@ -347,9 +347,4 @@ def command(
         raise ArchspecError("compare needs at least two specs (for one spec, use `archspec report`)")
     entries = load_entries(specs, sets, inputs, batch, dtype, optimizer, depth)
     data = comparison_json(entries, batch, dtype, optimizer, sets)
-    if output_format == "json":
-        typer.echo(json.dumps(data, indent=1, default=str))
-    elif output_format == "markdown":
-        typer.echo(render_markdown(data), nl=False)
-    else:
-        render_table(data)
+    print_result(data, output_format, render_markdown, render_table)

@@ -22,7 +22,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from archspec.commands.common import BatchOption, InputOption, SetOption, handles_errors, input_shapes, parse_sets
+from archspec.commands.common import BatchOption, InputOption, SetOption, handles_errors, input_shapes, parse_sets, print_result
 from archspec.commands.compare import (
     DtypeOption,
     OptimizerOption,
@@ -363,9 +363,4 @@ def command(
     before = Side(old, {**common, **parse_sets(old_sets)}, [*(inputs or []), *(old_inputs or [])], batch, dtype, optimizer)
     after = Side(new or old, {**common, **parse_sets(new_sets)}, [*(inputs or []), *(new_inputs or [])], batch, dtype, optimizer)
     data = diff_json(before, after)
-    if output_format == "json":
-        typer.echo(json.dumps(data, indent=1, default=str))
-    elif output_format == "markdown":
-        typer.echo(render_markdown(data), nl=False)
-    else:
-        render_table(data)
+    print_result(data, output_format, render_markdown, render_table)
