@@ -59,7 +59,7 @@ def intermediates(module: fx.GraphModule, inputs: dict[str, torch.Tensor]) -> di
     class Recorder(fx.Interpreter):
         def run_node(self, node):
             result = super().run_node(node)
-            values[node.name] = result
+            values[node.name] = result.clone() if isinstance(result, torch.Tensor) else result  # later ops may work in place
             return result
 
     module.eval()

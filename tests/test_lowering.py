@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import operator
 import re
 import tokenize
 from types import SimpleNamespace
@@ -154,8 +155,8 @@ def test_lowered_forward_is_straight_line_code(lowered):
     words = {tok.string for tok in tokenize.generate_tokens(io.StringIO(code).readline) if tok.type == tokenize.NAME}
     assert not words & {"for", "while", "if", "lambda"}
     assert code.count("def ") == 1  # one function: forward
-    # one assignment line per op node
-    assert len([line for line in code.splitlines() if re.match(r"\s+\w+ = ", line)]) == len(analysis.layers)
+    # one assignment line per op node (an in-place residual add reads `bn2 += identity;  add1 = bn2`)
+    assert len([line for line in code.splitlines() if re.match(r"\s+\w+ \+?= ", line)]) == len(analysis.layers)
 
 
 def test_resnet18_state_dict_names_match_torchvision_style():
@@ -295,3 +296,78 @@ def test_runs_on_cuda(spec_name):
         assert actual[name].is_cuda
         # cuDNN may use TF32 for convolutions: compare loosely
         torch.testing.assert_close(actual[name].cpu(), expected[name], rtol=1e-2, atol=1e-2)
+
+
+# --- in-place relu / residual add (archspec.ir.in_place) --------------------------------
+def _forward_backward(module, inputs):
+    """Train-mode outputs and parameter gradients of a random projection of all outputs (autograd
+    raises here if an in-place op overwrote a tensor that a backward needs)."""
+    torch.manual_seed(0)  # dropout masks and the projection
+    result = module.train()(**{name: t.clone().requires_grad_() for name, t in inputs.items()})
+    outputs = result if isinstance(result, dict) else {"out": result}
+    sum((t.float() * torch.randn(t.shape)).sum() for t in outputs.values()).backward()
+    return outputs, {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("spec", LIBRARY, ids=spec_id)
+def test_in_place_lowering_computes_what_the_out_of_place_one_does(spec, monkeypatch):
+    sizes, flops = cpu_size(spec)
+    if flops > 10 * CPU_FLOP_BUDGET:
+        pytest.skip("too heavy for the CPU even at its smallest valid size")
+    # batch 4: with 2 samples, batch norm on ResNet-101's 1x1 maps at this size gives NaN gradients
+    analysis = analyze_spec(spec, inputs=sizes, batch=4)
+    inputs = random_inputs(analysis, batch=4)
+    torch.manual_seed(1)
+    in_place = build_module(spec, inputs=sizes)
+    with monkeypatch.context() as patch:
+        patch.setattr("archspec.lower.fx.in_place_nodes", lambda ir: {})
+        out_of_place = build_module(spec, inputs=sizes)
+    out_of_place.load_state_dict(in_place.state_dict())
+    expected_outputs, expected_grads = _forward_backward(out_of_place, inputs)
+    outputs, grads = _forward_backward(in_place, inputs)
+    for name in expected_outputs:
+        torch.testing.assert_close(outputs[name], expected_outputs[name], rtol=0, atol=0)
+    assert set(grads) == set(expected_grads)
+    for name in expected_grads:
+        torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-6, atol=1e-6)
+
+
+def test_in_place_only_where_nothing_else_reads_the_value(tmp_path):
+    spec = tmp_path / "inplace.yaml"
+    spec.write_text(
+        """
+name: inplace
+inputs: {image: [4, 8, 8]}
+layers:
+  - relu: {name: on_input}                        # a graph input: never overwritten
+  - conv: {name: c1, out: 4, kernel: 3, padding: 1}
+  - relu: {name: sole_reader}                     # c1 is read by this relu only: in place
+  - conv: {name: c2, out: 4, kernel: 3, padding: 1}
+  - relu: {name: first_of_two}                    # c2 is read here and by `skip`: not in place
+  - add: {name: skip, from: [c2, first_of_two]}   # c2 has two readers: out of place
+  - sigmoid: {name: gate}
+  - relu: {name: after_sigmoid}                   # sigmoid keeps its output for backward
+  - conv: {name: c3, out: 4, kernel: 1}
+  - add: {name: residual, from: [c3, after_sigmoid]}  # c3's only reader: `c3 += after_sigmoid`
+outputs: {out: residual, tap: sole_reader}
+"""
+    )
+    module = build_module(spec)
+    targets = {node.name: node.target for node in module.graph.nodes if node.op == "call_function"}
+    assert targets["on_input"] is torch.relu
+    assert targets["sole_reader"] is torch.relu_
+    assert targets["first_of_two"] is torch.relu
+    assert targets["skip"] is operator.add
+    assert targets["after_sigmoid"] is torch.relu
+    assert targets["residual"] is operator.iadd
+    # the values agree with plain torch written out of place
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        out = module(image=x)
+        m = dict(module.named_modules())
+        c1 = m["c1"](torch.relu(x))
+        c2 = m["c2"](torch.relu(c1))
+        gate = torch.sigmoid(c2 + torch.relu(c2))
+        expected = m["c3"](torch.relu(gate)) + torch.relu(gate)
+    torch.testing.assert_close(out["out"], expected)
+    torch.testing.assert_close(out["tap"], torch.relu(c1))

@@ -27,9 +27,11 @@ def _one_per_element(args, inputs, output) -> int:
     return numel(output)
 
 
-def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = (), saved=saves_input) -> None:
+def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = (), saved=saves_input,
+                in_place: bool = False) -> None:
     """Register an elementwise op lowered to a torch function (1 op per element in --all-ops).
-    `saved`: relu, sigmoid and tanh keep their output for backward, the others their input."""
+    `saved`: relu, sigmoid and tanh keep their output for backward, the others their input.
+    `in_place`: the op has an in-place form whose backward needs only its result."""
     register(
         Op(
             name=name,
@@ -40,6 +42,7 @@ def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: 
             function=function,
             aliases=aliases,
             saved=saved,
+            in_place=(lambda a, i: True) if in_place else None,
         )
     )
 
@@ -74,13 +77,15 @@ class DropoutArgs(OpArgs):
     p: Probability = 0.5
 
 
-_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"), saved=saves_output)
+_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"), saved=saves_output, in_place=True)
+# relu6 stays out of place: torch's in-place hardtanh_ saves a clone of its input for backward
 _activation("relu6", "min(max(x, 0), 6) (MobileNet)", NoArgs, _torch("F.relu6"))
 _activation(
     "leaky_relu",
     "max(x, 0) + slope * min(x, 0)",
     LeakyReluArgs,
     _torch("F.leaky_relu", lambda a: {"negative_slope": a.negative_slope}),
+    in_place=True,
 )
 _activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"), saved=saves_output)
 _activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"), saved=saves_output)

@@ -99,6 +99,7 @@ register(
         extra_ops=_bias_ops,
         module=_build_conv,
         window=conv_window,
+        fresh_output=True,
     )
 )
 
@@ -137,6 +138,7 @@ register(
         extra_ops=_bias_ops,
         module=lambda a, i: _build_conv(_as_conv(a, i), i),
         window=lambda a, i: conv_window(_as_conv(a, i), i),
+        fresh_output=True,
     )
 )
 
@@ -220,6 +222,7 @@ register(
         extra_ops=_bias_ops,
         module=_build_transposed,
         receptive_field=_transposed_field,
+        fresh_output=True,
         aliases=("deconv", "upconv"),
     )
 )

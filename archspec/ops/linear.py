@@ -42,6 +42,7 @@ register(
         macs=lambda a, i, o: numel(o) * i[0][-1],  # in_features MACs per output
         extra_ops=lambda a, i, o: numel(o) if a.bias else 0,
         module=_build,
+        fresh_output=True,
         aliases=("fc",),
     )
 )

@@ -100,10 +100,15 @@ def _concat_shape(args: ConcatArgs, inputs: list[Shape]) -> Shape:
     return shapes[0][:dim] + (sum(s[dim] for s in shapes),) + shapes[0][dim + 1 :]
 
 
+def _plain_pair(args: AddArgs, inputs: list[Shape]) -> bool:
+    """Two inputs of one shape: `a + b` in the generated code, `a += b` when it runs in place."""
+    return args.fit == "none" and len(inputs) == 2
+
+
 def _add_function(args: AddArgs, inputs: list[Shape]):
     from archspec.lower import runtime
 
-    if args.fit == "none" and len(inputs) == 2:
+    if _plain_pair(args, inputs):
         import operator
 
         return operator.add, {}  # generated code reads `out = bn2 + identity`
@@ -157,6 +162,8 @@ register(
         extra_ops=_elementwise_ops,
         arity=(2, None),
         function=_add_function,
+        fresh_output=True,
+        in_place=_plain_pair,
         receptive_field=_merged_field,
     )
 )
@@ -170,6 +177,7 @@ register(
         extra_ops=_elementwise_ops,
         arity=(2, 2),
         function=_mul_function,
+        fresh_output=True,
         receptive_field=_merged_field,
         aliases=("multiply",),
     )
@@ -183,6 +191,7 @@ register(
         shape=_concat_shape,
         arity=(2, None),
         function=_concat_function,
+        fresh_output=True,
         inputs_as_list=True,
         receptive_field=_merged_field,
         aliases=("cat",),

@@ -72,6 +72,7 @@ register(
         buffers=_bn_buffers,
         extra_ops=_two_per_element,
         module=_build_bn,
+        fresh_output=True,
         aliases=("batchnorm",),
     )
 )
@@ -107,6 +108,7 @@ register(
         params=lambda a, i: {"weight": (i[0][0],), "bias": (i[0][0],)} if a.affine else {},
         extra_ops=_two_per_element,
         module=_build_gn,
+        fresh_output=True,
     )
 )
 
@@ -142,6 +144,7 @@ register(
         ),
         extra_ops=_two_per_element,
         module=_build_ln,
+        fresh_output=True,
     )
 )
 

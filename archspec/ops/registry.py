@@ -149,6 +149,12 @@ class Op:
     receptive_field: Callable[[Any, Any, list[Shape], Shape], list] | None = None
     # what autograd keeps for backward (memory estimate); most ops keep their input
     saved: Callable[[Any, list[Shape], Shape], Saved] = saves_input
+    # the op returns a new tensor that its own backward does not keep, so a relu or add that is
+    # its only reader may overwrite it in place (archspec.lower.fx), as torchvision's models do
+    fresh_output: bool = False
+    # the op may overwrite its first input (relu_, `a += b`) given its args and input shapes;
+    # archspec.ir.in_place decides where it does
+    in_place: Callable[[Any, list[Shape]], bool] | None = None
     aliases: tuple[str, ...] = field(default=())
 
     def flops(self, args: Any, inputs: list[Shape], output: Shape) -> int:

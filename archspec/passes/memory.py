@@ -6,10 +6,12 @@ Per layer and in total:
 - activations kept for backward: what autograd saves, from each op's `saved` rule (inputs, the
   output, or extra tensors such as max-pooling indices and dropout masks). A tensor saved by
   several ops (a ReLU's output that the next conv also keeps) is counted once, at the first op
-  that saves it. Ops that autograd does not record (no trainable weights and no input that needs
+  that saves it, and so is the tensor that a relu or residual add overwrites in place (see
+  archspec.ir.in_place: lowered in place, it keeps the input's storage). Ops that autograd does not record (no trainable weights and no input that needs
   a gradient: everything before the first trainable layer, or inside a frozen stem) save nothing;
 - inference peak: weights and buffers plus the largest set of activations alive at once when the
-  graph runs in order and each tensor is freed after its last consumer;
+  graph runs in order and each tensor is freed after its last consumer (in-place ops allocate
+  nothing);
 - training peak: weights, buffers, gradients, optimizer state, every saved activation, plus the
   largest output and its gradient (what backward holds on top of the saved tensors).
 """
@@ -19,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 from archspec.ir.graph import IRGraph
+from archspec.ir.in_place import storage_owners
 from archspec.ops.registry import lookup
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -55,7 +58,8 @@ def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer:
     width = DTYPE_BYTES[dtype]
     kinds = {**KIND_BYTES, "act": width}
     result = MemoryEstimate(batch, dtype, optimizer)
-    saved_tensors: set[str] = set()  # node ids whose output tensor is already counted as saved
+    owners = storage_owners(ir)  # node id -> the node whose storage its output is
+    saved_tensors: set[str] = set()  # storages (owner node ids) already counted as saved
     requires_grad: set[str] = set()  # nodes autograd records (graph inputs do not require grad)
     for node in ir.nodes():
         out_bytes = math.prod(ir.shapes[node.id]) * batch * width
@@ -80,8 +84,8 @@ def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer:
         saved = op.saved(node.args, in_shapes, ir.shapes[node.id])
         kept = [node.inputs[i] for i in saved.inputs if i < len(node.inputs)] + ([node.id] if saved.output else [])
         for tensor in kept:
-            if tensor not in saved_tensors:
-                saved_tensors.add(tensor)
+            if owners[tensor] not in saved_tensors:
+                saved_tensors.add(owners[tensor])
                 layer.saved += math.prod(ir.shapes[tensor]) * batch * width
         for elements, kind, per_sample in saved.extra:
             layer.saved += elements * (batch if per_sample else 1) * kinds[kind]
@@ -90,7 +94,7 @@ def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer:
     result.optimizer_state = sum(layer.optimizer for layer in result.layers)
     result.saved_activations = sum(layer.saved for layer in result.layers)
     weights = result.params + result.buffers
-    result.inference_peak = weights + _live_peak(ir, batch * width)
+    result.inference_peak = weights + _live_peak(ir, owners, batch * width)
     largest_output = max((layer.output for layer in result.layers), default=0)
     result.training_peak = (
         weights + result.gradients + result.optimizer_state + result.saved_activations + 2 * largest_output
@@ -98,22 +102,23 @@ def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer:
     return result
 
 
-def _live_peak(ir: IRGraph, bytes_per_element: int) -> int:
-    """The most activation bytes alive at once when nodes run in order, each output freed after
-    its last consumer (graph outputs stay to the end)."""
+def _live_peak(ir: IRGraph, owners: dict[str, str], bytes_per_element: int) -> int:
+    """The most activation bytes alive at once when nodes run in order, each storage freed after
+    the last consumer of any value in it (graph outputs stay to the end)."""
     order = ir.order
     last_use = {node_id: index for index, node_id in enumerate(order)}
     for index, node in enumerate(ir.nodes()):
-        for producer in node.inputs:
-            last_use[producer] = max(last_use[producer], index)
+        for producer in [node.id, *node.inputs]:
+            last_use[owners[producer]] = max(last_use[owners[producer]], index)
     for output in ir.outputs.values():
-        last_use[output] = len(order)
+        last_use[owners[output]] = len(order)
     alive, peak = 0, 0
     frees: dict[int, int] = {}
     for index, node_id in enumerate(order):
-        size = math.prod(ir.shapes[node_id]) * bytes_per_element
-        alive += size
-        peak = max(peak, alive)
-        frees[last_use[node_id]] = frees.get(last_use[node_id], 0) + size
+        if owners[node_id] == node_id:  # an in-place op allocates nothing
+            size = math.prod(ir.shapes[node_id]) * bytes_per_element
+            alive += size
+            peak = max(peak, alive)
+            frees[last_use[node_id]] = frees.get(last_use[node_id], 0) + size
         alive -= frees.pop(index, 0)
     return peak
