@@ -178,6 +178,32 @@ def test_multi_output_weighted_loss(tmp_path):
     assert set(result["plan"].outputs) == {"logits", "aux"} and "accuracy" in result["metrics"]
 
 
+def test_soft_dice_loss_by_hand():
+    from archspec.train.setup import soft_dice_loss, supervised_loss
+
+    # one 1x2 image, 2 classes; logits (0, ln 3) give p(shape) = 3/4 on the first pixel,
+    # (0, 0) give 1/2 on the second; the mask is (shape, background).
+    logits = torch.tensor([[[[0.0, 0.0]], [[float(np.log(3.0)), 0.0]]]])
+    mask = torch.tensor([[[1, 0]]])
+    # foreground only: overlap 3/4, sum(p) 3/4 + 1/2, sum(g) 1, smooth 1:
+    # dice = (2 * 3/4 + 1) / (5/4 + 1 + 1) = 2.5 / 3.25
+    torch.testing.assert_close(soft_dice_loss(logits, mask), torch.tensor(1 - 2.5 / 3.25))
+    # a confident correct prediction scores (almost) no loss, a confident wrong one (almost) 1
+    sure = torch.tensor([[[[-20.0, 20.0]], [[20.0, -20.0]]]])
+    assert soft_dice_loss(sure, mask) < 1e-6
+    assert soft_dice_loss(-sure, mask) > 1 - 1 / 3 - 1e-6  # (0 + 1) / (1 + 1 + 1) is left by the smoothing
+    # the training loss adds it to the per-pixel cross-entropy only for segmentation maps
+    ce = torch.nn.functional.cross_entropy(logits, mask)
+    total = supervised_loss({"mask": logits}, mask, {"mask": 1.0}, "ce+dice")
+    torch.testing.assert_close(total, ce + soft_dice_loss(logits, mask))
+    torch.testing.assert_close(supervised_loss({"mask": logits}, mask, {"mask": 1.0}, "ce"), ce)
+    vectors = torch.randn(3, 4)
+    torch.testing.assert_close(supervised_loss({"out": vectors}, torch.tensor([0, 1, 2]), {"out": 1.0}, "ce+dice"),
+                               torch.nn.functional.cross_entropy(vectors, torch.tensor([0, 1, 2])))
+    with pytest.raises(ArchspecError, match="--seg-loss"):
+        TrainConfig(spec=LENET, segmentation_loss="dice").check()
+
+
 def test_triplet_loss_decreases_on_siamese(tmp_path):
     spec = str(ROOT / "specs" / "siamese.yaml")
     result = quiet(spec=spec, data="digits", epochs=2, batch_size=64, sets={"dim": 32},

@@ -54,6 +54,7 @@ def train(
     augment: Optional[str] = typer.Option(None, "--augment", help="crop,flip,colour, none, or default (digits: crop; shapes: flip)."),
     loss_weight: Optional[List[str]] = typer.Option(None, "--loss-weight", help="OUTPUT=WEIGHT for a multi-output spec (aux outputs default to 0.3)."),
     margin: float = typer.Option(0.2, "--margin", help="Triplet loss margin (embedding specs)."),
+    seg_loss: str = typer.Option("ce+dice", "--seg-loss", help="Segmentation loss: ce (per-pixel cross-entropy) or ce+dice (plus the soft Dice loss)."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads per process (0: torch's default)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
@@ -80,7 +81,7 @@ def train(
             sets=parse_sets(sets), inputs={k: list(v) for k, v in shapes.items()}, init=str(init) if init else None,
             freeze=freeze, amp=amp, channels_last=channels_last, compile=compile_, checkpoint_every=checkpoint_every,
             max_steps=max_steps, augment=augment, loss_weights=_weights_option(loss_weight), margin=margin,
-            threads=threads)
+            segmentation_loss=seg_loss, threads=threads)
     result = run(config, resume=resume, progress=not no_progress, echo=typer.echo)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())

@@ -20,7 +20,7 @@ from archspec.train import checkpoint as ckpt
 from archspec.train.data import DataSet, augment, load_data, parse_augment
 from archspec.train.metrics import MetricLog, confusion, main_metric, summary
 from archspec.train.setup import (Plan, as_dict, embed_triplets, fit_target, loss_weights, plan as make_plan,
-                                  supervised_loss, triplet_indices, triplet_loss)
+                                  SEGMENTATION_LOSSES, supervised_loss, triplet_indices, triplet_loss)
 
 RUNS_FOLDER = Path("runs")
 DEFAULT_LR = {"sgd": 0.05, "adamw": 3e-3}
@@ -51,6 +51,7 @@ class TrainConfig:
     augment: str | None = None  # None = the data set's default
     loss_weights: dict[str, float] = field(default_factory=dict)
     margin: float = 0.2
+    segmentation_loss: str = "ce+dice"
     warmup_steps: int = 20
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
@@ -61,6 +62,8 @@ class TrainConfig:
             raise ArchspecError(f"--amp must be off, bf16 or fp16, not '{self.amp}'")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ArchspecError(f"--device must be auto, cpu or cuda, not '{self.device}'")
+        if self.segmentation_loss not in SEGMENTATION_LOSSES:
+            raise ArchspecError(f"--seg-loss must be {' or '.join(SEGMENTATION_LOSSES)}, not '{self.segmentation_loss}'")
         if self.epochs < 1 or self.batch_size < 1:
             raise ArchspecError("--epochs and --batch-size must be at least 1")
 
@@ -161,7 +164,8 @@ def run_folder(config: TrainConfig, plan: Plan) -> Path:
 # --- evaluation -------------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, plan: Plan, data: DataSet, device: torch.device, batch_size: int = 256, amp: str = "off",
-             channels_last: bool = False, margin: float = 0.2) -> tuple[dict[str, float], torch.Tensor | None]:
+             channels_last: bool = False, margin: float = 0.2,
+             segmentation_loss: str = "ce+dice") -> tuple[dict[str, float], torch.Tensor | None]:
     """Test loss and metrics: accuracy + confusion matrix, IoU/Dice, or triplet accuracy."""
     was_training = model.training
     model.eval()
@@ -184,7 +188,7 @@ def evaluate(model, plan: Plan, data: DataSet, device: torch.device, batch_size:
                 correct += int(((a - p).pow(2).sum(1) < (a - n).pow(2).sum(1)).sum())
             else:
                 outputs = as_dict(model(**{plan.input_names[0]: x}), plan)
-                loss = supervised_loss(outputs, y, {plan.main_output: 1.0})
+                loss = supervised_loss(outputs, y, {plan.main_output: 1.0}, segmentation_loss)
                 main = outputs[plan.main_output].float()
                 goal = fit_target(y, main.shape[-2:]) if main.ndim == 4 else y
                 part = confusion(main.argmax(1).cpu(), goal.cpu(), data.num_classes)
@@ -356,7 +360,7 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
                         correct = 0
                     else:
                         outputs = as_dict(net(**{spec_plan.input_names[0]: x}), spec_plan)
-                        loss = supervised_loss(outputs, y, weights)
+                        loss = supervised_loss(outputs, y, weights, config.segmentation_loss)
                         main = outputs[spec_plan.main_output]
                         correct = int((main.argmax(1) == (y if main.ndim == 2 else fit_target(y, main.shape[-2:]))).sum())
                         if main.ndim == 4:
@@ -383,7 +387,7 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
                     save(epoch, step + 1)
             if dist.main:
                 test, _ = evaluate(model, spec_plan, data, device, amp=config.amp, channels_last=config.channels_last,
-                                   margin=config.margin)
+                                   margin=config.margin, segmentation_loss=config.segmentation_loss)
                 row = {"epoch": epoch + 1, "step": global_step,
                        "train_loss": running["loss"] / max(1, running["seen"]),
                        "lr": optimizer.param_groups[0]["lr"],

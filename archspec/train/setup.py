@@ -118,15 +118,39 @@ def loss_weights(plan: Plan, given: dict[str, float] | None) -> dict[str, float]
     return weights
 
 
-def supervised_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
+SEGMENTATION_LOSSES = ("ce", "ce+dice")
+
+
+def supervised_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float],
+                    segmentation_loss: str = "ce") -> torch.Tensor:
+    """Cross-entropy per output (per pixel for a segmentation map), weighted; "ce+dice" adds the
+    soft Dice loss of the segmentation maps, which scores the foreground as IoU/Dice do (on small
+    shapes, per-pixel cross-entropy is dominated by the background)."""
     total = 0.0
     for name, weight in weights.items():
         if weight == 0:
             continue
         out = outputs[name].float()
         goal = fit_target(target, out.shape[-2:]) if out.ndim == 4 else target
-        total = total + weight * F.cross_entropy(out, goal)
+        loss = F.cross_entropy(out, goal)
+        if out.ndim == 4 and segmentation_loss == "ce+dice":
+            loss = loss + soft_dice_loss(out, goal)
+        total = total + weight * loss
     return total
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - mean over the foreground classes (all classes when there is one) of
+    (2 sum(p g) + s) / (sum(p) + sum(g) + s), p the softmax probabilities, g the one-hot masks,
+    summed over the whole batch (Milletari et al., V-Net, 2016)."""
+    probabilities = logits.softmax(1)
+    one_hot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probabilities.dtype)
+    if logits.shape[1] > 1:
+        probabilities, one_hot = probabilities[:, 1:], one_hot[:, 1:]
+    dims = (0, 2, 3)
+    overlap = (probabilities * one_hot).sum(dims)
+    dice = (2 * overlap + smooth) / (probabilities.sum(dims) + one_hot.sum(dims) + smooth)
+    return 1 - dice.mean()
 
 
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
