@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test library fuzz bench clean train docs
+.PHONY: setup run test library fuzz bench clean train train-unet docs
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ docs: setup
 # the README's Training run: LeNet-5 on scikit-learn's real handwritten digits (>= 97% test accuracy)
 train: setup
 	$(BIN)/archspec train specs/lenet5.yaml --data digits
+
+# the README's segmentation run: the padded U-Net (64x64 inputs, base 16) on generated shapes (IoU >= 0.9)
+train-unet: setup
+	$(BIN)/archspec train specs/unet_padded.yaml --data shapes --input 3x64x64 --set base=16 --batch-size 8 --epochs 15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -371,3 +371,34 @@ outputs: {out: residual, tap: sole_reader}
         expected = m["c3"](torch.relu(gate)) + torch.relu(gate)
     torch.testing.assert_close(out["out"], expected)
     torch.testing.assert_close(out["tap"], torch.relu(c1))
+
+
+# --- the spec's `init` ----------------------------------------------------------------------------------
+def test_kaiming_normal_init_draws_he_weights_and_zero_biases(tmp_path):
+    spec = tmp_path / "he.yaml"
+    text = """
+name: he
+init: {init}
+inputs: {{image: [64, 16, 16]}}
+layers:
+  - conv: {{name: conv, out: 256, kernel: 3, padding: 1}}
+  - global_avgpool
+  - linear: {{name: fc, out: 512}}
+"""
+    spec.write_text(text.format(init="kaiming_normal"))
+    torch.manual_seed(0)
+    module = build_module(spec)
+    conv, fc = module.get_submodule("conv"), module.get_submodule("fc")
+    # He et al.: std = sqrt(2 / fan_in); fan_in = 64 * 3 * 3 for the conv, 256 for the linear layer
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.02)
+    assert fc.weight.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.02)
+    assert not conv.bias.any() and not fc.bias.any()
+    # the default keeps torch's own: uniform within 1 / sqrt(fan_in) (kaiming_uniform, a = sqrt(5))
+    spec.write_text(text.format(init="torch"))
+    default = build_module(spec).get_submodule("conv")
+    assert default.weight.abs().max().item() <= 1 / math.sqrt(64 * 9)
+    assert default.bias.abs().max().item() > 0
+    spec.write_text(text.format(init="xavier"))
+    with pytest.raises(SpecError) as error:
+        build_module(spec)
+    assert error.value.loc.line == 3 and "kaiming_normal" in str(error.value)

@@ -113,7 +113,7 @@ class _Builder:
     def __init__(self, spec: LoadedSpec):
         self.spec = spec
         self.doc = spec.document
-        self.ir = IRGraph(name=spec.document.name, source=spec.path)
+        self.ir = IRGraph(name=spec.document.name, source=spec.path, init=spec.document.init)
         self.shapes: dict[str, Shape] = self.ir.shapes
         self.block_stack: list[str] = []
         self.spec_env: dict[str, Any] = {}

@@ -53,6 +53,7 @@ class IRGraph:
     source: str | None = None  # the spec file
     shapes: dict[str, Shape] = field(default_factory=dict)  # output shape per node (builder)
     params: dict[str, Any] = field(default_factory=dict)  # the spec parameters it was built with
+    init: str = "torch"  # the spec's weight initialisation (archspec.lower.fx.initialise)
     _nodes: dict[str, IRNode] = field(default_factory=dict, repr=False)
 
     def add(self, node: IRNode) -> IRNode:

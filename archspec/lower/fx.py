@@ -59,7 +59,21 @@ def lower(ir: IRGraph) -> fx.GraphModule:
     module = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     for path in frozen:
         module.get_submodule(path).requires_grad_(False)
+    initialise(module, ir.init)
     return module
+
+
+def initialise(module: nn.Module, scheme: str) -> None:
+    """The spec's `init`: "torch" keeps each layer's own reset_parameters; "kaiming_normal" draws
+    conv and linear weights from N(0, 2 / fan_in) with zero biases (He et al., 2015), the
+    initialisation the U-Net paper prescribes for deep ReLU nets without normalisation."""
+    if scheme == "torch":
+        return
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 # out-of-place function -> its in-place form: a function, or keywords that make it in place

@@ -260,6 +260,7 @@ def copy_ir(ir: IRGraph) -> IRGraph:
         named_outputs=ir.named_outputs,
         source=ir.source,
         params=dict(ir.params),
+        init=ir.init,
     )
     for node in ir.nodes():
         copy.add(replace(node, inputs=list(node.inputs)))
@@ -284,6 +285,7 @@ def _replace(ir: IRGraph, view: View, root: IRNode, replacement: Replacement, ru
         named_outputs=ir.named_outputs,
         source=ir.source,
         params=dict(ir.params),
+        init=ir.init,
     )
     kept: list[IRNode] = []
     for node in ir.nodes():

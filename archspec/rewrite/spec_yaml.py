@@ -71,8 +71,10 @@ def ir_to_spec_yaml(ir: IRGraph, name: str | None = None, summary: str | None = 
     header: dict[str, Any] = {
         "name": name or ir.name,
         "summary": summary or f"{ir.name} as a flat spec (one layer per node), written by archspec",
-        "inputs": {input_name: list(ir.shapes[node_id]) for input_name, node_id in ir.inputs.items()},
     }
+    if ir.init != "torch":
+        header["init"] = ir.init
+    header["inputs"] = {input_name: list(ir.shapes[node_id]) for input_name, node_id in ir.inputs.items()}
     outputs = _outputs(ir, names)
     if outputs is not None:
         header["outputs"] = outputs

@@ -1,8 +1,8 @@
 """The spec document: its pydantic schema, and loading a file with its `extends` / `use` files.
 
 A spec file is YAML with these top-level keys (the README's "Spec language" documents them):
-`name`, `summary`, `paper`, `task`, `extends`, `use`, `params`, `inputs`, `outputs`, `blocks`,
-`layers`. Layer items are checked here only for their outer form; each op's arguments are checked
+`name`, `summary`, `paper`, `task`, `init`, `extends`, `use`, `params`, `inputs`, `outputs`,
+`blocks`, `layers`. Layer items are checked here only for their outer form; each op's arguments are checked
 against the op's own schema when the IR is built (they may be expressions over the parameters).
 """
 from __future__ import annotations
@@ -45,6 +45,8 @@ class SpecDocument(_Strict):
     summary: Optional[str] = None
     paper: Optional[str] = None
     task: Optional[Literal["classification", "segmentation", "embedding", "detection"]] = None
+    # how the lowered module's weights start (archspec.lower.fx.initialise)
+    init: Literal["torch", "kaiming_normal"] = "torch"
     extends: Optional[str] = None
     use: list[str] = Field(default_factory=list)
     params: dict[str, ParamValue] = Field(default_factory=dict)
