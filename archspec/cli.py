@@ -70,6 +70,7 @@ def report(
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks nested deeper than N into one row."),
     output_format: str = typer.Option("table", "--format", help="table, json, markdown or html."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write a file report (html, or markdown + SVG charts) to this folder (html default: reports/<name>/)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A training run folder: the file report adds its loss and metric curves."),
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
     batch: int = BatchOption,
@@ -86,11 +87,13 @@ def report(
     if optimizer not in OPTIMIZER_STATES:
         raise ArchspecError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, not '{optimizer}'")
     paths = specs or library_specs()
+    if run is not None and output_format not in ("html", "markdown"):
+        raise ArchspecError("--run adds training curves to a file report: use it with --format html (or markdown --out DIR)")
     if output_format == "html" or out is not None:  # file reports (matplotlib charts, graphviz diagram)
         from archspec.render.html import write_reports
 
         files, notes = write_reports([analyse(p, sets, inputs, batch) for p in paths], len(paths) == 1 and bool(specs),
-                                     output_format, out, batch, dtype, optimizer, REPORTS_FOLDER)
+                                     output_format, out, batch, dtype, optimizer, REPORTS_FOLDER, run)
         for line in notes:
             typer.echo(line, err=True)
         typer.echo("wrote " + ", ".join(str(f) for f in files))

@@ -67,6 +67,21 @@ def test_digits_short_run_reaches_90_percent(tmp_path):
     bad = CliRunner().invoke(app, ["evaluate", str(other), "--weights", str(folder)])
     assert bad.exit_code == 1 and "does not fit this spec" in bad.output and "Traceback" not in bad.output
 
+    # the run's report.html: the spec's report with the curves, captioned with the final figures
+    rows = [__import__("json").loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    page = (folder / "report.html").read_text()
+    assert 'id="chart-training"' in page and "3 epochs" in page
+    assert f"accuracy {rows[-1]['test_accuracy']:.4f}" in page and page.count("<svg") >= 3
+    # `report --run` adds the same curves to a report written elsewhere; misuse is a clean error
+    written = CliRunner().invoke(app, ["report", LENET, "--run", str(folder), "--format", "html", "--out", str(tmp_path / "rep")])
+    assert written.exit_code == 0, written.output
+    assert 'id="chart-training"' in (tmp_path / "rep" / "report.html").read_text()
+    for args, message in ((["report", LENET, "--run", str(folder)], "use it with --format html"),
+                          (["report", LENET, "--run", str(tmp_path), "--format", "html", "--out", str(tmp_path / "r2")],
+                           "no metrics.jsonl there")):
+        refused = CliRunner().invoke(app, args)
+        assert refused.exit_code == 1 and message in refused.output and "Traceback" not in refused.output
+
 
 def test_resume_after_sigkill_is_exact(tmp_path):
     common = ["--data", "digits", "--epochs", "1", "--batch-size", "32", "--seed", "3", "--threads", "1",

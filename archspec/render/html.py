@@ -2,8 +2,9 @@
 library overview.
 
 A spec's report holds the summary figures, the diagram (inline SVG from graphviz's `dot`), two
-charts (parameters and MACs per stage; activation memory per layer) and the per-layer table
-(shapes, parameters, MACs, FLOPs, memory, receptive field). The overview holds the table of
+charts (parameters and MACs per stage; activation memory per layer), with a training run (`report
+--run RUN`, and the report.html that `train` writes) its loss and metric curves, and the
+per-layer table (shapes, parameters, MACs, FLOPs, memory, receptive field). The overview holds the table of
 every spec and a params-vs-MACs scatter plot. The HTML file needs nothing else: CSS and SVG are
 inline, there is no script and no network reference.
 
@@ -60,14 +61,20 @@ def write_reports(
     dtype: str = "fp32",
     optimizer: str = "sgd",
     root: Path = Path("reports"),
+    run: Path | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """Write the report of one spec (`single`) or the overview of several; (files, notes)."""
+    """Write the report of one spec (`single`) or the overview of several; (files, notes).
+    `run`: a training run folder whose curves the spec's report shows."""
     if fmt not in REPORT_FORMATS:
         raise ArchspecError(f"--out writes html or markdown reports, not '{fmt}'")
+    if run is not None and not single:
+        raise ArchspecError("--run goes with the report of one spec: name the spec that was trained")
     if single:
         loaded, ir, analysis = results[0]
         folder = out or safe_folder(root, analysis.name)
         report = spec_report(loaded, ir, analysis, batch, dtype, optimizer, markdown_files=fmt == "markdown")
+        if run is not None:
+            report.charts["training"] = training_chart(run)
         notes = [report.diagram_note] if report.diagram_note else []
         if fmt == "html":
             return [write_atomic(folder / "report.html", spec_html(report))], notes
@@ -110,6 +117,52 @@ def spec_report(loaded, ir, analysis: Analysis, batch: int, dtype: str, optimize
     report.charts["stages"] = ("Parameters and MACs per stage", stages_svg(analysis))
     report.charts["memory"] = ("Activation memory per layer", memory_svg(analysis, memory))
     return report
+
+
+# --- training curves ----------------------------------------------------------------------------------
+RUN_METRICS = ("accuracy", "iou", "triplet_accuracy")  # the main metric of each task (train.metrics)
+
+
+def read_run(run: Path) -> tuple[list[dict[str, Any]], str]:
+    """The epoch rows of a training run folder, and its main metric."""
+    import json
+
+    path = Path(run) / "metrics.jsonl"
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise ArchspecError(f"--run {run}: no metrics.jsonl there (not a training run folder)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ArchspecError(f"--run {run}: cannot read {path}: {err}") from None
+    if not rows or not all(isinstance(row, dict) and "epoch" in row for row in rows):
+        raise ArchspecError(f"--run {run}: {path} holds no epoch rows yet")
+    metric = next((m for m in RUN_METRICS if f"test_{m}" in rows[-1]), "accuracy")
+    return rows, metric
+
+
+def curves_figure(rows: list[dict[str, Any]], metric: str, figure=None):
+    """Loss (train, test) and the main metric per epoch, side by side."""
+    figure = figure or _figure(9, 3.5)
+    epochs = [row["epoch"] for row in rows]
+    for axes, keys, title in zip(figure.subplots(1, 2), (("train_loss", "test_loss"), (f"train_{metric}", f"test_{metric}")),
+                                 ("loss", metric)):
+        for key in keys:
+            if all(key in row for row in rows):
+                axes.plot(epochs, [row[key] for row in rows], marker="o", label=key)
+        axes.set_xlabel("epoch")
+        axes.set_title(title)
+        axes.legend()
+    return figure
+
+
+def training_chart(run: Path) -> tuple[str, str]:
+    """(caption, SVG) of a run's curves, the caption giving its final test figures."""
+    rows, metric = read_run(run)
+    last = rows[-1]
+    finals = ", ".join(f"{key.removeprefix('test_')} {value:.4f}" for key, value in last.items()
+                       if key.startswith("test_") and isinstance(value, (int, float)))
+    caption = f"Training run {run}: {len(rows)} epochs; final test {finals}"
+    return caption, _svg(curves_figure(rows, metric), "training")
 
 
 # --- charts (matplotlib -> SVG text) ------------------------------------------------------------------

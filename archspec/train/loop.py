@@ -403,14 +403,25 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
             running = None
     if dist.main:
         note = log.plot(metric)
-        if note:
-            echo(note)
+        for line in [note] if note else _write_report(spec_plan, folder):
+            echo(line)
     if dist.world > 1:
         import torch.distributed as tdist
 
         tdist.barrier()
         tdist.destroy_process_group()
     return {"metrics": results, "folder": folder, "model": model, "plan": spec_plan, "data": data, "task": spec_plan.task}
+
+
+def _write_report(spec_plan: Plan, folder: Path) -> list[str]:
+    """report.html in the run folder: the spec's report (at the trained sizes) with the curves."""
+    from archspec.passes.counts import analyze
+    from archspec.render.html import write_reports
+    from archspec.spec.document import load_spec
+
+    loaded = load_spec(spec_plan.spec_path)
+    _, notes = write_reports([(loaded, spec_plan.ir, analyze(spec_plan.ir))], True, "html", folder, run=folder)
+    return notes
 
 
 def _progress(enabled: bool):

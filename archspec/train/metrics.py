@@ -77,29 +77,12 @@ class MetricLog:
         if self.folder is None or not self.rows:
             return None
         try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            import matplotlib  # noqa: F401
         except ImportError:
             return "matplotlib is not installed: no curves.png (pip install matplotlib)"
-        epochs = [r["epoch"] for r in self.rows]
-        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-        for key in ("train_loss", "test_loss"):
-            if all(key in r for r in self.rows):
-                left.plot(epochs, [r[key] for r in self.rows], marker="o", label=key)
-        left.set_xlabel("epoch")
-        left.set_title("loss")
-        left.legend()
-        for key in (f"train_{metric}", f"test_{metric}"):
-            if all(key in r for r in self.rows):
-                right.plot(epochs, [r[key] for r in self.rows], marker="o", label=key)
-        right.set_xlabel("epoch")
-        right.set_title(metric)
-        right.legend()
-        figure.tight_layout()
+        from archspec.render.html import curves_figure
+
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=90)
-        plt.close(figure)
+        curves_figure(self.rows, metric).savefig(buffer, format="png", dpi=90)
         write_atomic(self.folder / "curves.png", buffer.getvalue())
         return None
