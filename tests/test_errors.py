@@ -295,6 +295,21 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path):
     with pytest.raises(SpecError, match="duplicate key 'out'") as info:
         archspec.compile_spec(spec)
     assert (info.value.loc.line, info.value.loc.column) == position(spec.read_text(), "out: 4, out", "out") == (8, 35)
+    # merging a scalar (found by `make fuzz`: `<<: :`) is a located error, not PyYAML's exception
+    spec.write_text(spec.read_text().replace("{<<: *base, out: 4, out: 5}", "{<<: 3, out: 4}"))
+    with pytest.raises(SpecError, match="YAML merge key: expected a mapping") as info:
+        archspec.compile_spec(spec)
+    assert (info.value.loc.line, info.value.loc.column) == position(spec.read_text(), "<<: 3", "3") == (8, 20)
+
+
+def test_expression_syntax_warnings_stay_quiet(tmp_path, capfd):
+    """`1if` is a SyntaxWarning in Python 3.12+ (and 'invalid decimal literal' in 3.11): the
+    spec gets archspec's own error, stderr nothing from Python's parser."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(H + "  - conv: {out: '1if', kernel: 3}\n")
+    with pytest.raises(SpecError, match="is not a valid expression"):
+        archspec.compile_spec(spec)
+    assert "Warning" not in capfd.readouterr().err
 
 
 # --- --set and --input ----------------------------------------------------------------------------

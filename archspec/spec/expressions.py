@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from typing import Any, Callable, Mapping
 
 MAX_LENGTH = 200
@@ -78,7 +79,9 @@ def evaluate(text: str, names: Mapping[str, Any]) -> Any:
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"expression is longer than {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # `1if x else 2` parses with a SyntaxWarning on stderr
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError:
         raise ExpressionError(f"'{text}' is not a valid expression") from None
     return _Evaluator(names).visit(tree.body, 0)

@@ -215,7 +215,15 @@ def _convert(node: yaml.Node, file: str, budget: list[int]) -> Any:
         merged = getattr(node, "archspec_merged", None)
         if merged is None:
             own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
-            _SCALAR.flatten_mapping(node)
+            try:
+                _SCALAR.flatten_mapping(node)
+            except yaml.MarkedYAMLError as err:  # `<<: 3`: merging something that is not a mapping
+                mark = err.problem_mark or node.start_mark
+                raise SpecError(
+                    f"YAML merge key: {err.problem}",
+                    Location(file, mark.line + 1, mark.column + 1),
+                    hint="`<<:` takes an alias of a mapping (`<<: *base`) or a list of them",
+                ) from None
             merged = node.archspec_merged = len(node.value) - own
         own_keys: set[str] = set()
         for index, (key_node, value_node) in enumerate(node.value):
