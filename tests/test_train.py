@@ -270,3 +270,16 @@ def test_bench_runs():
     out = CliRunner().invoke(app, ["bench", LENET, "--batch", "4", "--seconds", "0.05"])
     assert out.exit_code == 0, out.output
     assert "forward+backward" in out.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
+def test_cuda_training_keeps_the_data_on_the_gpu(tmp_path, amp):
+    from archspec.train.data import load_data, to_device
+
+    data = to_device(load_data("digits", (3, 32, 32)), torch.device("cuda"))
+    assert data.x_train.is_cuda and data.y_test.is_cuda
+    result = quiet(spec=LENET, data="digits", device="cuda", amp=amp, channels_last=True, augment="crop,flip,colour",
+                   max_steps=30, out=str(tmp_path / amp))
+    assert next(result["model"].parameters()).is_cuda
+    assert result["metrics"]["accuracy"] > 0.3  # 30 steps from chance (0.1)

@@ -17,7 +17,7 @@ import torch
 from archspec.errors import ArchspecError
 from archspec.render.files import safe_folder, write_atomic
 from archspec.train import checkpoint as ckpt
-from archspec.train.data import DataSet, augment, load_data, parse_augment
+from archspec.train.data import DataSet, augment, load_data, parse_augment, to_device
 from archspec.train.metrics import MetricLog, confusion, main_metric, summary
 from archspec.train.setup import (Plan, as_dict, embed_triplets, fit_target, loss_weights, plan as make_plan,
                                   SEGMENTATION_LOSSES, supervised_loss, triplet_indices, triplet_loss)
@@ -251,6 +251,8 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
         frozen = freeze_until(model, spec_plan.ir, config.freeze)
         if dist.main:
             echo(f"--freeze {config.freeze}: froze {len(frozen)} modules ({', '.join(frozen[:6])}{', ...' if len(frozen) > 6 else ''})")
+    if spec_plan.task != "embedding":  # triplet mining indexes labels on the CPU
+        data = to_device(data, device)
     model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
