@@ -160,6 +160,17 @@ def test_bad_data_errors_name_the_file(tmp_path):
     wrong = runner.invoke(app, ["train", LENET, "--data", "digits", "--set", "num_classes=7", "--out", str(tmp_path / "r")])
     assert wrong.exit_code == 1 and "the data has 10 classes" in wrong.output
 
+    # --resume of something that is not a run folder of this archspec
+    fake_run = tmp_path / "fake_run"
+    fake_run.mkdir()
+    for text, message in (("", "no config.json there"), ("{not json", "cannot read"),
+                          ('{"spec": "x.yaml", "colour_jitter": 1}', "unknown keys: colour_jitter"),
+                          ('{"spec": "x.yaml", "optimizer": "lion"}', "--optimizer must be sgd or adamw")):
+        if text:
+            (fake_run / "config.json").write_text(text)
+        out = runner.invoke(app, ["train", "--resume", str(fake_run)])
+        assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output, out.output
+
 
 def test_npz_and_image_folder_train(tmp_path):
     from PIL import Image

@@ -7,7 +7,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -442,4 +442,15 @@ def load_config(folder: Path) -> TrainConfig:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise ArchspecError(f"--resume {folder}: no config.json there (not a run folder)")
-    return TrainConfig(**json.loads(path.read_text()))
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ArchspecError(f"--resume {folder}: cannot read {path}: {err}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    if not isinstance(values, dict) or "spec" not in values or set(values) - known:
+        odd = sorted(set(values) - known) if isinstance(values, dict) else []
+        raise ArchspecError(f"--resume {folder}: {path} is not a run configuration of this archspec"
+                            + (f" (unknown keys: {', '.join(odd)})" if odd else ""))
+    config = TrainConfig(**values)
+    config.check()
+    return config
