@@ -26,6 +26,7 @@ from archspec.render.diagram import FAMILIES, auto_depth, diagram_source, family
 from archspec.render.diagram import human as short
 from archspec.render.files import safe_folder, write_atomic
 from archspec.render.report import count, field_text, human, human_bytes, layer_rows, markdown
+from archspec.train.metrics import MAIN_METRICS
 
 REPORT_FORMATS = ("html", "markdown")
 DIAGRAM_NODES = 60  # the report draws every op up to this many, else folds blocks (table has every op)
@@ -120,9 +121,6 @@ def spec_report(loaded, ir, analysis: Analysis, batch: int, dtype: str, optimize
 
 
 # --- training curves ----------------------------------------------------------------------------------
-RUN_METRICS = ("accuracy", "iou", "triplet_accuracy")  # the main metric of each task (train.metrics)
-
-
 def read_run(run: Path) -> tuple[list[dict[str, Any]], str]:
     """The epoch rows of a training run folder, and its main metric."""
     import json
@@ -136,7 +134,7 @@ def read_run(run: Path) -> tuple[list[dict[str, Any]], str]:
         raise ArchspecError(f"--run {run}: cannot read {path}: {err}") from None
     if not rows or not all(isinstance(row, dict) and "epoch" in row for row in rows):
         raise ArchspecError(f"--run {run}: {path} holds no epoch rows yet")
-    metric = next((m for m in RUN_METRICS if f"test_{m}" in rows[-1]), "accuracy")
+    metric = next((m for m in MAIN_METRICS.values() if f"test_{m}" in rows[-1]), "accuracy")
     return rows, metric
 
 

@@ -417,12 +417,9 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
 
 def _write_report(spec_plan: Plan, folder: Path) -> list[str]:
     """report.html in the run folder: the spec's report (at the trained sizes) with the curves."""
-    from archspec.passes.counts import analyze
     from archspec.render.html import write_reports
-    from archspec.spec.document import load_spec
 
-    loaded = load_spec(spec_plan.spec_path)
-    _, notes = write_reports([(loaded, spec_plan.ir, analyze(spec_plan.ir))], True, "html", folder, run=folder)
+    _, notes = write_reports([(spec_plan.loaded, spec_plan.ir, spec_plan.analysis)], True, "html", folder, run=folder)
     return notes
 
 

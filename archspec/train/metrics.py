@@ -6,15 +6,21 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from archspec.render.files import write_atomic
+
+if TYPE_CHECKING:
+    import torch
+
+# the metric a task's run is judged and plotted by (render.html reads it back from metrics.jsonl)
+MAIN_METRICS = {"classification": "accuracy", "segmentation": "iou", "embedding": "triplet_accuracy"}
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """rows: true class, columns: predicted class (pixels for segmentation)."""
+    import torch  # torch-free at import: file reports read MAIN_METRICS
+
     index = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
     return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
@@ -48,7 +54,7 @@ def summary(task: str, matrix: torch.Tensor | None, extra: dict[str, float] | No
 
 
 def main_metric(task: str) -> str:
-    return {"segmentation": "iou", "embedding": "triplet_accuracy"}.get(task, "accuracy")
+    return MAIN_METRICS.get(task, "accuracy")
 
 
 class MetricLog:

@@ -24,6 +24,8 @@ class Plan:
     outputs: dict[str, tuple[int, ...]]  # output name -> shape
     task: str
     ir: Any
+    loaded: Any  # the LoadedSpec (its summary and paper go into the run's report)
+    analysis: Any  # the static analysis of `ir`, batch 1
 
     @property
     def input_names(self) -> list[str]:
@@ -90,7 +92,7 @@ def plan(spec_path: Path, params: dict[str, Any], inputs: dict[str, tuple[int, .
                     "classes, and the spec has no num_classes parameter to set")
     shapes = {name: tuple(ir.shapes[node]) for name, node in ir.inputs.items()}
     return Plan(spec_path, spec_path.read_text(encoding="utf-8"), loaded.document.name, params, shapes,
-                dict(analysis.outputs), task, ir)
+                dict(analysis.outputs), task, ir, loaded, analysis)
 
 
 # --- losses ---------------------------------------------------------------------------------------------
