@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import archspec
@@ -366,3 +367,41 @@ def test_input_too_small_is_located_in_the_spec():
     assert "kernel 5 is larger than the padded input 2+2*0=2 along height" in result.stderr
     assert "'pool1': 6x2x2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+LOADERS = [pytest.param(yaml.SafeLoader, id="pure-python")] + (
+    [pytest.param(yaml.CSafeLoader, id="libyaml")] if hasattr(yaml, "CSafeLoader") else [])
+NESTED = [  # (text, line, column of the list or mapping that opens level 101; the root mapping is level 1)
+    ("a: " + "[" * 20_000 + "]" * 20_000 + "\n", 1, 103),  # past libyaml 0.2.6's own 1,000-level limit
+    ("a: " + "[" * 150 + "]" * 150 + "\n", 1, 103),
+    ("a: " + "{b: " * 2_000 + "1" + "}" * 2_000 + "\n", 1, 3 + 4 * 99 + 1),
+    # block style: each level one more space of indentation; the mapping of `k100` is level 101
+    ("".join(" " * depth + f"k{depth}:\n" for depth in range(120)) + " " * 120 + "v\n", 101, 101),
+]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize("text, line, column", NESTED, ids=["flow-20000", "flow-150", "flow-maps", "block"])
+def test_nesting_limit_is_archspec_s_whatever_the_yaml_library(loader, text, line, column, monkeypatch):
+    """The 100-level limit is ours, with its own located message, with the C loader and with the
+    pure-Python one, however deep the input goes (libyaml gives up at 1,000 levels by itself)."""
+    from archspec.spec import yaml_source
+
+    monkeypatch.setattr(yaml_source, "_Loader", loader)
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as info:
+        yaml_source.parse_yaml(text, "spec.yaml")
+    assert time.perf_counter() - start < 1.0
+    assert info.value.message == "lists and mappings are nested more than 100 levels deep"
+    assert (info.value.loc.line, info.value.loc.column) == (line, column)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_nesting_at_the_limit_and_syntax_errors_still_read_as_before(loader, monkeypatch):
+    from archspec.spec import yaml_source
+
+    monkeypatch.setattr(yaml_source, "_Loader", loader)
+    assert yaml_source.parse_yaml("a: " + "[" * 99 + "]" * 99 + "\n", "spec.yaml") is not None  # level 100: fine
+    with pytest.raises(SpecError) as info:
+        yaml_source.parse_yaml("a: [1, 2\nb: 3\n", "spec.yaml")
+    assert info.value.message.startswith("YAML syntax error")

@@ -170,10 +170,29 @@ def _check_expansion(root: yaml.Node, file: str) -> None:
 
 def _check_nesting(text: str, file: str) -> None:
     """Refuse lists/mappings nested deeper than MAX_NESTING before composing: libyaml's composer
-    recurses per level and crashes the process on deep input, and our conversion recurses too.
-    The event stream is read lazily, so this stops at the first level too deep."""
+    recurses per level (old releases crash on deep input) and our conversion recurses too.
+
+    The limit must be ours whatever YAML library is installed: libyaml 0.2.6 gives up at 1,000
+    levels with its own message, and its scanner looks that far ahead before it hands out the
+    first event. So when the fast parser fails, the pure-Python one (no nesting limit of its own,
+    and lazy: it reads at most a line or 1,024 characters ahead) looks again; only if that finds
+    nothing too deep does the fast parser's error stand."""
+    try:
+        _first_too_deep(yaml.parse(text, Loader=_Loader), file)
+    except yaml.YAMLError:
+        if _Loader is yaml.SafeLoader:
+            raise
+        try:
+            _first_too_deep(yaml.parse(text, Loader=yaml.SafeLoader), file)
+        except yaml.YAMLError:
+            pass
+        raise
+
+
+def _first_too_deep(events, file: str) -> None:
+    """Walk the event stream (lazily) and stop at the first list or mapping too deep."""
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in events:
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_NESTING:
