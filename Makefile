@@ -4,22 +4,28 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test library fuzz bench clean train train-unet docs
+.PHONY: setup lock run test library fuzz bench clean train train-unet docs
 
 setup: $(STAMP)
 
-# torch is pinned to the CPU build that installs quickly here; the package itself asks torch>=2.3
-$(STAMP): pyproject.toml
+# The venv holds exactly the locked set (requirements.lock, made by `make lock`); pyproject.toml
+# keeps ranges for people who install archspec into an environment of their own.
+$(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# re-resolve requirements.lock from pyproject.toml (with the test extra) and requirements-dev.in
+lock: setup
+	$(BIN)/pip-compile -q --allow-unsafe --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
+		-o requirements.lock pyproject.toml requirements-dev.in
 
 run: setup
 	$(BIN)/archspec build specs/resnet18.yaml
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # regenerate reports/library.md (a test fails when it is stale)
 library: setup

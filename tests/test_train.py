@@ -294,3 +294,53 @@ def test_cuda_training_keeps_the_data_on_the_gpu(tmp_path, amp):
                    max_steps=30, out=str(tmp_path / amp))
     assert next(result["model"].parameters()).is_cuda
     assert result["metrics"]["accuracy"] > 0.3  # 30 steps from chance (0.1)
+
+
+class _Payload:
+    """Unpickling this would run `exec`, which writes the marker file: a crafted checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def test_a_malicious_pickle_never_runs(tmp_path):
+    """state.pt of a run folder (train --resume), --init X.pth and evaluate --weights X.pth: each is
+    read with weights_only=True, so a pickle that would run code is refused in one located line
+    with exit 1, and the file its payload would write does not appear."""
+    run = tmp_path / "run"
+    quiet(spec=LENET, data="digits", max_steps=2, out=str(run))
+    marker = tmp_path / "marker"
+    state = torch.load(run / "state.pt", weights_only=True)  # what archspec wrote loads safely
+    torch.save({**state, "rng": _Payload(marker)}, run / "state.pt")
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": _Payload(marker)}, evil)
+    for args, path in ((["train", "--resume", str(run), "--no-progress"], run / "state.pt"),
+                       (["train", LENET, "--data", "digits", "--max-steps", "1", "--init", str(evil),
+                         "--out", str(tmp_path / "second"), "--no-progress"], evil),
+                       (["evaluate", LENET, "--weights", str(evil), "--data", "digits"], evil)):
+        done = subprocess.run(cli(*args), env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.strip()]
+        assert errors == [errors[0]] and errors[0].startswith("error: ") and str(path) in errors[0], done.stderr
+        assert "refused" in errors[0] and "never unpickles code" in errors[0]
+        assert "Traceback" not in done.stderr
+        assert not marker.exists(), f"{args[0]} ran the pickle's code"
+
+
+def test_torch_state_dict_files_load_for_init_and_evaluate(tmp_path):
+    """A plain torch state_dict (.pth, what torch.save(model.state_dict()) writes) still works."""
+    run = tmp_path / "run"
+    quiet(spec=LENET, data="digits", epochs=1, out=str(run))
+    plain = tmp_path / "lenet.pth"
+    torch.save(weights(run), plain)
+    out = CliRunner().invoke(app, ["evaluate", LENET, "--weights", str(plain), "--data", "digits"])
+    assert out.exit_code == 0, out.output
+    from_safetensors = CliRunner().invoke(app, ["evaluate", LENET, "--weights", str(run), "--data", "digits"])
+    accuracy = [line for line in out.output.splitlines() if "accuracy" in line]
+    assert accuracy and accuracy == [line for line in from_safetensors.output.splitlines() if "accuracy" in line]
+    torch.save([1, 2, 3], plain)
+    out = CliRunner().invoke(app, ["evaluate", LENET, "--weights", str(plain), "--data", "digits"])
+    assert out.exit_code == 1 and "does not hold a state_dict" in out.output

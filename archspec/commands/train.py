@@ -113,7 +113,7 @@ def _launch_torchrun(nproc: int) -> None:
 @handles_errors
 def evaluate(
     spec: Path = typer.Argument(..., help="The spec file."),
-    weights: Path = typer.Option(..., "--weights", help="A run folder or a .safetensors checkpoint."),
+    weights: Path = typer.Option(..., "--weights", help="A run folder, a .safetensors checkpoint or a torch state_dict file (.pt/.pth, read with weights_only)."),
     data: str = typer.Option("digits", "--data", help="digits, shapes, fake, an .npz file or an image folder."),
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,

@@ -1,6 +1,10 @@
 """Checkpoints: weights as safetensors (with the spec text, its SHA-256 and the build parameters in
-the metadata) and the optimizer / scheduler / RNG / position state beside them (torch.save).
-Both files are written atomically; they carry the same step so a mismatched pair is detected."""
+the metadata) and the optimizer / scheduler / RNG / position state beside them (torch.save of
+tensors and plain data only). Both files are written atomically; they carry the same step so a
+mismatched pair is detected.
+
+Nothing is ever unpickled: every torch file (state.pt, an `--init` or `--weights` .pth) is read
+with `weights_only=True`, so a crafted run folder or weights file cannot run code."""
 from __future__ import annotations
 
 import hashlib
@@ -50,10 +54,31 @@ def weights_path(path: Path) -> Path:
     return path
 
 
+def load_plain(path: Path, what: str) -> Any:
+    """torch.load of tensors and plain data only (`weights_only=True`): a file that would need
+    unpickling of any other object is refused, with one line naming it, and nothing in it runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        text = str(err)
+        refused = next((line.strip() for line in text.splitlines() if "Unsupported global" in line
+                        or "Unsupported operand" in line), None)
+        if refused or "Weights only load failed" in text:
+            detail = f" ({refused})" if refused else ""
+            raise ArchspecError(f"{what} {path}: refused: it holds Python objects, not only tensors and plain "
+                                f"data{detail}; archspec never unpickles code") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        raise ArchspecError(f"{what} {path}: cannot read it as a torch file: {first}") from None
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a run folder, a .safetensors file or a torch state_dict file (.pt,
+    .pth; no metadata)."""
     from safetensors import safe_open
 
     path = weights_path(path)
+    if path.suffix != ".safetensors" and not _is_safetensors(path):
+        return _state_dict_of(load_plain(path, "weights file"), path), {}
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -63,11 +88,35 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     return tensors, metadata
 
 
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte header length and then a JSON object; a torch file
+    is a zip (PK) or a pickle (0x80)."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _state_dict_of(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in loaded.items()):
+        raise ArchspecError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    return loaded
+
+
+STATE_KEYS = ("optimizer", "scheduler", "rng", "epoch", "step_in_epoch", "step")
+
+
 def read_state(folder: Path) -> dict[str, Any]:
     path = Path(folder) / STATE
     if not path.is_file():
         raise ArchspecError(f"no training state at {path}; cannot resume")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    state = load_plain(path, "training state")
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ArchspecError(f"training state {path} is not one archspec wrote (no {', '.join(missing)}); cannot resume")
+    return state
 
 
 def state_dict_differences(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
@@ -103,17 +152,7 @@ def init_weights(model: torch.nn.Module, path: Path) -> tuple[list[str], list[st
     path = Path(path)
     if not path.is_file():
         raise ArchspecError(f"--init: no file {path}")
-    if path.suffix == ".safetensors":
-        tensors, _ = read_checkpoint(path)
-    else:
-        try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ArchspecError(f"--init: cannot read {path}: {err}") from None
-        if isinstance(tensors, dict) and "state_dict" in tensors and isinstance(tensors["state_dict"], dict):
-            tensors = tensors["state_dict"]
-        if not isinstance(tensors, dict):
-            raise ArchspecError(f"--init: {path} does not hold a state_dict")
+    tensors, _ = read_checkpoint(path)
     own = model.state_dict()
     matched, skipped = {}, []
     for name, tensor in tensors.items():
