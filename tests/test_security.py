@@ -139,6 +139,31 @@ def test_archspec_source_has_no_dynamic_code_execution():
     assert offenders == []
 
 
+def test_archspec_never_unpickles():
+    """Every torch.load passes weights_only=True (a literal, not a variable), and nothing imports
+    pickle, shelve or marshal or calls numpy with allow_pickle=True: run folders and weights files
+    are data."""
+    offenders = []
+    for path in sorted((ROOT / "archspec").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+                if any(n and n.split(".")[0] in {"pickle", "shelve", "marshal", "dill", "cloudpickle"} for n in names):
+                    offenders.append(f"{path.name}:{node.lineno} imports a pickle module")
+            if not isinstance(node, ast.Call):
+                continue
+            keywords = {k.arg: k.value for k in node.keywords}
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name == "load" and isinstance(node.func, ast.Attribute) and getattr(node.func.value, "id", "") == "torch":
+                flag = keywords.get("weights_only")
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    offenders.append(f"{path.name}:{node.lineno} torch.load without weights_only=True")
+            flag = keywords.get("allow_pickle")
+            if flag is not None and not (isinstance(flag, ast.Constant) and flag.value is False):
+                offenders.append(f"{path.name}:{node.lineno} allow_pickle")
+    assert offenders == []
+
+
 def test_cli_refuses_a_tagged_spec_without_traceback(write_spec):
     path = write_spec(SPEC_HEAD + "params: {p: !!python/object/apply:os.system ['touch PWNED']}\nlayers: [relu]\n")
     result = run_cli("report", str(path), "--format", "json")
