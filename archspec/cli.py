@@ -89,6 +89,10 @@ def report(
     paths = specs or library_specs()
     if run is not None and output_format not in ("html", "markdown"):
         raise ArchspecError("--run adds training curves to a file report: use it with --format html (or markdown --out DIR)")
+    if out is not None:
+        from archspec.render.files import check_output_folder
+
+        check_output_folder(out)
     if output_format == "html" or out is not None:  # file reports (matplotlib charts, graphviz diagram)
         from archspec.render.html import write_reports
 
@@ -140,11 +144,16 @@ def build(
     memory_limit: float = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit", help="GiB the check pass may use."),
 ) -> None:
     """Validate, analyse and lower to torch; check one forward pass against the analysis; write artifacts."""
-    from archspec.render.files import safe_folder, write_atomic
-    from archspec.render.report import analysis_json, human_bytes, markdown
+    from archspec.commands.train import check_memory_limit
+    from archspec.render.files import check_output_folder, safe_folder
+    from archspec.render.report import human_bytes
     from archspec.render.terminal import console, layer_table, totals_table
 
+    check_memory_limit(memory_limit)
+    if out is not None:  # what is wrong with the path, before the work
+        check_output_folder(out)
     loaded, ir, analysis = analyse(spec, sets, inputs)
+    folder = out or check_output_folder(safe_folder(REPORTS_FOLDER, analysis.name), "the output folder")
     needed = (analysis.totals.params + analysis.totals.buffers + analysis.totals.activations) * analysis.dtype_bytes
     if needed > memory_limit * (1 << 30) and not force:
         raise ArchspecError(
@@ -169,22 +178,40 @@ def build(
         mark = "[green]ok[/green]" if check.ok else "[red]MISMATCH[/red]"
         detail = "" if check.ok else f": static {check.static}, torch {check.actual}"
         stdout.print(f"{mark}  torch agrees on {check.what}{detail}")
-    folder = out or safe_folder(REPORTS_FOLDER, analysis.name)
-    meta = spec_meta(loaded)
-    written = [
-        write_atomic(folder / "summary.json", json.dumps(analysis_json(analysis, meta), indent=1) + "\n"),
-        write_atomic(folder / "summary.md", markdown(analysis, flops=True)),
-        write_atomic(folder / "module.py", _module_source(module, analysis.name, spec)),
-    ]
-    from archspec.render.diagram import build_artifacts
-
-    diagram_files, note = build_artifacts(folder, ir, analysis)  # diagram.dot, and .svg where `dot` exists
-    written += diagram_files
+    written, note = _write_build(folder, loaded, ir, analysis, module, spec)
     if note:
         stdout.print(note, markup=False)
     stdout.print("wrote " + ", ".join(str(p) for p in written))
     if not all(check.ok for check in checks):
         raise ArchspecError("the lowered module disagrees with the static analysis (a bug in archspec: please report it)")
+
+
+BUILD_SET = ("summary.json", "summary.md", "module.py", "diagram.dot", "diagram.svg")
+
+
+def _write_build(folder: Path, loaded, ir, analysis, module, spec: Path):
+    """The artifact set, written under the folder's lock so concurrent builds into one folder end
+    with one build's set; a file of the set this build did not write (diagram.svg without `dot`)
+    is removed rather than left from an older build."""
+    from archspec.render.diagram import build_artifacts
+    from archspec.render.files import locked_folder, write_atomic, write_error
+    from archspec.render.report import analysis_json, markdown
+
+    with locked_folder(folder):
+        written = [
+            write_atomic(folder / "summary.json", json.dumps(analysis_json(analysis, spec_meta(loaded)), indent=1) + "\n"),
+            write_atomic(folder / "summary.md", markdown(analysis, flops=True)),
+            write_atomic(folder / "module.py", _module_source(module, analysis.name, spec)),
+        ]
+        diagram_files, note = build_artifacts(folder, ir, analysis)  # diagram.dot, and .svg where `dot` exists
+        written += diagram_files
+        for name in BUILD_SET:
+            if folder / name not in written:
+                try:
+                    (folder / name).unlink(missing_ok=True)
+                except OSError as err:
+                    raise write_error(err, folder / name) from None
+    return written, note
 
 
 def _module_source(module, name: str, spec: Path) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import typer
-import yaml
 
-from archspec.errors import ArchspecError
+from archspec.errors import ArchspecError, SpecError
+from archspec.spec.yaml_source import parse_yaml_counted
 
 SPECS_FOLDER = Path("specs")
 REPORTS_FOLDER = Path("reports")
@@ -50,17 +50,50 @@ def handles_errors(command: Callable) -> Callable:
 
 
 # --- option parsing ---------------------------------------------------------------------------------
+MAX_SET_CHARS = 10_000  # one --set value; a list of stages is a few hundred characters
+
+
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """`--set NAME=VALUE` pairs as plain Python values. VALUE is YAML read by the spec loader,
+    with its limits (tags, aliases, nesting, values), so an alias bomb on the command line is
+    refused as in a spec file; an error names the option."""
     overrides: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ArchspecError(f"--set expects NAME=VALUE, got '{item}'")
-        try:
-            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            raise ArchspecError(f"--set {key}: cannot read value '{text}'") from None
+        overrides[key.strip()] = _set_value(key.strip(), text) if text.strip() else ""
     return overrides
+
+
+def _set_value(key: str, text: str) -> Any:
+    option = f"--set {key}"
+    if len(text) > MAX_SET_CHARS:
+        raise SpecError(f"{option}: the value is {len(text):,} characters; the limit is {MAX_SET_CHARS:,}",
+                        hint="put long values in the spec's `params`")
+    try:
+        value, _ = parse_yaml_counted(text, option, allow_empty=True)
+    except SpecError as err:
+        raise SpecError(f"{option}: {err.message}{_where(err.loc, text)}", hint=err.hint) from None
+    return _plain(value)
+
+
+def _where(loc, text: str) -> str:
+    """Where in a --set value an error is: a character for the usual one-line value."""
+    if loc is None:
+        return ""
+    if "\n" in text:
+        return f" (at line {loc.line}, column {loc.column})"
+    return f" (at character {loc.column})" if loc.line == 1 else " (at the end of the value)"
+
+
+def _plain(value: Any) -> Any:
+    """SourceMap/SourceList as dict/list: the locations would name the option as a file."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def parse_inputs(items: list[str] | None, default_name: str | None = None) -> dict[str, tuple[int, ...]]:

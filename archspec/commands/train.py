@@ -2,6 +2,7 @@
 that import torch, and only inside the functions)."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -10,8 +11,34 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import InputOption, SetOption, handles_errors, parse_inputs, parse_sets
-from archspec.errors import ArchspecError
+from archspec.commands.common import (DEFAULT_MEMORY_LIMIT_GIB, InputOption, SetOption, handles_errors, parse_inputs,
+                                      parse_sets)
+from archspec.errors import ArchspecError, SpecError
+
+MAX_BENCH_BATCH = 1_000_000
+MemoryLimitOption = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit",
+                                 help="GiB the static estimate (model, batch and data set) may reach.")
+ForceOption = typer.Option(False, "--force", help="Run even above the memory limit.")
+MEMORY_HINT = "use a smaller --input or batch, raise --memory-limit, or pass --force"
+
+
+def check_memory_limit(value: float) -> float:
+    """--memory-limit is a positive, finite number of GiB (nan would pass every comparison)."""
+    if not math.isfinite(value) or value <= 0:
+        raise ArchspecError(f"--memory-limit must be a positive number of GiB, not {value:g}")
+    return value
+
+
+def refuse_over_limit(what: str, parts: list[tuple[str, int]], limit: float, force: bool) -> None:
+    """The static memory check of build, applied to train, evaluate and bench before any big allocation."""
+    needed = sum(size for _, size in parts)
+    if force or needed <= limit * (1 << 30):
+        return
+    from archspec.render.report import human_bytes
+
+    detail = "; ".join(f"{label}: {human_bytes(size)}" for label, size in parts if size)
+    raise SpecError(f"{what} would need about {human_bytes(needed)} ({detail}), over the {limit:g} GiB limit",
+                    hint=MEMORY_HINT)
 
 
 def _weights_option(items: Optional[List[str]]) -> dict[str, float]:
@@ -57,8 +84,11 @@ def train(
     seg_loss: str = typer.Option("ce+dice", "--seg-loss", help="Segmentation loss: ce (per-pixel cross-entropy) or ce+dice (plus the soft Dice loss)."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads per process (0: torch's default)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    memory_limit: float = MemoryLimitOption,
+    force: bool = ForceOption,
 ) -> None:
     """Train a spec on real data; checkpoints (safetensors), metrics.csv/jsonl and curves.png go to the run folder."""
+    check_memory_limit(memory_limit)
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         _launch_torchrun(nproc)
         return
@@ -82,11 +112,36 @@ def train(
             freeze=freeze, amp=amp, channels_last=channels_last, compile=compile_, checkpoint_every=checkpoint_every,
             max_steps=max_steps, augment=augment, loss_weights=_weights_option(loss_weight), margin=margin,
             segmentation_loss=seg_loss, threads=threads)
+    _preflight_train(config, resume, memory_limit, force)
     result = run(config, resume=resume, progress=not no_progress, echo=typer.echo)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
         typer.echo(f"final test: {metrics}")
         typer.echo(f"wrote {result['folder']}")
+
+
+def _preflight_train(config, resume: Optional[Path], memory_limit: float, force: bool) -> None:
+    """What train can refuse before it loads any data: a bad --out, over the memory limit, or --init
+    tensors of another kind of dtype than the model's (checked on a meta-device model, which
+    allocates nothing)."""
+    import torch
+
+    from archspec.train.checkpoint import init_matches, read_checkpoint
+    from archspec.train.setup import preflight
+
+    from archspec.render.files import check_output_folder
+
+    config.check()
+    if config.out and not resume:  # a file or /proc there: say so now, not after the training
+        check_output_folder(Path(config.out))
+    inputs = {k: tuple(v) for k, v in config.inputs.items()}
+    spec_plan, _, parts = preflight(Path(config.spec), config.sets, inputs, config.data, config.batch_size,
+                                    training=True, optimizer=config.optimizer)
+    refuse_over_limit(f"training {spec_plan.name}", parts, memory_limit, force)
+    if config.init and not resume and Path(config.init).is_file():
+        with torch.device("meta"):
+            model = spec_plan.build()
+        init_matches(model, Path(config.init), read_checkpoint(Path(config.init))[0])
 
 
 def _launch_torchrun(nproc: int) -> None:
@@ -119,29 +174,18 @@ def evaluate(
     inputs: Optional[List[str]] = InputOption,
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
+    memory_limit: float = MemoryLimitOption,
+    force: bool = ForceOption,
 ) -> None:
     """Test-set accuracy and confusion matrix (classification), IoU/Dice (segmentation), triplet accuracy (embedding)."""
-    import json
-
     from rich.table import Table
 
     from archspec.render.terminal import console
-    from archspec.train.checkpoint import load_weights, read_checkpoint
-    from archspec.train.data import load_data
     from archspec.train.loop import Dist, evaluate as run_eval, pick_device
     from archspec.train.metrics import iou_dice
-    from archspec.train.setup import plan as make_plan
 
-    _, metadata = read_checkpoint(weights)
-    build = json.loads(metadata.get("build", "{}"))
-    params = {**build.get("params", {}), **parse_sets(sets)}
-    shapes = {k: tuple(v) for k, v in build.get("inputs", {}).items()}
-    shapes.update(parse_inputs(inputs))
-    first = make_plan(spec, params, shapes)
-    dataset = load_data(data, next(iter(first.shapes.values())), num_classes=first.outputs[first.main_output][0])
-    spec_plan = make_plan(spec, params, shapes, num_classes=dataset.num_classes)
-    model = spec_plan.build()
-    load_weights(model, weights, spec_plan.spec_text)
+    check_memory_limit(memory_limit)
+    spec_plan, model, dataset = _evaluation(spec, weights, data, sets, inputs, batch_size, memory_limit, force)
     target = pick_device(device, Dist())
     model.to(target)
     metrics, matrix = run_eval(model, spec_plan, dataset, target, batch_size)
@@ -171,6 +215,40 @@ def evaluate(
         out.print(per)
 
 
+def _evaluation(spec: Path, weights: Path, data: str, sets, inputs, batch_size: int, memory_limit: float, force: bool):
+    """The plan, the model with the checkpoint's weights, and the data set, in an order that refuses
+    crafted metadata, weights of another spec or dtype, and over-limit sizes before any data loads."""
+    import torch
+
+    from archspec.train.checkpoint import build_metadata, check_fits, load_weights, read_checkpoint, weights_path
+    from archspec.train.data import load_data
+    from archspec.train.setup import plan as make_plan, preflight
+
+    checkpoint = read_checkpoint(weights)
+    path = weights_path(weights)
+    build = build_metadata(checkpoint[1], path)
+    given_params, given_shapes = parse_sets(sets), parse_inputs(inputs)
+    params, shapes = {**build["params"], **given_params}, {**build["inputs"], **given_shapes}
+    try:
+        spec_plan, info, parts = preflight(spec, params, shapes, data, batch_size, training=False)
+    except ArchspecError as err:  # say which values came from the checkpoint, not the command line
+        from_file = [f"params.{k}" for k in build["params"] if k not in given_params]
+        from_file += [f"inputs.{k}" for k in build["inputs"] if k not in given_shapes and "" not in given_shapes]
+        if not from_file:
+            raise
+        raise ArchspecError(f"{err}\n  note: {', '.join(from_file[:8])} came from the metadata of checkpoint {path}") from None
+    refuse_over_limit(f"evaluating {spec_plan.name}", parts, memory_limit, force)
+    with torch.device("meta"):  # shapes and dtypes only: nothing allocated
+        check_fits(spec_plan.build(), weights, checkpoint, spec_plan.spec_text)
+    dataset = load_data(data, next(iter(spec_plan.shapes.values())),
+                        num_classes=spec_plan.outputs[spec_plan.main_output][0])
+    if dataset.num_classes != (info.num_classes or spec_plan.outputs[spec_plan.main_output][0]):  # an .npz's
+        spec_plan = make_plan(spec, params, shapes, num_classes=dataset.num_classes)
+    model = spec_plan.build()
+    load_weights(model, weights, spec_plan.spec_text, checkpoint)
+    return spec_plan, model, dataset
+
+
 @handles_errors
 def bench(
     spec: Path = typer.Argument(..., help="The spec file."),
@@ -182,6 +260,8 @@ def bench(
     seconds: float = typer.Option(2.0, "--seconds", min=0.05, help="Time to measure each case."),
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
+    memory_limit: float = MemoryLimitOption,
+    force: bool = ForceOption,
 ) -> None:
     """Forward and forward+backward images/s and latency, eager (and compiled with --compile)."""
     from rich.table import Table
@@ -189,7 +269,15 @@ def bench(
     from archspec.render.terminal import console
     from archspec.train.bench import run_bench
 
-    rows = run_bench(spec, parse_sets(sets), parse_inputs(inputs), batch, device, amp, compile_, channels_last, seconds)
+    check_memory_limit(memory_limit)
+    if batch > MAX_BENCH_BATCH:
+        raise ArchspecError(f"--batch {batch:,}: bench takes batches of at most {MAX_BENCH_BATCH:,}")
+
+    def budget(spec_plan, parts: list[tuple[str, int]]) -> None:
+        refuse_over_limit(f"benchmarking {spec_plan.name} at batch {batch:,}", parts, memory_limit, force)
+
+    rows = run_bench(spec, parse_sets(sets), parse_inputs(inputs), batch, device, amp, compile_, channels_last, seconds,
+                     budget=budget)
     table = Table(title=f"{spec} at batch {batch}", header_style="bold")
     for header in ("mode", "pass", "images/s", "latency ms", "device"):
         table.add_column(header, justify="right" if header in ("images/s", "latency ms") else "left")

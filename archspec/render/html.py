@@ -25,7 +25,7 @@ from archspec.passes.counts import Analysis
 from archspec.render.diagram import FAMILIES, auto_depth, diagram_source, family, render_svg_text
 from archspec.render.diagram import human as short
 from archspec.render.files import safe_folder, write_atomic
-from archspec.render.report import count, field_text, human, human_bytes, layer_rows, markdown
+from archspec.render.report import count, field_text, human, human_bytes, layer_rows, markdown, md_text
 from archspec.train.metrics import MAIN_METRICS
 
 REPORT_FORMATS = ("html", "markdown")
@@ -125,13 +125,17 @@ def read_run(run: Path) -> tuple[list[dict[str, Any]], str]:
     """The epoch rows of a training run folder, and its main metric."""
     import json
 
+    from archspec.spec.reading import read_bounded_text  # stat first, bounded: not /dev/zero or a FIFO
+
     path = Path(run) / "metrics.jsonl"
     try:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in read_bounded_text(path).splitlines() if line.strip()]
     except FileNotFoundError:
         raise ArchspecError(f"--run {run}: no metrics.jsonl there (not a training run folder)") from None
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ArchspecError(f"--run {run}: cannot read {path}: {err}") from None
+    except RecursionError:  # json.loads of a line nested thousands deep
+        raise ArchspecError(f"--run {run}: cannot read {path}: a line is nested too deeply to be a metrics row") from None
     if not rows or not all(isinstance(row, dict) and "epoch" in row for row in rows):
         raise ArchspecError(f"--run {run}: {path} holds no epoch rows yet")
     metric = next((m for m in MAIN_METRICS.values() if f"test_{m}" in rows[-1]), "accuracy")
@@ -526,7 +530,7 @@ def spec_markdown(report: SpecReport) -> str:
     lines = [title, ""]
     for key in ("summary", "paper"):
         if report.meta.get(key):
-            lines += [f"{report.meta[key]}", ""]
+            lines += [md_text(report.meta[key]), ""]  # user text: escaped, as in the HTML report
     if report.diagram_svg:
         lines += ["![diagram](diagram.svg)", ""]
     else:

@@ -5,6 +5,8 @@ Markdown renderers read the same rows so the three never disagree.
 """
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,13 +228,32 @@ def markdown(
     memory: bool = False,
 ) -> str:
     cols = columns(flops, all_ops, fields, memory)
-    lines = [f"# {title or analysis.name}", ""]
-    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in totals_lines(analysis)]
+    lines = [f"# {md_text(title or analysis.name)}", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {md_text(v)} |" for k, v in totals_lines(analysis)]
     lines += ["", "| Layer | Op | Output | " + " | ".join(h for h, _ in cols) + " |"]
     lines += ["|---|---|---|" + "---:|" * len(cols)]
     for row in layer_rows(analysis, depth):
-        lines.append(f"| `{row.name}` | {row.op} | {row.output_shape} | " + " | ".join(f(row) for _, f in cols) + " |")
+        lines.append(f"| {md_code(row.name)} | {md_text(row.op)} | {row.output_shape} | "
+                     + " | ".join(f(row) for _, f in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def md_text(value: Any) -> str:
+    """User-provided text (a summary, a paper, a name) as inert Markdown, on one line: HTML escaped
+    as the HTML report does, and Markdown's own marks (code, emphasis, links, table pipes)
+    backslash-escaped; an underscore inside a word is inert already."""
+    text = _MARKDOWN_ACTIVE.sub(r"\\\g<0>", html.escape(str(value), quote=False))
+    return " ".join(text.splitlines())
+
+
+def md_code(name: str) -> str:
+    """A node name as inline code where that is safe; otherwise as escaped text (a backtick or a
+    pipe would end the code span or the table cell)."""
+    return f"`{name}`" if _PLAIN_NAME.fullmatch(name) else md_text(name)
+
+
+_PLAIN_NAME = re.compile(r"[\w.\-\[\]/:+]+")
+_MARKDOWN_ACTIVE = re.compile(r"[\\`*\[\]|]")
 
 
 def library_rows(analyses: list[tuple[Analysis, dict]]) -> list[list[str]]:
@@ -267,5 +288,5 @@ def library_markdown(analyses: list[tuple[Analysis, dict]]) -> str:
         "| " + " | ".join(LIBRARY_HEADERS) + " |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in library_rows(analyses)]
+    lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in library_rows(analyses)]
     return "\n".join(lines) + "\n"

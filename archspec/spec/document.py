@@ -4,11 +4,14 @@ A spec file is YAML with these top-level keys (the README's "Spec language" docu
 `name`, `summary`, `paper`, `task`, `init`, `extends`, `use`, `params`, `inputs`, `outputs`,
 `blocks`, `layers`. Layer items are checked here only for their outer form; each op's arguments are checked
 against the op's own schema when the IR is built (they may be expressions over the parameters).
+The limits on what one spec reads (MAX_CHAIN, MAX_FILES, MAX_TOTAL_BYTES, MAX_TOTAL_VALUES) add up
+over the spec and all its `extends` and `use` files.
 """
 from __future__ import annotations
 
 import keyword
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -16,7 +19,15 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archspec.errors import Location, SpecError, did_you_mean
-from archspec.spec.yaml_source import SourceList, SourceMap, loc_of, parse_yaml, read_text
+from archspec.spec.reading import file_kind
+from archspec.spec.yaml_source import MAX_VALUES, SourceList, SourceMap, TooManyValues, loc_of, parse_yaml_counted, read_text
+
+# Limits over everything one spec reads (its `extends` and `use` files too): the per-file limits
+# of yaml_source would otherwise multiply with the number of files.
+MAX_CHAIN = 32  # files in one `extends` or `use` chain
+MAX_FILES = 256  # files read for one spec
+MAX_TOTAL_BYTES = 4 << 20  # 4 MiB of YAML over all those files
+MAX_TOTAL_VALUES = MAX_VALUES  # values over all those files, aliases expanded: what one file may hold
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 ParamValue = Union[bool, int, float, str, list, None]
@@ -72,19 +83,48 @@ class LoadedSpec:
     blocks: dict[str, tuple[BlockDef, SourceMap]] = field(default_factory=dict)  # with raw YAML
 
 
+@dataclass
+class _Reading:
+    """What loading one spec has read so far, over all its files (MAX_FILES and the totals)."""
+
+    files: int = 0
+    bytes: int = 0
+    values: int = 0
+
+
 def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
-    raw = _read_mapping(path)
-    raw = _apply_extends(raw, path, [path.resolve()])
+    reading = _Reading()
+    raw = _read_mapping(path, reading)
+    raw = _apply_extends(raw, path, [path.resolve()], reading)
     document = _validate(SpecDocument, raw, str(path))
     spec = LoadedSpec(document, raw, str(path))
     _collect_blocks(spec, raw, str(path), source="spec")
-    _load_uses(spec, raw, path, [path.resolve()])
+    _load_uses(spec, raw, path, [path.resolve()], reading)
     return spec
 
 
-def _read_mapping(path: Path) -> SourceMap:
-    data = parse_yaml(read_text(path), str(path))
+def _read_mapping(path: Path, reading: _Reading, via: Location | None = None) -> SourceMap:
+    """`via`: the `extends` / `use` entry that names this file, where a total is reported."""
+    via = via or Location(str(path), 1, 1)
+    reading.files += 1
+    if reading.files > MAX_FILES:
+        raise SpecError(f"the spec reads more than {MAX_FILES} files (its own, `extends` and `use`)", via,
+                        hint="include fewer files; a block file can hold many blocks")
+    text = read_text(path)
+    reading.bytes += len(text.encode("utf-8"))
+    if reading.bytes > MAX_TOTAL_BYTES:
+        raise SpecError(f"the spec and the files it includes hold more than {MAX_TOTAL_BYTES:,} bytes together", via,
+                        hint="include fewer or smaller files")
+    left = MAX_TOTAL_VALUES - reading.values
+    try:
+        data, count = parse_yaml_counted(text, str(path), min(MAX_VALUES, left))
+    except TooManyValues:
+        if left >= MAX_VALUES:  # the file's own limit: its error says where in the file
+            raise
+        raise SpecError(f"the spec and the files it includes hold more than {MAX_TOTAL_VALUES:,} values together",
+                        via, hint="include fewer or smaller files") from None
+    reading.values += count
     if not isinstance(data, SourceMap):
         kind = "a list" if isinstance(data, list) else f"a single value ({type(data).__name__})"
         raise SpecError(
@@ -97,20 +137,41 @@ def _read_mapping(path: Path) -> SourceMap:
 def _included_path(base: Path, text: Any, loc: Location, what: str) -> Path:
     if not isinstance(text, str) or not text:
         raise SpecError(f"`{what}` entries are file paths (strings)", loc)
-    folder = base.parent.resolve()
-    target = (folder / text).resolve()
+    if "\0" in text:  # the OS refuses it with an unlocated ValueError ("embedded null byte")
+        raise SpecError(f"`{what}` path {text!r} contains a NUL byte", loc, hint="file names cannot contain \\0")
+    try:
+        folder = base.parent.resolve()
+        target = (folder / text).resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop, a name too long
+        raise SpecError(f"cannot follow `{what}` path '{text}': {getattr(err, 'strerror', None) or err}", loc) from None
     if not target.is_relative_to(folder):
         raise SpecError(
             f"'{text}' is outside the spec's folder {folder}",
             loc,
             hint="included files must live in the spec's folder or below it",
         )
-    if not target.is_file():
-        raise SpecError(f"included file '{text}' does not exist", loc, hint=f"looked for {target}")
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise SpecError(f"included file '{text}' does not exist", loc, hint=f"looked for {target}") from None
+    except OSError as err:
+        raise SpecError(f"cannot read included file '{text}': {err.strerror or err}", loc) from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end
+        kind = "a folder" if stat.S_ISDIR(mode) else file_kind(mode)
+        raise SpecError(f"included file '{text}' is not a regular file ({kind})", loc, hint=f"looked at {target}")
     return target
 
 
-def _apply_extends(raw: SourceMap, path: Path, chain: list[Path]) -> SourceMap:
+def _check_chain(chain: list[Path], loc: Location, what: str) -> None:
+    if len(chain) >= MAX_CHAIN:  # also keeps the recursion over the chain shallow
+        raise SpecError(
+            f"the `{what}` chain is longer than {MAX_CHAIN} files",
+            loc,
+            hint=f"a chain of {MAX_CHAIN} files is almost certainly a mistake; include the files from fewer levels",
+        )
+
+
+def _apply_extends(raw: SourceMap, path: Path, chain: list[Path], reading: _Reading) -> SourceMap:
     """`extends: base.yaml`: start from the base spec; this file's keys replace the base's,
     except `params` and `blocks`, which are merged key by key (a variant is a few lines)."""
     if "extends" not in raw:
@@ -121,7 +182,9 @@ def _apply_extends(raw: SourceMap, path: Path, chain: list[Path]) -> SourceMap:
             "`extends` forms a cycle: " + " -> ".join(p.name for p in [*chain, base_path]),
             raw.value_loc("extends"),
         )
-    base = _apply_extends(_read_mapping(base_path), base_path, [*chain, base_path])
+    _check_chain(chain, raw.value_loc("extends"), "extends")
+    base = _read_mapping(base_path, reading, raw.value_loc("extends"))
+    base = _apply_extends(base, base_path, [*chain, base_path], reading)
     merged = SourceMap(base, loc=raw.loc)
     merged.key_locs, merged.value_locs = dict(base.key_locs), dict(base.value_locs)
     for key, value in raw.items():
@@ -157,7 +220,8 @@ def _collect_blocks(spec: LoadedSpec, raw: SourceMap, file: str, source: str) ->
         spec.blocks[name] = (block, blocks_raw[name])
 
 
-def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path], shown_path: str | None = None) -> None:
+def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path], reading: _Reading,
+               shown_path: str | None = None) -> None:
     """`shown_path`: how messages name `path` (the user's relative spelling, not the resolved path)."""
     shown_path = str(path) if shown_path is None else shown_path
     uses = raw.get("use") or []
@@ -170,11 +234,12 @@ def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path], 
                 loc,
                 hint="a block file may not include itself, directly or through others",
             )
-        included = _read_mapping(target)
+        _check_chain(chain, loc, "use")
+        included = _read_mapping(target, reading, loc)
         shown = str(Path(shown_path).parent / text) if not Path(text).is_absolute() else text
         _relocate(included, shown)
         _collect_blocks(spec, included, shown, source="use")
-        _load_uses(spec, included, target, [*chain, target], shown)
+        _load_uses(spec, included, target, [*chain, target], reading, shown)
 
 
 def _relocate(value: Any, file: str) -> None:

@@ -74,7 +74,8 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
 
 
 def evaluate(text: str, names: Mapping[str, Any]) -> Any:
-    """Evaluate `text` with `names` (parameter values) in scope."""
+    """Evaluate `text` with `names` (parameter values) in scope. Every failure is an
+    ExpressionError: bad input never surfaces as a TypeError or OverflowError."""
     text = text.strip()
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"expression is longer than {MAX_LENGTH} characters")
@@ -84,7 +85,10 @@ def evaluate(text: str, names: Mapping[str, Any]) -> Any:
             tree = ast.parse(text, mode="eval")
     except SyntaxError:
         raise ExpressionError(f"'{text}' is not a valid expression") from None
-    return _Evaluator(names).visit(tree.body, 0)
+    try:
+        return _Evaluator(names).visit(tree.body, 0)
+    except (TypeError, OverflowError, ZeroDivisionError) as err:  # a safety net: each case is checked below
+        raise ExpressionError(f"cannot evaluate '{text}': {err}") from None
 
 
 class _Evaluator:
@@ -138,12 +142,17 @@ class _Evaluator:
         if op is None:
             raise ExpressionError(f"operator in '{ast.unparse(node)}' is not allowed")
         left, right = _number(self.visit(node.left, depth)), _number(self.visit(node.right, depth))
-        if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_MAGNITUDE):
-            raise ExpressionError(f"'{ast.unparse(node)}' would be too large")
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right, node)
         try:
-            return op(left, right)
+            result = op(left, right)
         except ZeroDivisionError:
             raise ExpressionError(f"division by zero in '{ast.unparse(node)}'") from None
+        except OverflowError:  # float arithmetic beyond 1e308
+            raise ExpressionError(f"'{ast.unparse(node)}' would be too large (the limit is {MAX_MAGNITUDE:.0e})") from None
+        if isinstance(result, complex):  # (-8) ** 0.5
+            raise ExpressionError(f"'{ast.unparse(node)}' is not a real number")
+        return result
 
     def visit_BoolOp(self, node: ast.BoolOp, depth: int) -> Any:
         values = [self.visit(v, depth) for v in node.values]
@@ -158,6 +167,11 @@ class _Evaluator:
             if op is None:
                 raise ExpressionError("comparison not allowed")
             right = self.visit(right_node, depth)
+            if op not in (operator.eq, operator.ne) and not _orderable(left, right):
+                raise ExpressionError(
+                    f"'{ast.unparse(node)}': <, <=, > and >= compare numbers (or two words), "
+                    f"not {_kind(left)} and {_kind(right)}"
+                )
             if not op(left, right):
                 return False
             left = right
@@ -196,6 +210,33 @@ class _Evaluator:
             raise ExpressionError(f"{node.func.id}(): {err}") from None
 
 
+def _check_power(base: int | float, exponent: int | float, node: ast.AST) -> None:
+    """Refuse `base ** exponent` before computing it when the result would pass MAX_MAGNITUDE:
+    `999999 ** 64` is a 384-digit integer and `1e15 ** 64` a float overflow. The size is
+    estimated with logarithms (exact enough: the result is checked again once computed)."""
+    if base == 0 or abs(base) == 1 or exponent == 0:
+        return
+    if exponent * math.log10(abs(base)) > math.log10(MAX_MAGNITUDE) + 1e-9:
+        raise ExpressionError(f"'{ast.unparse(node)}' would be too large (the limit is {MAX_MAGNITUDE:.0e})")
+
+
+def _orderable(left: Any, right: Any) -> bool:
+    numbers = all(isinstance(v, (int, float)) for v in (left, right))  # booleans order as 0 and 1
+    return numbers or (isinstance(left, str) and isinstance(right, str))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {value}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the word '{value}'"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return type(value).__name__
+
+
 def _number(value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ExpressionError(f"{value!r} is not a number")
@@ -207,5 +248,8 @@ def _checked(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise ExpressionError("result is not a finite number")
         if abs(value) > MAX_MAGNITUDE:
-            raise ExpressionError(f"result {value:.3g} is larger than the limit {MAX_MAGNITUDE:.0e}")
+            # an int beyond float range cannot be shown with :g (OverflowError); say its size instead
+            shown = f"{value:.3g}" if isinstance(value, float) or value.bit_length() < 1000 else \
+                f"with about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
+            raise ExpressionError(f"result {shown} is larger than the limit {MAX_MAGNITUDE:.0e}")
     return value

@@ -3,8 +3,10 @@
 PyYAML's safe composer turns the text into a node tree with marks; we convert that tree ourselves
 into `SourceMap` / `SourceList` (a dict / list that also knows the location of each entry), so
 that any later stage can point at the exact line and column. Reading is safe by construction:
-only the plain YAML tags are accepted (no `!!python/...`), duplicate keys are refused, and the
-number of values an alias may expand to is bounded (alias bombs).
+only the plain YAML tags are accepted (no `!!python/...`), duplicate keys are refused, the
+number of values an alias may expand to is bounded (alias bombs), an alias inside what it names
+(`&a [*a]`) is refused, and no integer above MAX_INTEGER comes out. Files are read with a bound
+and only when they are regular files (archspec.spec.reading).
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from typing import Any
 import yaml
 
 from archspec.errors import Location, SpecError
+from archspec.spec.reading import FileRefused, read_bounded
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest spec in the library is ~10 KiB
 MAX_VALUES = 200_000  # values after alias expansion
 MAX_NESTING = 100  # nested lists/mappings (deeper input crashes libyaml's recursive composer)
+MAX_INTEGER = 10**18  # no integer larger than this leaves the loader (sizes and counts are far smaller)
+_MAX_INTEGER_CHARS = 64  # digits of an integer literal; longer ones are refused before int() sees them
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_TAGS = {
@@ -64,22 +69,32 @@ def loc_of(value: Any, default: Location) -> Location:
 
 
 def read_text(path: Path) -> str:
-    """The file's text, refusing what is too large or not UTF-8, with a located error."""
+    """The file's text, refusing what is too large, not a regular file or not UTF-8, with a
+    located error. Never reads more than MAX_FILE_BYTES + 1 bytes (archspec.spec.reading)."""
     shown = str(path)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise SpecError(f"no such file: {shown}", hint="check the path") from None
     except IsADirectoryError:
         raise SpecError(f"{shown} is a folder, not a spec file") from None
-    except OSError as err:
-        raise SpecError(f"cannot read {shown}: {err.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
+    except FileRefused as err:
+        if err.size is None:
+            raise SpecError(
+                f"{shown} is not a regular file ({err.kind})",
+                hint="a spec is read from a regular file; save the text to a file first",
+            ) from None
+        size = f"{err.size:,} bytes" if err.exact else f"more than {MAX_FILE_BYTES:,} bytes"
         raise SpecError(
-            f"file is {len(data):,} bytes; specs are limited to {MAX_FILE_BYTES:,} bytes",
+            f"file is {size}; specs are limited to {MAX_FILE_BYTES:,} bytes",
             Location(shown, 1, 1),
             hint="split it into a spec and block files (`use:`)",
-        )
+        ) from None
+    except OSError as err:
+        raise SpecError(f"cannot read {shown}: {err.strerror or err}") from None
+    except ValueError as err:  # os.stat: "embedded null byte", or a name that cannot be encoded
+        reason = "it contains a NUL byte" if "\0" in shown else str(err)
+        raise SpecError(f"{shown!r} is not a valid path: {reason}", hint="check the path") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -93,12 +108,41 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+class TooManyValues(SpecError):
+    """The document expands to more values than the limit it was read with (`limit`)."""
+
+    def __init__(self, limit: int, loc: Location):
+        super().__init__(
+            f"the document expands to more than {limit:,} values (an alias bomb?)",
+            loc,
+            hint="avoid deeply nested YAML aliases",
+        )
+        self.limit = limit
+
+
 def parse_yaml(text: str, file: str) -> Any:
     """Parse one YAML document into SourceMap/SourceList/scalars."""
+    return parse_yaml_counted(text, file)[0]
+
+
+def parse_yaml_counted(text: str, file: str, max_values: int = MAX_VALUES, allow_empty: bool = False) -> tuple[Any, int]:
+    """`parse_yaml`, with the number of values read; refuses more than `max_values` of them
+    (TooManyValues). `allow_empty`: an empty document is None instead of an error."""
+    root = _compose(text, file, max_values)
+    if root is None:
+        if allow_empty:
+            return None, 0
+        raise SpecError("the file is empty", Location(file, 1, 1), hint="a spec needs at least `name` and `layers`")
+    _check_graph(root, file, max_values)
+    budget = [max_values, max_values]  # values left, the limit
+    return _convert(root, file, budget), max_values - budget[0]
+
+
+def _compose(text: str, file: str, max_values: int) -> yaml.Node | None:
     loader = _Loader(text)
     try:
-        _check_nesting(text, file)
-        root = loader.get_single_node()
+        _check_nesting(text, file, max_values)
+        return loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
@@ -128,11 +172,6 @@ def parse_yaml(text: str, file: str) -> Any:
         raise SpecError(f"YAML error: {err}", Location(file, 1, 1)) from None
     finally:
         loader.dispose()
-    if root is None:
-        raise SpecError("the file is empty", Location(file, 1, 1), hint="a spec needs at least `name` and `layers`")
-    _check_expansion(root, file)
-    budget = [MAX_VALUES]
-    return _convert(root, file, budget)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -143,34 +182,69 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _check_expansion(root: yaml.Node, file: str) -> None:
-    """Refuse an alias bomb before expanding it: count the values each node stands for (aliases
-    share nodes, so this is linear in the text) and point at the node that blows up."""
-    sizes: dict[int, int] = {}
+def _check_graph(root: yaml.Node, file: str, limit: int) -> None:
+    """Before converting anything, walk the node graph once (iteratively: no recursion limit)
+    and refuse what conversion could not finish: an alias of a list or mapping inside itself
+    (`&a [*a]`, `&a {<<: *a}`: a cycle), nesting deeper than MAX_NESTING through aliases, and
+    more than `limit` values once the aliases are expanded (an alias bomb). Aliases share nodes,
+    so this is linear in the text."""
+    sizes: dict[int, int] = {}  # values a node stands for, capped at limit + 1
+    depths: dict[int, int] = {}  # lists/mappings nested in it, itself included
+    on_path: set[int] = set()
+    stack = [(root, _children(root), [0])]
+    on_path.add(id(root))
+    while stack:
+        node, kids, position = stack[-1]
+        if position[0] < len(kids):
+            child = kids[position[0]]
+            position[0] += 1
+            if id(child) in on_path:
+                kind = "list" if isinstance(child, yaml.SequenceNode) else "mapping"
+                raise SpecError(
+                    f"this {kind} contains an alias of itself, so it never ends",
+                    _loc(child, file),
+                    hint="an alias (`*name`) may only repeat a value that is complete before it",
+                )
+            if isinstance(child, yaml.ScalarNode):
+                sizes[id(child)], depths[id(child)] = 1, 0
+            elif id(child) not in sizes:
+                on_path.add(id(child))
+                stack.append((child, _children(child), [0]))
+            continue
+        stack.pop()
+        on_path.discard(id(node))
+        sizes[id(node)] = min(limit + 1, 1 + sum(sizes[id(kid)] for kid in kids))
+        nested = max((depths[id(kid)] for kid in kids), default=0)
+        depths[id(node)] = depth = nested + isinstance(node, (yaml.SequenceNode, yaml.MappingNode))
+        if depth > MAX_NESTING:
+            raise _too_deep(_loc(node, file), " (counting what aliases stand for)")
+    if sizes[id(root)] > limit:
+        _refuse_expansion(root, sizes, file, limit)
 
-    def size(node: yaml.Node) -> int:
-        if id(node) not in sizes:
-            sizes[id(node)] = 1 + sum(size(child) for child in _children(node))
-        return sizes[id(node)]
 
-    if size(root) <= MAX_VALUES:
-        return
+def _refuse_expansion(root: yaml.Node, sizes: dict[int, int], file: str, limit: int) -> None:
     node = root
     while True:  # down to the smallest node that is too large: where the aliases multiply
-        bigger = next((child for child in _children(node) if size(child) > MAX_VALUES), None)
+        bigger = next((child for child in _children(node) if sizes[id(child)] > limit), None)
         if bigger is None:
             break
         node = bigger
-    raise SpecError(
-        f"the document expands to more than {MAX_VALUES:,} values (an alias bomb?)",
-        _loc(node, file),
-        hint="avoid deeply nested YAML aliases",
+    raise TooManyValues(limit, _loc(node, file))
+
+
+def _too_deep(loc: Location, how: str = "") -> SpecError:
+    return SpecError(
+        f"lists and mappings are nested more than {MAX_NESTING} levels deep{how}",
+        loc,
+        hint="a spec this deep is almost certainly a mistake; use blocks for structure",
     )
 
 
-def _check_nesting(text: str, file: str) -> None:
+def _check_nesting(text: str, file: str, max_values: int = MAX_VALUES) -> None:
     """Refuse lists/mappings nested deeper than MAX_NESTING before composing: libyaml's composer
-    recurses per level (old releases crash on deep input) and our conversion recurses too.
+    recurses per level (old releases crash on deep input) and our conversion recurses too. Also
+    refuse more than `max_values` values written out (each event is at least one value), so
+    that a file over the limit is not composed first.
 
     The limit must be ours whatever YAML library is installed: libyaml 0.2.6 gives up at 1,000
     levels with its own message, and its scanner looks that far ahead before it hands out the
@@ -178,30 +252,34 @@ def _check_nesting(text: str, file: str) -> None:
     and lazy: it reads at most a line or 1,024 characters ahead) looks again; only if that finds
     nothing too deep does the fast parser's error stand."""
     try:
-        _first_too_deep(yaml.parse(text, Loader=_Loader), file)
+        _first_too_deep(yaml.parse(text, Loader=_Loader), file, max_values)
     except yaml.YAMLError:
         if _Loader is yaml.SafeLoader:
             raise
         try:
-            _first_too_deep(yaml.parse(text, Loader=yaml.SafeLoader), file)
+            _first_too_deep(yaml.parse(text, Loader=yaml.SafeLoader), file, max_values)
         except yaml.YAMLError:
             pass
         raise
 
 
-def _first_too_deep(events, file: str) -> None:
-    """Walk the event stream (lazily) and stop at the first list or mapping too deep."""
-    depth = 0
+_VALUE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+
+
+def _first_too_deep(events, file: str, max_values: int = MAX_VALUES) -> None:
+    """Walk the event stream (lazily) and stop at the first list or mapping too deep, or at the
+    first value over `max_values`."""
+    depth = values = 0
     for event in events:
+        if isinstance(event, _VALUE_EVENTS):
+            values += 1
+            if values > max_values:
+                raise TooManyValues(max_values, Location(file, event.start_mark.line + 1, event.start_mark.column + 1))
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_NESTING:
                 mark = event.start_mark
-                raise SpecError(
-                    f"lists and mappings are nested more than {MAX_NESTING} levels deep",
-                    Location(file, mark.line + 1, mark.column + 1),
-                    hint="a spec this deep is almost certainly a mistake; use blocks for structure",
-                )
+                raise _too_deep(Location(file, mark.line + 1, mark.column + 1))
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
 
@@ -215,12 +293,8 @@ _SCALAR = yaml.SafeLoader("")  # only its scalar constructors are used
 
 def _convert(node: yaml.Node, file: str, budget: list[int]) -> Any:
     budget[0] -= 1
-    if budget[0] < 0:
-        raise SpecError(
-            f"the document expands to more than {MAX_VALUES:,} values (an alias bomb?)",
-            _loc(node, file),
-            hint="avoid deeply nested YAML aliases",
-        )
+    if budget[0] < 0:  # merge keys copy pairs, so the graph check's count is not the last word
+        raise TooManyValues(budget[1], _loc(node, file))
     if node.tag not in _PLAIN_TAGS:
         raise SpecError(
             f"YAML tag '{node.tag}' is not allowed: specs are plain data",
@@ -270,7 +344,34 @@ def _convert(node: yaml.Node, file: str, budget: list[int]) -> Any:
             result.append(_convert(item, file, budget))
             result.item_locs.append(_loc(item, file))
         return result
+    if node.tag == _INT_TAG:
+        return _integer(node, file)
     try:
         return _SCALAR.yaml_constructors[node.tag](_SCALAR, node)
     except (yaml.YAMLError, ValueError, OverflowError) as err:
         raise SpecError(f"cannot read value: {err}", _loc(node, file)) from None
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _integer(node: yaml.ScalarNode, file: str) -> int:
+    """An integer scalar, at most MAX_INTEGER in size. Its text is measured before it is
+    converted: 10,000 hex digits escape Python's 4,300-digit limit and make a number that later
+    arithmetic (math.prod over shapes) takes minutes over."""
+    text = str(node.value)
+    if len(text) > _MAX_INTEGER_CHARS and len(text.replace("_", "").lstrip("+-")) > _MAX_INTEGER_CHARS:
+        shown = f"{text[:20]}… ({len(text):,} characters)"
+    else:
+        try:
+            value = _SCALAR.yaml_constructors[_INT_TAG](_SCALAR, node)
+        except (yaml.YAMLError, ValueError, OverflowError) as err:
+            raise SpecError(f"cannot read value: {err}", _loc(node, file)) from None
+        if abs(value) <= MAX_INTEGER:
+            return value
+        shown = text
+    raise SpecError(
+        f"integer {shown} is larger than the limit {MAX_INTEGER:.0e}",
+        _loc(node, file),
+        hint="no size or count in a network comes near this; check the number",
+    )

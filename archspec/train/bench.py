@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from archspec.errors import ArchspecError
 from archspec.train.loop import Dist, _autocast, pick_device
-from archspec.train.setup import as_dict, plan as make_plan
+from archspec.train.setup import as_dict, model_bytes, plan as make_plan
 
 
 def _measure(step, device: torch.device, seconds: float) -> tuple[int, float]:
@@ -29,10 +29,30 @@ def _measure(step, device: torch.device, seconds: float) -> tuple[int, float]:
 
 
 def run_bench(spec: Path, params: dict[str, Any], inputs: dict[str, tuple[int, ...]], batch: int, device: str,
-              amp: str, compile_: bool, channels_last: bool, seconds: float) -> list[dict[str, Any]]:
+              amp: str, compile_: bool, channels_last: bool, seconds: float,
+              budget: Callable[[Any, list[tuple[str, int]]], None] | None = None) -> list[dict[str, Any]]:
+    """Rows of images/s and latency. `budget(plan, parts)` may refuse the static estimate of a
+    forward+backward pass at `batch` before anything is allocated; running out of memory anyway
+    is reported as such."""
     if amp not in ("off", "bf16", "fp16"):
         raise ArchspecError(f"--amp must be off, bf16 or fp16, not '{amp}'")
     spec_plan = make_plan(spec, params, inputs)
+    if budget is not None:
+        budget(spec_plan, [("forward and backward", model_bytes(spec_plan, batch, training=True))])
+    try:
+        return _bench_rows(spec_plan, batch, device, amp, compile_, channels_last, seconds)
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise ArchspecError(f"bench {spec} at batch {batch:,} ran out of memory ({str(err).splitlines()[0][:160]}); "
+                            "use a smaller --batch or --input") from None
+    except RuntimeError as err:
+        if "alloc" not in str(err).lower():
+            raise
+        raise ArchspecError(f"bench {spec} at batch {batch:,} could not allocate its tensors "
+                            f"({str(err).splitlines()[0][:160]}); use a smaller --batch or --input") from None
+
+
+def _bench_rows(spec_plan, batch: int, device: str, amp: str, compile_: bool, channels_last: bool,
+                seconds: float) -> list[dict[str, Any]]:
     target = pick_device(device, Dist())
     model = spec_plan.build().to(target)
     memory = torch.channels_last if channels_last else torch.contiguous_format

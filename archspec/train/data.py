@@ -7,6 +7,7 @@ spec's input (C, H, W) with `F.interpolate`; grey images are replicated to C cha
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def image_folder(root: Path, shape: tuple[int, ...]) -> DataSet:
         raise ArchspecError("image folders need Pillow: pip install pillow") from None
     if not root.is_dir():
         raise ArchspecError(f"data folder {root} does not exist")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = _class_folders(root)
     if not classes:
         raise ArchspecError(f"data folder {root} has no class folders (expected {root}/<class>/*.png)")
     images, labels = [], []
@@ -201,9 +202,112 @@ def npz(path: Path, shape: tuple[int, ...]) -> DataSet:
     return DataSet(path.stem, task, x[train], y[train], x[test], y[test], int(y.max()) + 1)
 
 
+# --- what a data set takes, known before any of it is loaded ---------------------------------------------
+DIGITS_COUNT = 1797  # scikit-learn's load_digits
+SHAPES_COUNT = 1200
+FAKE_COUNT = 512
+
+
+@dataclass
+class DataInfo:
+    name: str
+    count: int | None  # samples; None where that is only known after loading
+    bytes: int  # about what loading takes at the spec's input size (the tensors and a working copy)
+    num_classes: int | None  # None where it comes from the data or the spec
+
+    @property
+    def test_count(self) -> int | None:
+        return None if self.count is None else max(1, int(round(self.count * 0.2)))
+
+    @property
+    def train_count(self) -> int | None:
+        return None if self.count is None else self.count - (self.test_count or 0)
+
+
+def data_classes(name: str) -> int | None:
+    """The number of classes of a data set where it is known without loading it."""
+    if name in ("digits", "shapes"):
+        return 10 if name == "digits" else 2
+    path = Path(name)
+    try:
+        if path.suffix != ".npz" and path.is_dir():
+            return len(_class_folders(path)) or None
+    except OSError:
+        pass
+    return None
+
+
+def data_footprint(name: str, shape: tuple[int, ...]) -> DataInfo:
+    """Samples, classes and about how many bytes `load_data(name, shape)` will allocate: images as
+    float32 at the spec's input size, a working copy (resizing, normalising, splitting) and the labels."""
+    pixels = int(np.prod(shape, dtype=object)) if shape else 0
+    height, width = (shape[1], shape[2]) if len(shape) == 3 else (1, 1)
+    per_sample = 2 * pixels * 4 + 8
+    if name in ("digits", "fake"):
+        count = DIGITS_COUNT if name == "digits" else FAKE_COUNT
+        return DataInfo(name, count, count * per_sample, data_classes(name))
+    if name == "shapes":  # generated at (3, H, W) float32 with int64 masks, then fitted
+        generated = height * width * (3 * 4 + 8 + 8)
+        return DataInfo(name, SHAPES_COUNT, SHAPES_COUNT * (per_sample + generated), 2)
+    path = Path(name)
+    if path.suffix == ".npz":
+        header = _npz_header(path, "x")
+        if header is None:
+            return DataInfo(path.stem, None, 0, None)
+        source, itemsize = header
+        count = source[0] if source else 0
+        raw = int(np.prod(source[1:], dtype=object)) if len(source) > 1 else 1
+        return DataInfo(path.stem, count, count * (per_sample + raw * (itemsize + 4)), None)
+    try:
+        if path.is_dir():
+            classes = _class_folders(path)
+            count = sum(1 for folder in classes for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            return DataInfo(path.name, count, count * (per_sample + pixels * 4), len(classes) or None)
+    except OSError:
+        pass  # an unreadable folder: `image_folder` says so when it loads
+    return DataInfo(name, None, 0, None)
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _npz_header(path: Path, key: str) -> tuple[tuple[int, ...], int] | None:
+    """(shape, item size) of one array of an .npz from its header, without reading the array."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(member)
+    except Exception:  # not an npz, no such array, an odd header: `npz` reports it when it loads
+        return None
+    return tuple(int(d) for d in shape), int(dtype.itemsize)
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_fits_in_memory(info: DataInfo, shape: tuple[int, ...]) -> None:
+    """Refuse, before allocating, a data set larger than this machine's memory (no --force helps)."""
+    total = physical_memory()
+    if total and info.bytes > total:
+        from archspec.render.report import human_bytes
+
+        raise ArchspecError(
+            f"--data {info.name} at {'x'.join(map(str, shape))} ({info.count:,} samples) would take about "
+            f"{human_bytes(info.bytes)}, more than this machine's {human_bytes(total)} of memory; use a smaller --input")
+
+
 def load_data(name: str, shape: tuple[int, ...], num_classes: int | None = None) -> DataSet:
     if len(shape) != 3:
         raise ArchspecError(f"training needs image inputs (C, H, W); the spec's input is {shape}")
+    check_fits_in_memory(data_footprint(name, shape), shape)
     if name == "digits":
         return digits(shape)
     if name == "shapes":

@@ -446,8 +446,10 @@ def load_config(folder: Path) -> TrainConfig:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise ArchspecError(f"--resume {folder}: no config.json there (not a run folder)")
+    from archspec.spec.reading import read_bounded_text  # stat first, bounded: not /dev/zero or a FIFO
+
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
+        values = json.loads(read_bounded_text(path))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ArchspecError(f"--resume {folder}: cannot read {path}: {err}") from None
     known = {f.name for f in fields(TrainConfig)}

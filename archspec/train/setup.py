@@ -2,6 +2,7 @@
 data), the input shapes and the loss / metric for every task."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,37 @@ def plan(spec_path: Path, params: dict[str, Any], inputs: dict[str, tuple[int, .
     shapes = {name: tuple(ir.shapes[node]) for name, node in ir.inputs.items()}
     return Plan(spec_path, spec_path.read_text(encoding="utf-8"), loaded.document.name, params, shapes,
                 dict(analysis.outputs), task, ir, loaded, analysis)
+
+
+# --- what a run will take, before any data is loaded -----------------------------------------------------
+def model_bytes(spec_plan: Plan, batch: int, training: bool, optimizer: str | None = None) -> int:
+    """The static estimate (archspec.passes.memory, fp32) of one step at `batch`: the inference peak,
+    or the training peak (gradients, saved activations and, with an optimizer, its state), plus the inputs."""
+    from archspec.passes.memory import estimate_memory
+
+    memory = estimate_memory(spec_plan.ir, batch=batch, optimizer="adam" if optimizer == "adamw" else "sgd")
+    inputs = sum(math.prod(shape) for shape in spec_plan.shapes.values()) * batch * 4
+    if not training:
+        return memory.inference_peak + inputs
+    return memory.training_peak - (0 if optimizer else memory.optimizer_state) + inputs
+
+
+def preflight(spec_path: Path, params: dict[str, Any], inputs: dict[str, tuple[int, ...]], data: str,
+              batch_size: int, training: bool, optimizer: str | None = None):
+    """Plan a train or evaluate run without loading its data: (plan, data info, [(what, bytes)])
+    where the parts are the model at its batch and the data set at the spec's input size."""
+    from archspec.train.data import data_classes, data_footprint
+
+    spec_plan = plan(spec_path, params, inputs, num_classes=data_classes(data))
+    shape = next(iter(spec_plan.shapes.values()))
+    info = data_footprint(data, shape)
+    count = info.train_count if training else info.test_count
+    batch = max(1, min(batch_size, count)) if count else batch_size
+    size = "x".join(map(str, shape))
+    samples = f"{info.count:,} samples" if info.count is not None else "size unknown before loading"
+    parts = [(f"the model at batch {batch}", model_bytes(spec_plan, batch, training, optimizer)),
+             (f"the data set {info.name} at {size}, {samples}", info.bytes)]
+    return spec_plan, info, parts
 
 
 # --- losses ---------------------------------------------------------------------------------------------
