@@ -94,7 +94,10 @@ def report(
 
         check_output_folder(out)
     if output_format == "html" or out is not None:  # file reports (matplotlib charts, graphviz diagram)
-        from archspec.render.html import write_reports
+        from archspec.render.html import read_run, write_reports
+
+        if run is not None:
+            read_run(run)  # a bad run folder is refused before any analysis or chart
 
         files, notes = write_reports([analyse(p, sets, inputs, batch) for p in paths], len(paths) == 1 and bool(specs),
                                      output_format, out, batch, dtype, optimizer, REPORTS_FOLDER, run)
@@ -160,6 +163,9 @@ def build(
             f"building {analysis.name} would need about {human_bytes(needed)} (weights + activations at batch 1), "
             f"over the {memory_limit:g} GiB limit; use a smaller --input, raise --memory-limit, or pass --force"
         )
+    from archspec.lower.cost import check_lowering_cost
+
+    check_lowering_cost(ir)  # before torch is imported: a graph too large to lower costs nothing more
     import torch
 
     from archspec.lower.fx import lower

@@ -18,31 +18,37 @@ the shapes it meets, and so that a shape error is reported at the item that caus
 """
 from __future__ import annotations
 
-from collections import Counter
 import re
+from collections import ChainMap
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from pydantic import ValidationError
 
 from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ir.graph import IRGraph, IRNode, Shape
+from archspec.ops.common import format_shape
 from archspec.ops.registry import Op, all_ops, lookup
-from archspec.passes.shapes import output_shape
+from archspec.passes.shapes import MAX_DIMENSION, MAX_RANK, SIZE_HINT, output_shape, shape_problem
 from archspec.spec.document import LoadedSpec, check_name
 from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate
-from archspec.spec.yaml_source import SourceList, SourceMap
+from archspec.spec.yaml_source import MAX_INTEGER, SourceList, SourceMap
 
 RESERVED_KEYS = ("name", "from", "repeat", "trainable", "when")
 MAX_REPEAT = 1000
 MAX_NODES = 50_000
-MAX_INPUT_SIZE = 1_000_000  # per input dimension
+MAX_OVERRIDE = MAX_INTEGER  # a number given from outside the spec (--set, the API), as in a spec
+MAX_INPUTS = 10_000  # inputs of one op node (`from` of a concat, branches of a parallel)
+MAX_INPUT_SIZE = MAX_DIMENSION  # per input dimension, as for every inferred size
 MAX_NESTING = 64  # blocks and groups inside each other (deeper overflows Python's stack)
+# items expanded for one spec: every item (a left-out `when: false` one too) and every copy a
+# `repeat` makes count one, so nested repeats of blocks that add no node are bounded as well
+MAX_EXPANDED = 50_000
 REPEAT_INDEX = "i"  # the name bound to the repetition index inside a repeated item
 NAME_PART = re.compile(r"\{([^{}]*)\}")  # an `{expression}` inside a name
 
 
-@dataclass
+@dataclass(slots=True)
 class Binding:
     """What a name in a scope stands for."""
 
@@ -53,16 +59,16 @@ class Binding:
     children: dict[str, "Binding"] = field(default_factory=dict)  # names inside it
 
 
-@dataclass
+@dataclass(slots=True)
 class Scope:
     path: str  # module-path prefix ("" at the top)
-    env: dict[str, Any]  # parameter values visible here
+    env: Mapping[str, Any]  # parameter values visible here
     parent: "Scope | None"  # lexical parent for name lookup; None closes the scope (blocks)
     scopes: tuple[str, ...] = ()  # enclosing scope paths, for IRNode.scopes
     kinds: tuple[str, ...] = ()
     trainable: bool = True
     names: dict[str, Binding] = field(default_factory=dict)
-    counters: Counter = field(default_factory=Counter)
+    counters: dict[str, int] = field(default_factory=dict)  # auto-name counts per op or block
     pending: dict[str, Location] = field(default_factory=dict)  # names defined later in the list
     flat: "FlatNames | None" = None  # set inside `seq: {index_names: true}`
 
@@ -116,6 +122,8 @@ class _Builder:
         self.ir = IRGraph(name=spec.document.name, source=spec.path, init=spec.document.init)
         self.shapes: dict[str, Shape] = self.ir.shapes
         self.block_stack: list[str] = []
+        self.expanded = 0  # items expanded so far (MAX_EXPANDED)
+        self.repeats: list[tuple[str, int]] = []  # the repeats being expanded, outermost first
         self.spec_env: dict[str, Any] = {}
         self.constructs = {"parallel": self._parallel, "seq": self._seq, "reuse": self._reuse}
 
@@ -144,11 +152,7 @@ class _Builder:
                     inputs_raw.key_loc(name),
                     hint="the lowered module's forward takes the inputs as keyword arguments; use letters, digits and '_'",
                 )
-            shape = input_shapes.get(name) or tuple(self._integer(d, env, loc, f"input '{name}' size") for d in dims)
-            if not shape or any(s < 1 for s in shape):
-                raise SpecError(f"input '{name}' needs positive sizes, got {list(shape)}", loc)
-            if any(s > MAX_INPUT_SIZE for s in shape):
-                raise SpecError(f"input '{name}' has a size over the limit of {MAX_INPUT_SIZE:,}: {list(shape)}", loc)
+            shape = self._input_shape(name, dims, input_shapes.get(name), env, loc)
             self.ir.add(IRNode(name, "input", tuple(shape), [], name, loc))
             self.shapes[name] = tuple(shape)
             self.ir.inputs[name] = name
@@ -159,6 +163,22 @@ class _Builder:
         self.ir.verify()
         return self.ir
 
+    def _input_shape(self, name: str, dims: list, given: Shape | None, env: dict[str, Any], loc: Location) -> Shape:
+        """An input's shape (from --input, or the spec's sizes), within the limits of every shape."""
+        if len(given or dims) > MAX_RANK:
+            raise SpecError(f"input '{name}' has {len(given or dims):,} sizes, more than the limit of {MAX_RANK}", loc)
+        shape = tuple(given or (self._integer(d, env, loc, f"input '{name}' size") for d in dims))
+        if not shape or any(s < 1 for s in shape):
+            raise SpecError(f"input '{name}' needs positive sizes, got [{', '.join(map(_value_text, shape))}]", loc)
+        if any(s > MAX_INPUT_SIZE for s in shape):
+            raise SpecError(
+                f"input '{name}' has a size over the limit of {MAX_INPUT_SIZE:,}: [{', '.join(map(_value_text, shape))}]", loc
+            )
+        problem = shape_problem(shape)
+        if problem:
+            raise SpecError(f"input '{name}' {format_shape(shape)} {problem}", loc, hint=SIZE_HINT)
+        return shape
+
     def _spec_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         params_raw = self.spec.raw.get("params") or SourceMap()
         for name in overrides:
@@ -168,6 +188,8 @@ class _Builder:
                     hint=did_you_mean(name, self.doc.params)
                     or (f"parameters: {', '.join(self.doc.params)}" if self.doc.params else "the spec has no `params`"),
                 )
+        for name, value in overrides.items():
+            _check_override(name, value)
         env: dict[str, Any] = {}
         for name, default in self.doc.params.items():
             check_name(name, params_raw.key_loc(name))
@@ -213,6 +235,8 @@ class _Builder:
 
     def _item(self, item: Any, loc: Location, scope: Scope, prev: str, default_name: str | None = None) -> str:
         callee, args, args_loc = _split_item(item, loc)
+        # the node the item makes, named only if the count passes the limit here
+        self._expand(args_loc, lambda: join(scope.path, str(args.get("name") or default_name or self._next_name(scope, callee))))
         reserved = {k: args[k] for k in RESERVED_KEYS if k in args}
         if "when" in reserved and not self._condition(reserved["when"], scope, args.value_loc("when"), reserved.get("name", callee)):
             # left out: no node, no name (a reference to it is unknown); the next item takes `prev`
@@ -253,11 +277,14 @@ class _Builder:
         group = scope.child(name, "repeat")
         start = len(self.ir.order)
         current = inputs
+        self.repeats.append((group.path, times))
         for index in range(times):
-            group.env = {**scope.env, REPEAT_INDEX: index}
+            self._expand(args.value_loc("repeat"), lambda: join(group.path, str(index)))
+            group.env = ChainMap({REPEAT_INDEX: index}, scope.env)  # no copy: a spec may have many parameters
             binding = self._call(callee, body, args, args_loc, group, str(index), current)
             group.names[str(index)] = binding
             current = [binding.output]
+        self.repeats.pop()
         return Binding(current[0], group.path, self.ir.order[start:], inputs, group.names)
 
     def _unrolled(self, callee, body, args, args_loc, scope, template, inputs, count) -> str:
@@ -265,15 +292,32 @@ class _Builder:
         template for its index (`denselayer{i + 1}` -> denselayer1, denselayer2, ...)."""
         times = self._repeat_count(count, scope, args, template)
         current = inputs
+        self.repeats.append((join(scope.path, template), times))
         for index in range(times):
-            copy = replace(scope, env={**scope.env, REPEAT_INDEX: index})  # shares the name tables
+            copy = replace(scope, env=ChainMap({REPEAT_INDEX: index}, scope.env))  # shares the name tables
             name = self._name(template, copy.env, args.value_loc("name"))
+            self._expand(args.value_loc("repeat"), lambda: join(scope.path, name))
             if name in scope.names:
                 raise SpecError(f"the name '{name}' is used twice in this scope", args_loc, join(scope.path, name))
             binding = self._call(callee, body, args, args_loc, copy, name, current)
             scope.names[name] = binding
             current = [binding.output]
+        self.repeats.pop()
         return current[0]
+
+    def _expand(self, loc: Location, node: Callable[[], str]) -> None:
+        """Count one item expanded; past MAX_EXPANDED the spec is refused at the item that crosses it."""
+        self.expanded += 1
+        if self.expanded <= MAX_EXPANDED:
+            return
+        chain = " inside ".join(f"'{path}' x{times}" for path, times in reversed(self.repeats))
+        raise SpecError(
+            f"the spec expands to more than {MAX_EXPANDED:,} items (every op, block call, repeat copy "
+            "and left-out item counts, even one that adds no node)",
+            loc,
+            node(),
+            hint=(f"nested repeats multiply: {chain}; " if chain else "") + "use fewer or smaller repeats",
+        )
 
     def _repeat_count(self, count, scope: Scope, args: SourceMap, name: str) -> int:
         loc = args.value_loc("repeat")
@@ -314,6 +358,13 @@ class _Builder:
         except ValidationError as err:
             raise self._args_error(err, op, args, loc, node_id) from None
         low, high = op.arity
+        if len(inputs) > MAX_INPUTS:
+            raise SpecError(
+                f"{op.name} would take {len(inputs):,} inputs, more than the limit of {MAX_INPUTS:,}",
+                loc,
+                node_id,
+                hint="merge in stages, or name fewer inputs",
+            )
         if not (low <= len(inputs) and (high is None or len(inputs) <= high)):
             wanted = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
             raise SpecError(
@@ -372,7 +423,7 @@ class _Builder:
         where = args.value_loc(field_name) if isinstance(args, SourceMap) and field_name in args else loc
         message = first["msg"].removeprefix("Value error, ")
         value = first.get("input")
-        shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
+        shown = f" (got {_value_text(value)})" if value is not None and not isinstance(value, (dict, list)) else ""
         return SpecError(f"{op.name} argument '{field_name}': {message}{shown}", where, node_id)
 
     # --- blocks -------------------------------------------------------------------------------
@@ -382,8 +433,9 @@ class _Builder:
         if callee in self.block_stack:
             chain = " -> ".join([*self.block_stack[self.block_stack.index(callee):], callee])
             raise SpecError(f"block '{callee}' uses itself ({chain})", loc, node_id, hint="blocks cannot be recursive")
-        # a block sees the spec's parameters (not its caller's block parameters) and its own
-        env = dict(self.spec_env)
+        # a block sees the spec's parameters (not its caller's block parameters) and its own; a
+        # ChainMap, not a copy, so that a call costs the same however many parameters the spec has
+        env = ChainMap({}, self.spec_env)
         for key in body:
             if key not in block.params:
                 raise SpecError(
@@ -394,7 +446,7 @@ class _Builder:
                     or did_you_mean(key, block.params)
                     or (f"its parameters: {', '.join(block.params)}" if block.params else "it takes no parameters"),
                 )
-        params_raw = block_raw.get("params") or SourceMap()
+        params_raw = block_raw.get("params") if block.params else None
         for key, default in block.params.items():
             if key in body:
                 env[key] = self._param_value(body[key], scope.env, args.value_loc(key), key)
@@ -518,16 +570,20 @@ class _Builder:
             )
 
     # --- names and values ---------------------------------------------------------------------
+    def _next_name(self, scope: Scope, callee: str) -> str:
+        """The name `_auto_name` would give next, without taking it."""
+        return f"{callee}{scope.counters.get(callee, 0) + 1}"
+
     def _auto_name(self, scope: Scope, callee: str) -> str:
-        scope.counters[callee] += 1
-        return f"{callee}{scope.counters[callee]}"
+        count = scope.counters[callee] = scope.counters.get(callee, 0) + 1
+        return f"{callee}{count}"
 
     def _resolve(self, ref: Any, scope: Scope, loc: Location, node: str | None = None) -> Binding:
         if not isinstance(ref, (str, int)) or isinstance(ref, bool) or str(ref) == "":
             raise SpecError(f"a reference is a node name, not {ref!r}", loc, node)
         parts = str(ref).split(".")
         current: Scope | None = scope
-        visible: list[str] = []
+        passed: list[Scope] = []  # the scopes searched in vain (their names, for the hint)
         while current is not None:
             if parts[0] in current.names:
                 binding = current.names[parts[0]]
@@ -540,9 +596,10 @@ class _Builder:
                     node,
                     hint="references point to earlier nodes; reorder the layers",
                 )
-            visible.extend(current.names)
+            passed.append(current)
             current = current.parent
         else:
+            visible = [name for searched in passed for name in searched.names]
             if node is not None and parts[0] == node.rsplit(".", 1)[-1]:
                 raise SpecError(
                     f"'{parts[0]}' is this node itself; a node cannot take its own output (a cycle)",
@@ -643,6 +700,23 @@ def _split_item(item: Any, loc: Location) -> tuple[str, SourceMap, Location]:
             hint="write `- conv: {out: 64, kernel: 3, name: conv1}`: the reserved keys go inside the arguments",
         )
     raise SpecError(f"a layer is `op` or `op: {{args}}`, not {item!r}", loc)
+
+
+def _check_override(name: str, value: Any) -> None:
+    """A number given from outside the spec (--set, or the API) is at most MAX_OVERRIDE in
+    magnitude, like a number written in a spec (archspec.spec.yaml_source.MAX_INTEGER)."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, list):
+            _check_override(name, item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool) and abs(item) > MAX_OVERRIDE:
+            raise SpecError(f"--set {name}: {_value_text(item)} is larger than the limit {MAX_OVERRIDE:.0e}")
+
+
+def _value_text(value: Any) -> str:
+    """repr, except for an integer too long to show (or to convert: Python's 4,300-digit limit)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * 0.30103):,} digits"
+    return repr(value)
 
 
 def _is_template(name: Any) -> bool:

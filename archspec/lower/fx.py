@@ -24,10 +24,12 @@ import torch.nn as nn
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ir.in_place import in_place_nodes
+from archspec.lower.cost import check_lowering_cost
 from archspec.ops.registry import lookup
 
 
 def lower(ir: IRGraph) -> fx.GraphModule:
+    check_lowering_cost(ir)
     root = nn.Module()
     graph = fx.Graph()
     values: dict[str, fx.Node] = {}

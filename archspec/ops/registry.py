@@ -28,6 +28,11 @@ from archspec.spec.expressions import ExpressionError, evaluate
 
 Shape = tuple[int, ...]
 
+# every number in an op argument (a size, a count, a factor), in magnitude; and the entries of a
+# list argument (a shape). Inferred shapes have their own bounds (archspec.passes.shapes).
+MAX_ARGUMENT = 1_000_000
+MAX_LIST = 8
+
 
 class ShapeError(ValueError):
     """An op cannot accept the shapes it is given; the message says why.
@@ -53,6 +58,25 @@ class OpArgs(BaseModel):
         annotation = cls.model_fields[info.field_name].annotation
         return _evaluate_strings(value, annotation, names)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        _check_bounded(value)
+        return value
+
+
+def _check_bounded(value: Any) -> None:
+    """Every number in an argument is finite and at most MAX_ARGUMENT in magnitude."""
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            _check_bounded(item)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    elif abs(value) > MAX_ARGUMENT:
+        raise ValueError(f"is over the limit of {MAX_ARGUMENT:,} for a number in an op argument")
+
 
 def _accepts_text(annotation: Any, value: str) -> bool:
     """Whether `value` is a legal literal string of the field (then it is not an expression)."""
@@ -67,6 +91,8 @@ def _accepts_text(annotation: Any, value: str) -> bool:
 
 
 def _evaluate_strings(value: Any, annotation: Any, names: dict[str, Any]) -> Any:
+    if isinstance(value, (list, tuple)) and len(value) > MAX_LIST:
+        raise ValueError(f"a list argument has at most {MAX_LIST} entries, not {len(value):,}")
     if isinstance(value, str) and not _accepts_text(annotation, value):
         try:
             return evaluate(value, names)

@@ -10,8 +10,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from archspec.ir.graph import IRGraph, Shape
+from archspec.errors import SpecError
+from archspec.ir.graph import IRGraph, IRNode, Shape
 from archspec.ops.registry import lookup
+from archspec.passes.shapes import MAX_COUNT
 
 WEIGHTED_OPS = {"conv", "dwconv", "conv_transpose", "linear"}
 
@@ -109,10 +111,12 @@ def analyze(ir: IRGraph, batch: int = 1, dtype_bytes: int = 4) -> Analysis:
             all_ops=flops + op.extra_ops(node.args, in_shapes, out) * batch,
             activations=math.prod(out) * batch,
         )
+        _check_counts(figures, node, "")
         layers.append(
             LayerStats(node.id, node.op, node.module, node.inputs, out, figures, tensors, buffers, node.scopes, node.trainable)
         )
         totals.add(figures)
+        _check_counts(totals, node, "the network's total ")
         for depth, (path, kind) in enumerate(zip(node.scopes, node.scope_kinds), start=1):
             block = blocks.setdefault(path, BlockStats(path, kind, depth, out))
             block.figures.add(figures)
@@ -128,6 +132,25 @@ def analyze(ir: IRGraph, batch: int = 1, dtype_bytes: int = 4) -> Analysis:
         blocks=list(blocks.values()),
         totals=totals,
     )
+
+
+COUNT_NAMES = {
+    "params": "parameters", "trainable": "trainable parameters", "buffers": "buffer elements", "macs": "MACs",
+    "flops": "FLOPs", "all_ops": "operations (all ops)", "activations": "activation elements",
+}
+
+
+def _check_counts(figures: Figures, node: IRNode, whose: str) -> None:
+    """Every count of a node, and every running total, is at most MAX_COUNT."""
+    for what, value in vars(figures).items():
+        if value > MAX_COUNT:
+            raise SpecError(
+                f"{whose}{COUNT_NAMES[what]} ({value:,}) would be over the limit of {MAX_COUNT:.0e}"
+                + (" from this node on" if whose else ""),
+                node.loc,
+                node.id,
+                hint="no network comes near this; check its sizes (and --batch)",
+            )
 
 
 def figures_dict(figures: Figures, dtype_bytes: int) -> dict:

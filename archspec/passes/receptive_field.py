@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ops.field import Ranges, window_ranges, whole_ranges
 from archspec.ops.registry import lookup
 
 Probes = list[Ranges]  # the ranges asked of a node, one per probed output position
 WHOLE = "whole"  # a vector output: every position of the spatial map before it
+# steps (nodes looked at) for the fields asked for at once: all nodes of a graph of n nodes take
+# about n^2 / 2, so up to about 1,400 nodes (DenseNet-169, the largest library spec: 177,000)
+MAX_FIELD_WORK = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -33,19 +37,29 @@ class ReceptiveField:
 
 
 def receptive_fields(ir: IRGraph, nodes: list[str] | None = None) -> dict[str, ReceptiveField | None]:
-    """The field of each node (or of `nodes`); None for nodes that do not depend on the first input."""
+    """The field of each node (or of `nodes`); None for nodes that do not depend on the first input.
+
+    Each node's field is a walk back over the nodes before it, so all of them cost about n^2 / 2
+    steps: more than MAX_FIELD_WORK is refused (an ArchspecError) before any is walked."""
     source = next(iter(ir.inputs.values()))
     targets = nodes or [n.id for n in ir.nodes() if n.op != "input"]
-    return {target: _field(ir, target, source) for target in targets}
+    position = {node_id: index for index, node_id in enumerate(ir.order)}
+    work = sum(position[target] + 1 for target in targets)
+    if work > MAX_FIELD_WORK:
+        raise SpecError(
+            f"the receptive fields of {len(targets):,} nodes would take {work:,} steps, more than the limit of {MAX_FIELD_WORK:,}",
+            hint="archspec computes them for graphs of up to about 1,400 nodes; leave out --receptive-field",
+        )
+    return {target: _field(ir, target, source, position) for target in targets}
 
 
-def _field(ir: IRGraph, target: str, source: str) -> ReceptiveField | None:
+def _field(ir: IRGraph, target: str, source: str, position: dict[str, int]) -> ReceptiveField | None:
     shape = ir.shapes[target]
     if len(shape) == 3:
         probes = [tuple((p, p) for p in positions) for positions in _probe_positions(shape)]
     else:
         probes = WHOLE
-    found = _walk_back(ir, target, source, probes)
+    found = _walk_back(ir, target, source, probes, position)
     if found is None:
         return None
     if probes == WHOLE or len(found) == 1:  # a vector on the way (e.g. fc then reshape): the whole map
@@ -65,9 +79,8 @@ def _probe_positions(shape) -> list[tuple[int, int]]:
     return [(0, 0), (height // 2, width // 2), (height - 1, width - 1)]
 
 
-def _walk_back(ir: IRGraph, target: str, source: str, probes) -> Probes | None:
+def _walk_back(ir: IRGraph, target: str, source: str, probes, position: dict[str, int]) -> Probes | None:
     demand: dict[str, object] = {target: probes}
-    position = {node_id: index for index, node_id in enumerate(ir.order)}
     for node_id in reversed(ir.order[: position[target] + 1]):
         asked = demand.pop(node_id, None)
         if asked is None:
