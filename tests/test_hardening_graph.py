@@ -30,13 +30,13 @@ from archspec.ops.registry import MAX_ARGUMENT, MAX_LIST
 from archspec.passes.counts import analyze
 from archspec.passes.receptive_field import MAX_FIELD_WORK, receptive_fields
 from archspec.passes.shapes import MAX_COUNT, MAX_DIMENSION, MAX_RANK
-from archspec.render import diagram as diagram_module
-from archspec.render.diagram import (
+from archspec.render import layout as layout_module
+from archspec.render.diagram import diagram_source
+from archspec.render.layout import (
     MAX_DRAWING_COST,
     MAX_DRAWN,
     MAX_FOLDED,
     classify_edges,
-    diagram_source,
     drawing_cost,
     fitted_layout,
     layout,
@@ -487,7 +487,7 @@ def test_classification_work_is_bounded_for_many_far_reaching_merges(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"name: far\ninputs: {{x: [3, 8, 8]}}\nlayers:\n  - relu: {{name: a0}}\n{layers}")
     ir = archspec.compile_spec(spec)
-    assert (count * count) // 2 > diagram_module.MAX_CLASSIFY_WORK
+    assert (count * count) // 2 > layout_module.MAX_CLASSIFY_WORK
     start = time.perf_counter()
     kinds = classify_edges(ir)
     assert time.perf_counter() - start < 5

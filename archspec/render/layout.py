@@ -1,0 +1,422 @@
+"""The drawn graph, before any DOT: which units are drawn (ops, folded blocks, runs of ops), the
+edges between them and what kind each is (data, size reference, shortcut, bridge), folding a
+graph until graphviz can draw it in about a second, the U of an encoder-decoder, and columns.
+`archspec.render.diagram` turns a `Layout` into DOT text."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from archspec.ir.graph import IRGraph, IRNode
+from archspec.ops.common import format_shape
+
+MAX_COLUMNS = 8
+EDGE_RANK = {"data": 0, "size": 1, "shortcut": 2, "bridge": 3}
+SIZE_INPUT_OPS = {"upsample", "crop", "pad"}  # a second input only gives the target size
+MERGE_OPS = {"add", "mul", "concat"}
+# units in one drawing; graphviz takes seconds at a few hundred (the largest library spec, at
+# every op, has 596) and minutes at a few thousand: a larger drawing is folded (fitted_layout)
+MAX_DRAWN = 600
+# a graph folded into runs (no block level fits) is drawn with at most this many boxes: a chain of
+# 600 run boxes still takes dot 0.8 s, and boxes of `relu x26` read no worse than `relu x9`
+MAX_FOLDED = 200
+# and at most this `drawing_cost`: the largest library spec at every op costs 2,072; a chain
+# whose every node also feeds one concat costs 33,514 at 49 units and takes dot 1 s, 149,229 at
+# 79 units and takes 22 s
+MAX_DRAWING_COST = 20_000
+# edge classification (shortcuts, bridges) walks at most this many nodes and edges for one graph;
+# past it the remaining merges are drawn with plain edges (only a graph of thousands of merges
+# that each reach far back gets there)
+MAX_CLASSIFY_WORK = 500_000
+
+@dataclass
+class Unit:
+    """One drawn node: an op, a collapsed block, a graph input or a named output, or a folded
+    run of consecutive ones (`members`: kind "run" for ops and blocks)."""
+
+    id: str
+    kind: str  # "op", "block", "run", "input", "output"
+    clusters: tuple[str, ...]  # enclosing scope paths drawn as clusters, outermost first
+    nodes: list[str] = field(default_factory=list)  # IR nodes it stands for
+    block: str | None = None  # the block path of a collapsed block
+    block_kind: str | None = None
+    members: list[str] = field(default_factory=list)  # the units a folded run stands for
+
+
+@dataclass
+class Edge:
+    tail: str
+    head: str
+    kind: str  # data, shortcut, bridge, size
+    shapes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Layout:
+    units: dict[str, Unit]
+    edges: list[Edge]
+    bridges: list[Edge]
+    decoder: set[str]  # units drawn upwards (the decoder arm of a U)
+    turn: str | None  # the bottom of the U
+
+
+def _area(shape: tuple[int, ...]) -> int:
+    return shape[-1] * shape[-2] if len(shape) == 3 else 0
+
+
+@dataclass
+class _Links:
+    """The IR's edges, each producer -> consumer pair once (a concat may name one input many times)."""
+
+    position: dict[str, int]
+    inputs: dict[str, list[str]]  # distinct producers, in order
+    successors: dict[str, dict[str, int]]  # consumer -> how many of its inputs the producer is
+
+    @classmethod
+    def of(cls, ir: IRGraph) -> "_Links":
+        position = {node_id: i for i, node_id in enumerate(ir.order)}
+        inputs = {node.id: list(dict.fromkeys(node.inputs)) for node in ir.nodes()}
+        successors: dict[str, dict[str, int]] = {node_id: {} for node_id in ir.order}
+        for node in ir.nodes():
+            for producer in node.inputs:
+                consumers = successors[producer]
+                consumers[node.id] = consumers.get(node.id, 0) + 1
+        return cls(position, inputs, successors)
+
+
+def classify_edges(ir: IRGraph) -> dict[tuple[str, str, int], str]:
+    """(producer, consumer, input index) -> data | shortcut | bridge | size, for every IR edge.
+
+    A merge input is a shortcut when another path leads from it to the merge; a bridge when that
+    path is a single one that works at a lower resolution (U-Net). Linear in the edges for one
+    merge; at most MAX_CLASSIFY_WORK steps for the whole graph, after which merges are drawn plain."""
+    links = _Links.of(ir)
+    budget = [MAX_CLASSIFY_WORK]
+    kinds: dict[tuple[str, str, int], str] = {}
+    for node in ir.nodes():
+        in_projection = "projection" in node.scope_kinds
+        around: dict[str, tuple[int, int]] | None = None
+        for index, producer in enumerate(node.inputs):
+            kind = "data"
+            if node.op in SIZE_INPUT_OPS and index >= 1:
+                kind = "size"
+            elif in_projection or "projection" in ir.node(producer).scope_kinds:
+                kind = "shortcut"
+            elif node.op in MERGE_OPS and len(node.inputs) > 1:
+                if around is None:
+                    around = _other_paths(ir, links, node.id, budget)
+                if producer in around:
+                    kind = "shortcut"
+                    # a bridge: one path leaves the producer, works at a lower resolution and comes
+                    # back (U-Net); several paths fanning out are parallel branches (PSPNet's pyramid)
+                    paths, lowest = around[producer]
+                    if node.op == "concat" and paths == 1 and lowest < _area(ir.shapes[producer]):
+                        kind = "bridge"
+            kinds[(producer, node.id, index)] = kind
+    return kinds
+
+
+def _other_paths(ir: IRGraph, links: _Links, end: str, budget: list[int]) -> dict[str, tuple[int, int]]:
+    """For each input of `end` with a path to `end` other than the direct edge: how many of its
+    outgoing edges start such paths, and the smallest spatial area on them.
+
+    The nodes on those paths from input p are p's descendants among `end`'s ancestors, so one
+    walk back from `end` (down to its earliest input) and one pass over it in reverse order
+    answer for every input at once. `budget` counts the steps left for the whole graph."""
+    position, inputs = links.position, links.inputs[end]
+    low = min(position[p] for p in inputs)
+    region: set[str] = set()
+    queue = [p for p in inputs if position[p] > low]
+    while queue:
+        current = queue.pop()
+        if current in region:
+            continue
+        region.add(current)
+        budget[0] -= 1 + len(links.inputs[current]) + len(links.successors[current])
+        if budget[0] < 0:
+            return {}
+        queue.extend(p for p in links.inputs[current] if position[p] > low and p not in region)
+    lowest: dict[str, int] = {}  # the smallest area from a node on, within the region
+    for current in sorted(region, key=position.__getitem__, reverse=True):
+        later = [lowest[s] for s in links.successors[current] if s in lowest]
+        lowest[current] = min([_area(ir.shapes[current]), *later])
+    found = {}
+    for producer in inputs:
+        consumers = links.successors[producer]
+        budget[0] -= min(len(consumers), len(region))
+        if budget[0] < 0:
+            return found
+        if len(consumers) > len(region):  # a node that feeds many: look from the region's side
+            on_paths = [s for s in region if s in consumers]
+        else:
+            on_paths = [s for s in consumers if s in region]
+        if on_paths:
+            found[producer] = (sum(consumers[s] for s in on_paths), min(lowest[s] for s in on_paths))
+    return found
+
+
+def layout(ir: IRGraph, depth: int | None = None, run: int = 1, kinds: dict | None = None) -> Layout:
+    """The drawn units and edges: every op, or every block at nesting `depth` as one unit; with
+    `run` > 1, up to `run` consecutive units of one cluster folded into one (`fitted_layout`).
+    `kinds`: the edge kinds from `classify_edges`, when already known."""
+    units, unit_of = _units(ir, depth)
+    outputs: dict[str, str] = {}  # output unit -> the node it shows
+    for name, node_id in ir.outputs.items():
+        out = Unit("[output] " + name, "output", ())
+        units[out.id] = out
+        outputs[out.id] = node_id
+    renamed = {unit_id: unit_id for unit_id in units}
+    if run > 1:
+        units, renamed = _fold_runs(units, run)
+        unit_of = {node_id: renamed[unit_id] for node_id, unit_id in unit_of.items()}
+    edges: dict[tuple[str, str], Edge] = {}
+    shape_text: dict[str, str] = {}
+    for (producer, consumer, _), kind in (classify_edges(ir) if kinds is None else kinds).items():
+        tail, head = unit_of[producer], unit_of[consumer]
+        if tail == head:
+            continue
+        edge = edges.setdefault((tail, head), Edge(tail, head, kind))
+        # between collapsed blocks, one plain tensor makes a plain edge (a block's input also
+        # feeding its residual is still the main path); otherwise the strongest kind shows
+        if edge.kind != "data" and (kind == "data" or EDGE_RANK[kind] > EDGE_RANK[edge.kind]):
+            edge.kind = kind
+        shape = shape_text.get(producer) or shape_text.setdefault(producer, format_shape(ir.shapes[producer]))
+        if shape not in edge.shapes:
+            edge.shapes.append(shape)
+    for out_id, node_id in outputs.items():
+        tail, head = unit_of[node_id], renamed[out_id]
+        edge = edges.setdefault((tail, head), Edge(tail, head, "data"))
+        if format_shape(ir.shapes[node_id]) not in edge.shapes:
+            edge.shapes.append(format_shape(ir.shapes[node_id]))
+    edge_list = list(edges.values())
+    bridges = [e for e in edge_list if e.kind == "bridge"]
+    decoder, turn = _u_shape(ir, units, edge_list, bridges)
+    return Layout(units, edge_list, bridges, decoder, turn)
+
+
+def _units(ir: IRGraph, depth: int | None) -> tuple[dict[str, Unit], dict[str, str]]:
+    """The units of the inputs and ops (blocks at `depth` folded), and the unit of each node."""
+    units: dict[str, Unit] = {}
+    unit_of: dict[str, str] = {}
+    for node in ir.nodes():
+        unit_id = _unit_id(node, depth)
+        unit = units.get(unit_id)
+        if unit is None:
+            if node.op == "input":
+                unit = Unit(node.id, "input", ())
+            elif unit_id != node.id:
+                path = node.scopes[depth - 1]
+                unit = Unit(unit_id, "block", node.scopes[: depth - 1], block=path, block_kind=node.scope_kinds[depth - 1])
+            else:
+                unit = Unit(node.id, "op", node.scopes)
+            units[unit_id] = unit
+        unit.nodes.append(node.id)
+        unit_of[node.id] = unit_id
+    return units, unit_of
+
+
+def _unit_id(node: IRNode, depth: int | None) -> str:
+    if node.op != "input" and depth and len(node.scopes) >= depth:
+        return "[block] " + node.scopes[depth - 1]
+    return node.id
+
+
+FOLDED_TOGETHER = {"op": "run", "block": "run", "input": "input", "output": "output"}
+
+
+def _fold_runs(units: dict[str, Unit], size: int) -> tuple[dict[str, Unit], dict[str, str]]:
+    """Consecutive units of one cluster and kind (ops and blocks fold together), `size` at a
+    time, become one unit; a group of one stays as it was. Returns the units and old id -> new id."""
+    groups: list[list[Unit]] = []
+    for unit in units.values():
+        last = groups[-1] if groups else None
+        if (last is None or len(last) == size or last[0].clusters != unit.clusters
+                or FOLDED_TOGETHER[last[0].kind] != FOLDED_TOGETHER[unit.kind]):
+            groups.append([unit])
+        else:
+            last.append(unit)
+    folded: dict[str, Unit] = {}
+    renamed: dict[str, str] = {}
+    for group in groups:
+        first = group[0]
+        unit = first if len(group) == 1 else Unit(
+            "[run] " + first.id, FOLDED_TOGETHER[first.kind], first.clusters,
+            nodes=[n for member in group for n in member.nodes], members=[member.id for member in group],
+        )
+        folded[unit.id] = unit
+        renamed.update((member.id, unit.id) for member in group)
+    return folded, renamed
+
+
+def fitted_layout(ir: IRGraph, depth: int | None = None, kinds: dict | None = None) -> Layout:
+    """`layout` at `depth`, folded until graphviz can draw it in about a second (at most
+    MAX_DRAWN units and MAX_DRAWING_COST, see `drawing_cost`): at the deepest block level that
+    fits, else at level 1 with runs of consecutive units folded into one (`12 ops`, `relu x10`),
+    at most MAX_FOLDED of them."""
+    kinds = classify_edges(ir) if kinds is None else kinds
+
+    def boxes(at: int | None) -> int:
+        return len({_unit_id(node, at) for node in ir.nodes()}) + len(ir.outputs)
+
+    fits = auto_depth(ir, MAX_DRAWN) or 1
+    for at in dict.fromkeys([depth, fits, 1]):  # the asked depth, then shallower ones
+        if (depth is None or at is None or at <= depth) and boxes(at) <= MAX_DRAWN:
+            plan = layout(ir, at, kinds=kinds)
+            if drawing_cost(plan) <= MAX_DRAWING_COST:
+                return plan
+    # level 1 puts every unit in no cluster: inputs, then ops and blocks, then outputs, so the
+    # runs number at most boxes / size + 3; longer runs until the drawing is cheap enough
+    size = max(2, -(-boxes(1) // (MAX_FOLDED - 3)))
+    while True:
+        plan = layout(ir, 1, run=size, kinds=kinds)
+        if drawing_cost(plan) <= MAX_DRAWING_COST or len(plan.units) <= 3:
+            return plan
+        size *= 2
+
+
+def drawing_cost(plan: Layout) -> int:
+    """What graphviz's time grows with: the sum over ranks of the squared width of each rank,
+    counting the units on it and the edges passing through it (dot's ordering works rank by
+    rank, with a virtual node for each edge at each rank it crosses)."""
+    order = {u: i for i, u in enumerate(plan.units)}
+    predecessors: dict[str, list[str]] = {u: [] for u in plan.units}
+    for edge in plan.edges:
+        if edge.kind != "size" and order[edge.tail] < order[edge.head]:
+            predecessors[edge.head].append(edge.tail)
+    rank: dict[str, int] = {}
+    for u in plan.units:
+        rank[u] = max((rank[p] + 1 for p in predecessors[u]), default=0)
+    ranks = max(rank.values(), default=0) + 1
+    width = [0] * ranks
+    for u in plan.units:
+        width[rank[u]] += 1
+    passing = [0] * (ranks + 1)  # edges entering minus edges leaving each rank
+    for edge in plan.edges:
+        low, high = sorted((rank[edge.tail], rank[edge.head]))
+        if high - low > 1:
+            passing[low + 1] += 1
+            passing[high] -= 1
+    total, crossing = 0, 0
+    for r in range(ranks):
+        crossing += passing[r]
+        total += (width[r] + crossing) ** 2
+    return total
+
+
+def _u_shape(ir: IRGraph, units: dict[str, Unit], edges: list[Edge], bridges: list[Edge]) -> tuple[set[str], str | None]:
+    """The decoder arm and the turning point of an encoder-decoder, from its bridges.
+
+    The turning point is the lowest-resolution unit that every bridge goes around; the decoder
+    is what follows it. Without bridges (or without a common inside) there is no U."""
+    if not bridges:
+        return set(), None
+    order = {unit_id: i for i, unit_id in enumerate(units)}
+    successors: dict[str, list[str]] = {u: [] for u in units}
+    predecessors: dict[str, list[str]] = {u: [] for u in units}
+    for edge in edges:
+        successors[edge.tail].append(edge.head)
+        predecessors[edge.head].append(edge.tail)
+
+    def reach(start: str, step, keep) -> set[str]:
+        seen: set[str] = set()
+        queue = deque(step[start])
+        while queue:
+            current = queue.popleft()
+            if current not in seen and keep(current):
+                seen.add(current)
+                queue.extend(step[current])
+        return seen
+
+    inside: set[str] | None = None
+    for bridge in bridges:
+        lo, hi = order[bridge.tail], order[bridge.head]
+        between = reach(bridge.tail, successors, lambda u: lo < order[u] < hi) & reach(
+            bridge.head, predecessors, lambda u: lo < order[u] < hi
+        )
+        inside = between if inside is None else inside & between
+    if not inside:
+        return set(), None
+
+    def area(unit_id: str) -> int:
+        return min((_area(ir.shapes[n]) for n in units[unit_id].nodes), default=0)
+
+    turn = min(inside, key=lambda u: (area(u), -order[u]))
+    decoder = reach(turn, successors, lambda u: True)
+    return decoder, turn
+
+
+def columns(plan: Layout, wrap: int | None) -> dict[str, int]:
+    """The column of each unit: a drawing longer than `wrap` ranks is cut into side-by-side
+    columns of similar length (rows with LR), at the places that break the fewest blocks.
+
+    Without this a full-depth ResNet-152 is one 500-node line, too tall for a bitmap. An
+    encoder-decoder keeps its U (no columns)."""
+    units = list(plan.units)
+    if not wrap or plan.turn is not None:
+        return dict.fromkeys(units, 0)
+    order = {u: i for i, u in enumerate(units)}
+    predecessors: dict[str, list[str]] = {u: [] for u in units}
+    for edge in plan.edges:
+        if edge.kind != "size" and order[edge.tail] < order[edge.head]:
+            predecessors[edge.head].append(edge.tail)
+    rank: dict[str, int] = {}
+    for u in units:
+        rank[u] = max((rank[p] + 1 for p in predecessors[u]), default=0)
+    total = max(rank.values(), default=0) + 1
+    if total <= wrap:
+        return dict.fromkeys(units, 0)
+    count = min(-(-total // wrap), MAX_COLUMNS)
+    height = total / count
+    inner = [u for u in units if plan.units[u].kind in ("op", "block", "run")]
+    spans: dict[str, list[int]] = {}
+    for u in inner:
+        for path in plan.units[u].clusters:
+            span = spans.setdefault(path, [order[u], order[u]])
+            span[1] = order[u]
+    cuts: list[int] = []
+    for k in range(1, count):
+        target = k * height
+        candidates = [u for u in inner if abs(rank[u] - target) <= height * 0.25 and (not cuts or order[u] > cuts[-1])]
+        if not candidates:
+            continue
+
+        def broken(u: str) -> int:
+            at = order[u]
+            return sum(1 for first, last in spans.values() if first < at <= last)
+
+        # a block cut in two costs as much as a column a quarter longer or shorter than the others
+        best = min(candidates, key=lambda u: broken(u) + 4 * abs(rank[u] - target) / height)
+        cuts.append(order[best])
+    column = {}
+    for u in units:
+        column[u] = sum(1 for cut in cuts if order[u] >= cut)
+    consumers: dict[str, list[str]] = {}
+    for edge in plan.edges:  # an output sits by its producer, an input by its first consumer
+        consumers.setdefault(edge.tail, []).append(edge.head)
+        if plan.units[edge.head].kind == "output":
+            column[edge.head] = column[edge.tail]
+    for u in units:
+        if plan.units[u].kind == "input":
+            column[u] = min((column[c] for c in consumers.get(u, [])), default=0)
+    return column
+
+
+def auto_depth(ir: IRGraph, limit: int = 120) -> int | None:
+    """The depth a report draws at: every op (None) when there are at most `limit`, else the
+    deepest block level whose drawing has at most `limit` nodes (1 at the least)."""
+    ops = [node for node in ir.nodes() if node.op != "input"]
+    if len(ops) <= limit:
+        return None
+    deepest = max((len(node.scopes) for node in ops), default=0)
+    paths: list[set[str]] = [set() for _ in range(deepest)]  # the blocks at each level
+    shallow = [0] * (deepest + 2)  # shallow[d]: ops nested fewer than d levels deep
+    for node in ops:
+        for level, path in enumerate(node.scopes):
+            paths[level].add(path)
+        shallow[len(node.scopes) + 1] += 1
+    for depth in range(1, deepest + 2):
+        shallow[depth] += shallow[depth - 1]
+    for depth in range(deepest, 0, -1):
+        if len(paths[depth - 1]) + shallow[depth] <= limit:
+            return depth
+    return 1
