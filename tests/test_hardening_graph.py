@@ -125,7 +125,7 @@ def crossing(per_e0_call: int) -> tuple[int, int, int]:
 def test_nested_repeats_of_empty_blocks_are_refused_at_once(tmp_path, text, per_call):
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
-    err = refused(spec, seconds=5.0)  # the bound's real target (< 1 s) is measured in the benchmark
+    err = refused(spec, seconds=10.0)  # the bound's real target (< 1 s) is measured in the benchmark
     e1_copy, e0_copy, step = crossing(per_call)
     assert step == 0  # both cross at an e0 copy, counted at the `repeat` that makes it
     located(err, spec, position(text, "e1: {layers: [{e0: {repeat: 1000", "1000"), f"e31.0.e21.0.e11.{e1_copy}.e01.{e0_copy}")
@@ -355,7 +355,7 @@ def test_a_flat_spec_of_5000_ops_is_folded_into_runs(tmp_path):
     ir = archspec.compile_spec(flat_spec(tmp_path, 5000))
     start = time.perf_counter()
     dot = diagram_source(ir)
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 10
     # 1 input + 5000 ops + 1 output at level 1: runs of ceil(5002 / (MAX_FOLDED - 3)) ops
     size = math.ceil(5002 / (MAX_FOLDED - 3))
     runs = math.ceil(5000 / size)
@@ -423,7 +423,7 @@ def test_a_chain_that_all_feeds_one_concat_is_folded_until_cheap(tmp_path):
     assert len(layout(ir, kinds={}).units) > MAX_DRAWN
     start = time.perf_counter()
     kinds = classify_edges(ir)
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 10
     into_concat = [kind for (producer, consumer, _), kind in kinds.items() if consumer == "concat1"]
     assert into_concat == ["shortcut"] * (count - 1) + ["data"]
     start = time.perf_counter()
@@ -471,7 +471,7 @@ def test_a_concat_at_the_input_limit_is_classified_and_drawn_fast(tmp_path):
     start = time.perf_counter()
     kinds = classify_edges(ir)
     dot = diagram_source(ir)
-    assert time.perf_counter() - start < 5  # 40,000 references took 43.5 s
+    assert time.perf_counter() - start < 10  # 40,000 references took 43.5 s
     a_refs, b_refs = len(range(0, count, 3)), len(range(1, count, 3))
     assert list(kinds.values()).count("shortcut") == a_refs + b_refs  # every a and b, no c
     assert sorted(dot_edges(dot)) == sorted([
@@ -490,7 +490,7 @@ def test_classification_work_is_bounded_for_many_far_reaching_merges(tmp_path):
     assert (count * count) // 2 > layout_module.MAX_CLASSIFY_WORK
     start = time.perf_counter()
     kinds = classify_edges(ir)
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 10
     assert kinds[("x", "a1", 1)] == "shortcut"  # x -> a0 -> a1: found while the budget lasts
     assert kinds[("x", f"a{count - 1}", 1)] == "data"  # past it: drawn plain
 

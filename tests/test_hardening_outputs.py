@@ -107,7 +107,7 @@ def test_malformed_build_metadata_is_a_clean_error(tmp_path, lenet_state, no_dat
     path = checkpoint(tmp_path / "crafted.safetensors", lenet_state, build)
     result, seconds, _ = quick(lambda: invoke("evaluate", LENET, "--weights", str(path), "--data", "digits"))
     refused(result, f"checkpoint {path}: metadata 'build'", message)
-    assert seconds < 5
+    assert seconds < 10
 
 
 def test_metadata_values_are_named_as_the_checkpoints(tmp_path, lenet_state, no_data_loaded):
@@ -146,7 +146,7 @@ def test_over_the_memory_limit_is_refused_before_any_data(tmp_path, no_data_load
     result, seconds, grown = quick(lambda: invoke(command, path, *extra, *rest))
     refused(result, "would need about", "GiB), over the 8 GiB limit", f"the data set {rest[1]} at 3x",
             "hint: use a smaller --input or batch, raise --memory-limit, or pass --force")
-    assert seconds < 5 and grown < 200 * 2**20, (seconds, grown)
+    assert seconds < 10 and grown < 200 * 2**20, (seconds, grown)
     assert not (tmp_path / "run").exists()
 
 
@@ -381,7 +381,7 @@ def test_bench_batch_is_bounded_and_estimated(monkeypatch):
             "--batch 1,000,000,000,000: bench takes batches of at most 1,000,000")
     result, seconds, grown = quick(lambda: invoke("bench", LENET, "--batch", "1000000"))
     refused(result, "benchmarking lenet5 at batch 1,000,000 would need about", "over the 8 GiB limit", "hint: ")
-    assert seconds < 5 and grown < 200 * 2**20
+    assert seconds < 10 and grown < 200 * 2**20
 
 
 def full_disk(*args, **kwargs):
