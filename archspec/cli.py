@@ -13,16 +13,19 @@ from typing import List, Optional
 import typer
 
 from archspec.commands.common import (
-    DEFAULT_MEMORY_LIMIT_GIB,
     REPORTS_FOLDER,
     BatchOption,
+    ForceOption,
     InputOption,
+    MemoryLimitOption,
     SetOption,
     analyse,
+    check_memory_limit,
     handles_errors,
     input_shapes,
     library_specs,
     parse_sets,
+    refuse_over_limit,
     spec_meta,
 )
 from archspec.errors import ArchspecError
@@ -143,13 +146,11 @@ def build(
     inputs: Optional[List[str]] = InputOption,
     out: Optional[Path] = typer.Option(None, "--out", help="Artifact folder (default reports/<name>)."),
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks deeper than N in the table."),
-    force: bool = typer.Option(False, "--force", help="Build even above the memory limit."),
-    memory_limit: float = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit", help="GiB the check pass may use."),
+    force: bool = ForceOption,
+    memory_limit: float = MemoryLimitOption,
 ) -> None:
     """Validate, analyse and lower to torch; check one forward pass against the analysis; write artifacts."""
-    from archspec.commands.train import check_memory_limit
     from archspec.render.files import check_output_folder, safe_folder
-    from archspec.render.report import human_bytes
     from archspec.render.terminal import console, layer_table, totals_table
 
     check_memory_limit(memory_limit)
@@ -157,12 +158,10 @@ def build(
         check_output_folder(out)
     loaded, ir, analysis = analyse(spec, sets, inputs)
     folder = out or check_output_folder(safe_folder(REPORTS_FOLDER, analysis.name), "the output folder")
-    needed = (analysis.totals.params + analysis.totals.buffers + analysis.totals.activations) * analysis.dtype_bytes
-    if needed > memory_limit * (1 << 30) and not force:
-        raise ArchspecError(
-            f"building {analysis.name} would need about {human_bytes(needed)} (weights + activations at batch 1), "
-            f"over the {memory_limit:g} GiB limit; use a smaller --input, raise --memory-limit, or pass --force"
-        )
+    totals, size = analysis.totals, analysis.dtype_bytes
+    refuse_over_limit(f"building {analysis.name}", [("weights and buffers", (totals.params + totals.buffers) * size),
+                                                    ("activations at batch 1", totals.activations * size)],
+                      memory_limit, force)
     from archspec.lower.cost import check_lowering_cost
 
     check_lowering_cost(ir)  # before torch is imported: a graph too large to lower costs nothing more

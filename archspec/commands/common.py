@@ -3,6 +3,7 @@ loading + analysing a spec. Commands live in archspec/cli.py and archspec/comman
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,30 @@ DEFAULT_MEMORY_LIMIT_GIB = 8.0
 SetOption = typer.Option(None, "--set", help="Override a spec parameter: --set num_classes=10 (repeatable).")
 InputOption = typer.Option(None, "--input", help="Input shape CxHxW, or NAME=CxHxW for a named input (repeatable).")
 BatchOption = typer.Option(1, "--batch", min=1, help="Batch size the counts are for.")
+
+MemoryLimitOption = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit",
+                                 help="GiB the static estimate (model, batch and data set) may reach.")
+ForceOption = typer.Option(False, "--force", help="Run even above the memory limit.")
+MEMORY_HINT = "use a smaller --input or batch, raise --memory-limit, or pass --force"
+
+
+def check_memory_limit(value: float) -> float:
+    """--memory-limit is a positive, finite number of GiB (nan would pass every comparison)."""
+    if not math.isfinite(value) or value <= 0:
+        raise ArchspecError(f"--memory-limit must be a positive number of GiB, not {value:g}")
+    return value
+
+
+def refuse_over_limit(what: str, parts: list[tuple[str, int]], limit: float, force: bool) -> None:
+    """The static memory check of build, applied to train, evaluate and bench before any big allocation."""
+    needed = sum(size for _, size in parts)
+    if force or needed <= limit * (1 << 30):
+        return
+    from archspec.render.report import human_bytes
+
+    detail = "; ".join(f"{label}: {human_bytes(size)}" for label, size in parts if size)
+    raise SpecError(f"{what} would need about {human_bytes(needed)} ({detail}), over the {limit:g} GiB limit",
+                    hint=MEMORY_HINT)
 
 
 def handles_errors(command: Callable) -> Callable:

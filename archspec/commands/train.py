@@ -2,7 +2,6 @@
 that import torch, and only inside the functions)."""
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -11,34 +10,11 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import (DEFAULT_MEMORY_LIMIT_GIB, InputOption, SetOption, handles_errors, parse_inputs,
-                                      parse_sets)
-from archspec.errors import ArchspecError, SpecError
+from archspec.commands.common import (ForceOption, InputOption, MemoryLimitOption, SetOption, check_memory_limit,
+                                      handles_errors, parse_inputs, parse_sets, refuse_over_limit)
+from archspec.errors import ArchspecError
 
 MAX_BENCH_BATCH = 1_000_000
-MemoryLimitOption = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit",
-                                 help="GiB the static estimate (model, batch and data set) may reach.")
-ForceOption = typer.Option(False, "--force", help="Run even above the memory limit.")
-MEMORY_HINT = "use a smaller --input or batch, raise --memory-limit, or pass --force"
-
-
-def check_memory_limit(value: float) -> float:
-    """--memory-limit is a positive, finite number of GiB (nan would pass every comparison)."""
-    if not math.isfinite(value) or value <= 0:
-        raise ArchspecError(f"--memory-limit must be a positive number of GiB, not {value:g}")
-    return value
-
-
-def refuse_over_limit(what: str, parts: list[tuple[str, int]], limit: float, force: bool) -> None:
-    """The static memory check of build, applied to train, evaluate and bench before any big allocation."""
-    needed = sum(size for _, size in parts)
-    if force or needed <= limit * (1 << 30):
-        return
-    from archspec.render.report import human_bytes
-
-    detail = "; ".join(f"{label}: {human_bytes(size)}" for label, size in parts if size)
-    raise SpecError(f"{what} would need about {human_bytes(needed)} ({detail}), over the {limit:g} GiB limit",
-                    hint=MEMORY_HINT)
 
 
 def _weights_option(items: Optional[List[str]]) -> dict[str, float]:
