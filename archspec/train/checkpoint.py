@@ -18,6 +18,9 @@ from typing import Any
 import torch
 
 from archspec.errors import ArchspecError
+from archspec.ir.build import MAX_INPUT_SIZE  # the same limits as a spec's inputs and integers
+from archspec.passes.shapes import MAX_RANK
+from archspec.spec.yaml_source import MAX_INTEGER
 from archspec.render.files import write_atomic
 
 WEIGHTS = "checkpoint.safetensors"
@@ -147,10 +150,8 @@ def _dense_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, to
 
 # --- the build metadata: drives evaluate, so it is checked like a spec ------------------------------------
 BUILD_KEYS = ("spec", "params", "inputs", "task")
-MAX_INPUT_SIZE = 1_000_000  # the README's input limit, per dimension
 MAX_PARAM_VALUES = 10_000
 MAX_PARAM_DEPTH = 16
-MAX_PARAM_INT = 10**18
 MAX_PARAM_CHARS = 10_000  # one string value, as for a --set value
 
 
@@ -189,10 +190,10 @@ def _build_inputs(inputs: Any, where: str) -> dict[str, tuple[int, ...]]:
         raise ArchspecError(f"{where}: 'inputs' must be a mapping of input names to shapes, not {_json_kind(inputs)}")
     shapes = {}
     for name, shape in inputs.items():
-        ok = (isinstance(shape, list) and 1 <= len(shape) <= 8
+        ok = (isinstance(shape, list) and 1 <= len(shape) <= MAX_RANK
               and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_INPUT_SIZE for d in shape))
         if not ok:
-            raise ArchspecError(f"{where}: inputs.{_short(name)} must be a list of 1 to 8 sizes from 1 to {MAX_INPUT_SIZE:,}, "
+            raise ArchspecError(f"{where}: inputs.{_short(name)} must be a list of 1 to {MAX_RANK} sizes from 1 to {MAX_INPUT_SIZE:,}, "
                                 f"like [3, 32, 32], not {json.dumps(shape)[:80]}")
         shapes[name] = tuple(shape)
     return shapes
@@ -206,7 +207,7 @@ def _check_plain(value: Any, where: str, depth: int, counter: list[int]) -> None
         raise ArchspecError(f"{where}: too large (over {MAX_PARAM_VALUES:,} values or {MAX_PARAM_DEPTH} levels)")
     if isinstance(value, float) and not math.isfinite(value):
         raise ArchspecError(f"{where}: {value} is not a finite number")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_PARAM_INT:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
         raise ArchspecError(f"{where}: {str(value)[:40]}... is beyond 1e18")
     if isinstance(value, str) and len(value) > MAX_PARAM_CHARS:
         raise ArchspecError(f"{where}: a string of {len(value):,} characters (the limit is {MAX_PARAM_CHARS:,})")
