@@ -255,7 +255,7 @@ def explain(
 @app.command()
 def ops() -> None:
     """List the ops a spec can use, with their arguments."""
-    from archspec.ops.registry import all_ops
+    from archspec.ops.catalog import all_ops
     from archspec.render.terminal import console
 
     from rich.table import Table

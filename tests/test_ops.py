@@ -23,7 +23,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.flop_counter import FlopCounterMode
 
 from archspec import SpecError, build_module, compile_spec
-from archspec.ops.registry import all_ops
+from archspec.ops.catalog import all_ops
 from archspec.passes.counts import Analysis, analyze
 
 BATCH = 2

@@ -17,7 +17,8 @@ from archspec.explain.messages import EN, Messages, num
 from archspec.ir.build import build_ir
 from archspec.ir.graph import IRGraph
 from archspec.ops.common import pair
-from archspec.ops.registry import lookup, numel
+from archspec.ops.catalog import lookup
+from archspec.ops.registry import numel
 from archspec.passes.counts import Analysis, analyze
 from archspec.spec.document import LoadedSpec, SpecDocument, load_spec
 from archspec.spec.yaml_source import parse_yaml

@@ -19,7 +19,8 @@ from archspec.ir.graph import IRGraph, IRNode, Shape
 from archspec.ops.common import format_shape, pair
 from archspec.ops.conv import ConvArgs
 from archspec.ops.merge import fitted_spatial
-from archspec.ops.registry import lookup, numel
+from archspec.ops.catalog import lookup
+from archspec.ops.registry import numel
 from archspec.passes.counts import Analysis, LayerStats
 
 # ops that keep the shape and sit between a conv and the next one (conv -> bn -> relu -> conv)

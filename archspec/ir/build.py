@@ -28,7 +28,8 @@ from pydantic import ValidationError
 from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ir.graph import IRGraph, IRNode, Shape
 from archspec.ops.common import format_shape
-from archspec.ops.registry import Op, all_ops, lookup
+from archspec.ops.catalog import all_ops, lookup
+from archspec.ops.registry import Op
 from archspec.passes.shapes import MAX_DIMENSION, MAX_RANK, SIZE_HINT, output_shape, shape_problem
 from archspec.spec.document import LoadedSpec, check_name
 from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from archspec.ir.graph import IRGraph
-from archspec.ops.registry import lookup
+from archspec.ops.catalog import lookup
 
 
 def in_place_nodes(ir: IRGraph) -> dict[str, str]:

@@ -25,7 +25,7 @@ from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ir.in_place import in_place_nodes
 from archspec.lower.cost import check_lowering_cost
-from archspec.ops.registry import lookup
+from archspec.ops.catalog import lookup
 
 
 def lower(ir: IRGraph) -> fx.GraphModule:
@@ -53,7 +53,7 @@ def lower(ir: IRGraph) -> fx.GraphModule:
         else:
             function, keywords = op.function(node.args, in_shapes)
             if node.id in in_place:
-                function, keywords = _in_place_form(function, keywords)
+                function, keywords = op.in_place_form(function, keywords)
             call_args = (args,) if op.inputs_as_list else tuple(args)
             values[node.id] = graph.create_node("call_function", function, call_args, keywords, name=name)
     outputs = {name: values[node_id] for name, node_id in ir.outputs.items()}
@@ -76,19 +76,6 @@ def initialise(module: nn.Module, scheme: str) -> None:
             nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-
-
-# out-of-place function -> its in-place form: a function, or keywords that make it in place
-_IN_PLACE = {
-    torch.relu: torch.relu_,
-    operator.add: operator.iadd,  # `out += identity`
-    F.leaky_relu: {"inplace": True},
-}
-
-
-def _in_place_form(function, keywords: dict):
-    in_place = _IN_PLACE[function]  # an op with `Op.in_place` lowers to one of these
-    return (function, {**keywords, **in_place}) if isinstance(in_place, dict) else (in_place, keywords)
 
 
 @functools.cache

@@ -12,11 +12,12 @@ from archspec.ops.registry import (
     Shape,
     ShapeError,
     numel,
-    register,
     saves_input,
     saves_nothing,
     saves_output,
 )
+
+OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 def _same_shape(args, inputs: list[Shape]) -> Shape:
@@ -28,11 +29,11 @@ def _one_per_element(args, inputs, output) -> int:
 
 
 def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = (), saved=saves_input,
-                in_place: bool = False) -> None:
+                in_place=None) -> None:
     """Register an elementwise op lowered to a torch function (1 op per element in --all-ops).
     `saved`: relu, sigmoid and tanh keep their output for backward, the others their input.
-    `in_place`: the op has an in-place form whose backward needs only its result."""
-    register(
+    `in_place`: the op's in-place form (`Op.in_place_form`), when its backward needs only its result."""
+    OPS.append(
         Op(
             name=name,
             summary=summary,
@@ -43,8 +44,21 @@ def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: 
             aliases=aliases,
             saved=saved,
             in_place=(lambda a, i: True) if in_place else None,
+            in_place_form=in_place or None,
+            family="activation",
+            traits=frozenset({"elementwise", "pass_through", "activation"}),
         )
     )
+
+
+def _relu_(function, keywords):
+    import torch
+
+    return torch.relu_, keywords
+
+
+def _inplace_keyword(function, keywords):
+    return function, {**keywords, "inplace": True}
 
 
 def _torch(path: str, keywords=lambda args: {}):
@@ -77,7 +91,7 @@ class DropoutArgs(OpArgs):
     p: Probability = 0.5
 
 
-_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"), saved=saves_output, in_place=True)
+_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"), saved=saves_output, in_place=_relu_)
 # relu6 stays out of place: torch's in-place hardtanh_ saves a clone of its input for backward
 _activation("relu6", "min(max(x, 0), 6) (MobileNet)", NoArgs, _torch("F.relu6"))
 _activation(
@@ -85,7 +99,7 @@ _activation(
     "max(x, 0) + slope * min(x, 0)",
     LeakyReluArgs,
     _torch("F.leaky_relu", lambda a: {"negative_slope": a.negative_slope}),
-    in_place=True,
+    in_place=_inplace_keyword,
 )
 _activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"), saved=saves_output)
 _activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"), saved=saves_output)
@@ -107,9 +121,11 @@ def _softmax_shape(args: SoftmaxArgs, inputs: list[Shape]) -> Shape:
     return shape
 
 
-register(
+OPS.append(
     Op(
         name="softmax",
+        family="activation",
+        traits=frozenset({"activation", "per_channel"}),
         saved=saves_output,
         summary="softmax along `dim` (0 = channels)",
         args=SoftmaxArgs,
@@ -127,9 +143,11 @@ def _build_dropout(args: DropoutArgs, inputs: list[Shape]):
     return nn.Dropout(args.p)
 
 
-register(
+OPS.append(
     Op(
         name="dropout",
+        family="other",
+        traits=frozenset({"elementwise", "pass_through", "removable"}),
         saved=lambda a, i, o: Saved(inputs=(), extra=((numel(o), "bool", True),)),  # the mask
         summary="dropout with probability p during training (nn.Dropout)",
         args=DropoutArgs,
@@ -145,9 +163,11 @@ def _build_drop_path(args: DropoutArgs, inputs: list[Shape]):
     return DropPath(args.p)
 
 
-register(
+OPS.append(
     Op(
         name="drop_path",
+        family="other",
+        traits=frozenset({"pass_through", "removable"}),
         saved=lambda a, i, o: Saved(inputs=(), extra=((1, "act", True),)),  # one keep/drop per sample
         summary="stochastic depth: drop a residual branch per sample with probability p (EfficientNet)",
         args=DropoutArgs,
@@ -164,6 +184,7 @@ def _identity(args, inputs):
     return identity, {}
 
 
-register(
-    Op(name="identity", summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity, saved=saves_nothing)
+OPS.append(
+    Op(name="identity", summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity, saved=saves_nothing,
+       family="other", traits=frozenset({"elementwise", "pass_through", "removable"}))
 )

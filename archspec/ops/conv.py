@@ -12,7 +12,9 @@ from archspec.ops.common import (
     window_output,
 )
 from archspec.ops.field import transposed_ranges
-from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel, register
+from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel
+
+OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 class ConvArgs(OpArgs):
@@ -88,9 +90,11 @@ def _build_conv(args: ConvArgs, inputs: list[Shape]):
     )
 
 
-register(
+OPS.append(
     Op(
         name="conv",
+        family="conv",
+        traits=frozenset({"weighted"}),
         summary="2-D convolution (nn.Conv2d); in-channels come from the input",
         args=ConvArgs,
         shape=conv_shape,
@@ -127,9 +131,11 @@ def _as_conv(args: DepthwiseArgs, inputs: list[Shape]) -> ConvArgs:
     )
 
 
-register(
+OPS.append(
     Op(
         name="dwconv",
+        family="conv",
+        traits=frozenset({"weighted"}),
         summary="depthwise 2-D convolution: one filter per input channel (groups = C_in)",
         args=DepthwiseArgs,
         shape=lambda a, i: conv_shape(_as_conv(a, i), i),
@@ -211,9 +217,11 @@ def _transposed_field(args: ConvTransposeArgs, ranges, inputs: list[Shape], outp
     return [transposed_ranges(ranges, pair(args.kernel), pair(args.stride), pair(args.padding), pair(args.dilation))]
 
 
-register(
+OPS.append(
     Op(
         name="conv_transpose",
+        family="conv",
+        traits=frozenset({"weighted"}),
         summary="transposed 2-D convolution (nn.ConvTranspose2d), e.g. U-Net's 2x2 up-convolution",
         args=ConvTransposeArgs,
         shape=_transposed_shape,

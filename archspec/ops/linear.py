@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from archspec.ops.common import PositiveInt, format_shape
-from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel, register
+from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel
+
+OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 class LinearArgs(OpArgs):
@@ -32,9 +34,11 @@ def _build(args: LinearArgs, inputs: list[Shape]):
     return nn.Linear(inputs[0][-1], args.out, bias=args.bias)
 
 
-register(
+OPS.append(
     Op(
         name="linear",
+        family="linear",
+        traits=frozenset({"weighted"}),
         summary="fully connected layer (nn.Linear) on a vector",
         args=LinearArgs,
         shape=_shape,

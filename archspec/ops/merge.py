@@ -9,7 +9,9 @@ from typing import Literal
 
 from archspec.ops.common import format_shape
 from archspec.ops.field import shifted_ranges
-from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, register, saves_nothing
+from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, saves_nothing
+
+OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 Fit = Literal["none", "crop", "pad"]
 
@@ -105,6 +107,12 @@ def _plain_pair(args: AddArgs, inputs: list[Shape]) -> bool:
     return args.fit == "none" and len(inputs) == 2
 
 
+def _add_in_place(function, keywords):
+    import operator
+
+    return operator.iadd, keywords  # `out += identity`
+
+
 def _add_function(args: AddArgs, inputs: list[Shape]):
     from archspec.lower import runtime
 
@@ -152,9 +160,11 @@ def _elementwise_ops(args, inputs: list[Shape], output: Shape) -> int:
     return (len(inputs) - 1) * numel(output)
 
 
-register(
+OPS.append(
     Op(
         name="add",
+        family="merge",
+        traits=frozenset({"merge"}),
         saved=saves_nothing,
         summary="elementwise sum of its inputs (residual connection)",
         args=AddArgs,
@@ -164,12 +174,15 @@ register(
         function=_add_function,
         fresh_output=True,
         in_place=_plain_pair,
+        in_place_form=_add_in_place,
         receptive_field=_merged_field,
     )
 )
-register(
+OPS.append(
     Op(
         name="mul",
+        family="merge",
+        traits=frozenset({"merge"}),
         saved=lambda a, i, o: Saved(inputs=(0, 1)),
         summary="elementwise product with broadcasting (squeeze-excitation gating)",
         args=NoArgs,
@@ -182,9 +195,11 @@ register(
         aliases=("multiply",),
     )
 )
-register(
+OPS.append(
     Op(
         name="concat",
+        family="merge",
+        traits=frozenset({"merge"}),
         saved=saves_nothing,
         summary="concatenation along channels (DenseNet, Inception, U-Net bridges)",
         args=ConcatArgs,

@@ -6,7 +6,9 @@ from typing import Annotated
 from pydantic import Field
 
 from archspec.ops.common import PositiveInt, feature_map, format_shape
-from archspec.ops.registry import Op, OpArgs, Saved, Shape, ShapeError, numel, register
+from archspec.ops.registry import Op, OpArgs, Saved, Shape, ShapeError, numel
+
+OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 Epsilon = Annotated[float, Field(gt=0.0, le=1.0)]
 
@@ -60,9 +62,11 @@ def _build_bn(args: BatchNormArgs, inputs: list[Shape]):
     )
 
 
-register(
+OPS.append(
     Op(
         name="bn",
+        family="norm",
+        traits=frozenset({"normalisation", "pass_through", "per_channel"}),
         # input, plus the batch mean and inverse std per channel
         saved=lambda a, i, o: Saved(extra=((2 * i[0][0], "fp32", False),)),
         summary="batch normalisation over channels (nn.BatchNorm2d, or 1d on vectors)",
@@ -98,9 +102,11 @@ def _build_gn(args: GroupNormArgs, inputs: list[Shape]):
     return nn.GroupNorm(args.groups, inputs[0][0], eps=args.eps, affine=args.affine)
 
 
-register(
+OPS.append(
     Op(
         name="groupnorm",
+        family="norm",
+        traits=frozenset({"normalisation", "pass_through"}),
         saved=lambda a, i, o: Saved(extra=((2 * a.groups, "fp32", True),)),
         summary="group normalisation (nn.GroupNorm)",
         args=GroupNormArgs,
@@ -133,9 +139,11 @@ def _build_ln(args: LayerNormArgs, inputs: list[Shape]):
     return nn.LayerNorm(list(_ln_normalized(args, inputs)), eps=args.eps, elementwise_affine=args.affine)
 
 
-register(
+OPS.append(
     Op(
         name="layernorm",
+        family="norm",
+        traits=frozenset({"normalisation", "pass_through"}),
         summary="layer normalisation over the last `dims` dimensions (nn.LayerNorm)",
         args=LayerNormArgs,
         shape=lambda a, i: (_ln_normalized(a, i), i[0])[1],
@@ -163,9 +171,11 @@ def _build_lrn(args: LocalResponseNormArgs, inputs: list[Shape]):
     return nn.LocalResponseNorm(args.size, alpha=args.alpha, beta=args.beta, k=args.k)
 
 
-register(
+OPS.append(
     Op(
         name="lrn",
+        family="norm",
+        traits=frozenset({"normalisation", "pass_through"}),
         # composite in PyTorch: x, the padded squares, the divisor and its power (about 3 outputs)
         saved=lambda a, i, o: Saved(extra=((3 * numel(o), "act", True),)),
         summary="local response normalisation across channels (AlexNet, nn.LocalResponseNorm)",

@@ -5,7 +5,9 @@ from typing import Optional
 
 from archspec.ops.common import IntPair, NonNegativePair, feature_map, pair, window_output
 from archspec.ops.field import adaptive_ranges
-from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, register, saves_input, saves_nothing
+from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, saves_input, saves_nothing
+
+OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 class PoolArgs(OpArgs):
@@ -63,9 +65,10 @@ def _build_avgpool(args: AvgPoolArgs, inputs: list[Shape]):
     return nn.AvgPool2d(kernel, stride, padding, ceil_mode=args.ceil_mode, count_include_pad=args.count_include_pad)
 
 
-register(
+OPS.append(
     Op(
         name="maxpool",
+        family="pool",
         saved=lambda a, i, o: Saved(extra=((numel(o), "int64", True),)),  # input and argmax indices
         summary="max pooling (nn.MaxPool2d); stride defaults to the kernel",
         args=MaxPoolArgs,
@@ -75,9 +78,10 @@ register(
         window=lambda a, i: _geometry(a),
     )
 )
-register(
+OPS.append(
     Op(
         name="avgpool",
+        family="pool",
         summary="average pooling (nn.AvgPool2d); stride defaults to the kernel",
         args=AvgPoolArgs,
         shape=_pool_shape,
@@ -122,7 +126,7 @@ def _adaptive_avg_saved(args, inputs, output) -> Saved:
 
 
 for kind in ("avg", "max"):
-    register(
+    OPS.append(
         Op(
             name=f"adaptive_{kind}pool",
             summary=f"adaptive {kind} pooling to a fixed output size (nn.Adaptive{kind.title()}Pool2d)",
@@ -131,7 +135,8 @@ for kind in ("avg", "max"):
             extra_ops=lambda a, i, o: numel(i[0]),
             module=_build_adaptive(kind),
             receptive_field=_adaptive_field,
-        saved=_adaptive_max_saved if kind == "max" else _adaptive_avg_saved,
+            saved=_adaptive_max_saved if kind == "max" else _adaptive_avg_saved,
+            family="pool",
         )
     )
 
@@ -146,9 +151,10 @@ def _global_function(args, inputs):
     return global_avgpool, {}
 
 
-register(
+OPS.append(
     Op(
         name="global_avgpool",
+        family="pool",
         saved=saves_nothing,  # a mean: its backward needs only the sizes
         summary="average over all positions, giving a (C,) vector (adaptive avg pool to 1 + flatten)",
         args=NoArgs,

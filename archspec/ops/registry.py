@@ -1,9 +1,10 @@
 """The op registry: everything archspec knows about one op lives in one `Op` entry.
 
 An entry holds the op's argument schema (a strict pydantic model), its shape rule, its tensor
-rule (parameters and buffers, with shapes), its MAC rule and the torch lowering. Passes and the
-lowering look ops up here; adding an op means adding an entry in one of the modules of
-`archspec.ops`, never editing a dispatcher.
+rule (parameters and buffers, with shapes), its MAC rule and the torch lowering. Every op module lists its
+entries in `OPS`; `archspec.ops.catalog` registers the modules it names explicitly, and everything
+else looks ops up there. Adding an op means adding an entry to one of those modules, never editing
+a dispatcher or a table elsewhere.
 
 Shapes never include the batch dimension: a feature map is `(C, H, W)`, a vector `(F,)`.
 
@@ -147,8 +148,37 @@ def no_macs(args: Any, inputs: list[Shape], output: Shape) -> int:
     return 0
 
 
+# what an op is, for the passes, rewrites and explanations that treat ops by kind rather than by name
+TRAITS = frozenset({
+    "elementwise",   # output position p reads input position p only, shape kept, no weights (relu, dropout)
+    "per_channel",   # acts on each channel independently (bn, softmax over channels): commutes with flatten
+    "weighted",      # a conv or linear layer: counted in a network's depth, takes a folded BN
+    "pass_through",  # keeps the shape and sits between two weighted layers (norms, activations, dropout)
+    "activation",    # a nonlinearity (diagram family, explain)
+    "normalisation", # a normalisation layer
+    "merge",         # combines several inputs position by position (add, mul, concat)
+    "removable",     # the identity at inference (dropout, drop_path, identity): strip_dropout removes it
+})
+FAMILIES = ("conv", "linear", "norm", "activation", "pool", "merge", "resize", "other")
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """Nodes an op inserts in front of one of its inputs, decided from the shapes it meets
+    (ResNet's `add: {project: auto}` puts a 1x1 conv + BN on the shortcut): `layers` are
+    (op name, arguments) applied in order to input `slot`, named `0`, `1`, ... in a scope `scope`."""
+
+    slot: int
+    scope: str
+    layers: tuple[tuple[str, dict[str, Any]], ...]
+
+
 @dataclass(frozen=True)
 class Op:
+    """Everything about one op. Rules take the validated args and the input shapes (without the
+    batch); an op with `outputs` > 1 (or a callable giving the count) has a shape rule returning
+    one shape per output, and its other rules receive that list as `output`."""
+
     name: str
     summary: str
     args: type[OpArgs]
@@ -161,6 +191,8 @@ class Op:
     extra_ops: MacRule = no_macs
     # how many inputs the op takes: (min, max); max None = any number
     arity: tuple[int, int | None] = (1, 1)
+    # how many outputs: 1, or a rule (args, input shapes) -> count; referenced as `node.0`, `node.1`
+    outputs: int | Callable[[Any, list[Shape]], int] = 1
     # lowering: exactly one of the two. A module builder gives an nn.Module called on the
     # inputs; a function builder gives (callable, keyword args) called on the inputs.
     module: ModuleBuilder | None = None
@@ -170,7 +202,8 @@ class Op:
     # receptive field (archspec.ops.field): a sliding `window` (kernel, stride, padding,
     # dilation per spatial axis), or a `receptive_field` rule (args, output ranges, input shapes,
     # output shape) -> the ranges read in each input; with neither, every input is read at the
-    # same positions (elementwise ops)
+    # same positions (elementwise ops). `spatial=False`: the output has no spatial positions of
+    # its own (a flatten or linear output depends on the whole map: a "global" field)
     window: Callable[[Any, list[Shape]], tuple[Shape, Shape, Shape, Shape]] | None = None
     receptive_field: Callable[[Any, Any, list[Shape], Shape], list] | None = None
     # what autograd keeps for backward (memory estimate); most ops keep their input
@@ -178,46 +211,87 @@ class Op:
     # the op returns a new tensor that its own backward does not keep, so a relu or add that is
     # its only reader may overwrite it in place (archspec.lower.fx), as torchvision's models do
     fresh_output: bool = False
-    # the op may overwrite its first input (relu_, `a += b`) given its args and input shapes;
-    # archspec.ir.in_place decides where it does
+    # the op may overwrite its first input given its args and input shapes (archspec.ir.in_place
+    # decides where it does); `in_place_form` turns the (function, keywords) of `function` into the
+    # in-place call: torch.relu -> torch.relu_, operator.add -> operator.iadd, {"inplace": True}
     in_place: Callable[[Any, list[Shape]], bool] | None = None
+    in_place_form: Callable[[Callable[..., Any], dict[str, Any]], tuple[Callable[..., Any], dict[str, Any]]] | None = None
+    # --- presentation: diagram family and label, explanation ---
+    family: str = "other"
+    # the diagram label from the args (`conv 3x3/2, 128`); None: the op's name
+    label: Callable[[Any], str] | None = None
+    # the per-layer explanation (archspec.explain): a rule (ExplainContext) -> None that adds lines
+    explain: Callable[[Any], None] | None = None
+    # --- rewrites and construct expansion ---
+    traits: frozenset[str] = frozenset()
+    # nodes to insert in front of an input, from the args and input shapes (add's `project: auto`)
+    expand: Callable[[Any, list[Shape]], Expansion | None] | None = None
+    # arguments the spec language reads but the node does not need once expanded (add's
+    # `project`, `projection_name`): a rewritten spec leaves them out
+    builder_args: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default=())
 
     def flops(self, args: Any, inputs: list[Shape], output: Shape) -> int:
         """FlopCounterMode's count: it counts 2 x MACs for conv and linear, nothing else."""
         return 2 * self.macs(args, inputs, output)
 
+    def output_count(self, args: Any, inputs: list[Shape]) -> int:
+        return self.outputs if isinstance(self.outputs, int) else self.outputs(args, inputs)
 
-_REGISTRY: dict[str, Op] = {}
+    def is_(self, trait: str) -> bool:
+        return trait in self.traits
 
-
-def register(op: Op) -> Op:
-    for name in (op.name, *op.aliases):
-        if name in _REGISTRY:
-            raise ValueError(f"op '{name}' is registered twice")
-        _REGISTRY[name] = op
-    return op
-
-
-def lookup(name: str) -> Op | None:
-    _load_builtin_ops()
-    return _REGISTRY.get(name)
+    def text(self, args: Any) -> str:
+        """The op's short label (diagram, reports): `label(args)`, or its name."""
+        return self.label(args) if self.label is not None else self.name
 
 
-def all_ops() -> dict[str, Op]:
-    _load_builtin_ops()
-    return dict(_REGISTRY)
+def check_op(op: Op) -> None:
+    """The invariants of an entry; `Registry.register` refuses an op that breaks one."""
+    problems = []
+    if not op.name.isidentifier() or op.name != op.name.lower():
+        problems.append("its name must be a lower-case identifier")
+    if (op.module is None) == (op.function is None):
+        problems.append("it needs exactly one torch builder: `module` or `function`")
+    if not op.summary:
+        problems.append("it needs a `summary`")
+    if not (isinstance(op.args, type) and issubclass(op.args, OpArgs)):
+        problems.append("its `args` must be an OpArgs model")
+    if op.family not in FAMILIES:
+        problems.append(f"family '{op.family}' is not one of {', '.join(FAMILIES)}")
+    if op.traits - TRAITS:
+        problems.append(f"unknown traits {sorted(op.traits - TRAITS)}")
+    if (op.in_place is None) != (op.in_place_form is None):
+        problems.append("`in_place` and `in_place_form` come together")
+    low, high = op.arity
+    if low < 0 or (high is not None and high < low):
+        problems.append(f"arity {op.arity} is not a (min, max) range")
+    if op.window is not None and op.receptive_field is not None:
+        problems.append("it gives both a `window` and a `receptive_field` rule")
+    if problems:
+        raise ValueError(f"op '{op.name}' is not a valid entry: " + "; ".join(problems))
 
 
-_loaded = False
+class Registry:
+    """Op name (and alias) -> entry. Registration checks the entry and refuses a duplicate name."""
 
+    def __init__(self) -> None:
+        self._ops: dict[str, Op] = {}
 
-def _load_builtin_ops() -> None:
-    # explicit list of the modules that register the built-in ops (no discovery by scanning)
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from archspec.ops import activation, conv, linear, merge, norm, pool, reshape  # noqa: F401
+    def register(self, op: Op) -> Op:
+        check_op(op)
+        for name in (op.name, *op.aliases):
+            if name in self._ops:
+                raise ValueError(f"op '{name}' is registered twice")
+        for name in (op.name, *op.aliases):
+            self._ops[name] = op
+        return op
+
+    def get(self, name: str) -> Op | None:
+        return self._ops.get(name)
+
+    def entries(self) -> dict[str, Op]:
+        return dict(self._ops)
 
 
 def numel(shape: Shape) -> int:

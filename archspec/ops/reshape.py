@@ -9,7 +9,9 @@ from typing_extensions import Annotated
 
 from archspec.ops.common import IntPair, NonNegativeInt, PositiveInt, feature_map, format_shape, pair
 from archspec.ops.field import resized_ranges, shifted_ranges
-from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, register, saves_nothing
+from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, saves_nothing
+
+OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 def _function(name: str, keywords=lambda args, inputs: {}):
@@ -23,9 +25,10 @@ def _function(name: str, keywords=lambda args, inputs: {}):
     return build
 
 
-register(
+OPS.append(
     Op(
         name="flatten",
+        family="other",
         saved=saves_nothing,
         summary="flatten everything after the batch dimension into a vector",
         args=NoArgs,
@@ -50,9 +53,10 @@ def _reshape_shape(args: ReshapeArgs, inputs: list[Shape]) -> Shape:
     return tuple(total // known if s == -1 else s for s in args.shape)
 
 
-register(
+OPS.append(
     Op(
         name="reshape",
+        family="other",
         saved=saves_nothing,
         summary="reshape everything after the batch (e.g. YOLO's 1470 -> 30x7x7)",
         args=ReshapeArgs,
@@ -105,9 +109,10 @@ def _upsample_keywords(args: UpsampleArgs, inputs: list[Shape]) -> dict:
     return keywords
 
 
-register(
+OPS.append(
     Op(
         name="upsample",
+        family="resize",
         saved=saves_nothing,  # interpolation backward needs only the sizes
         summary="resize by `scale`, to `size`, or to a second input's size (F.interpolate)",
         args=UpsampleArgs,
@@ -137,9 +142,10 @@ def _crop_size(args: CropArgs, inputs: list[Shape]) -> tuple[int, int]:
     return target
 
 
-register(
+OPS.append(
     Op(
         name="crop",
+        family="resize",
         saved=saves_nothing,
         summary="centre crop to `size` or to a second input's size (U-Net bridges)",
         args=CropArgs,
@@ -180,9 +186,10 @@ def _pad_shape(args: PadArgs, inputs: list[Shape]) -> Shape:
     return (channels, height + top + bottom, width + left + right)
 
 
-register(
+OPS.append(
     Op(
         name="pad",
+        family="resize",
         saved=saves_nothing,
         summary="constant padding by `amount` or up to a second input's size",
         args=PadArgs,
@@ -207,9 +214,10 @@ def _shuffle_shape(args: ChannelShuffleArgs, inputs: list[Shape]) -> Shape:
     return inputs[0]
 
 
-register(
+OPS.append(
     Op(
         name="channel_shuffle",
+        family="other",
         saved=saves_nothing,
         summary="interleave channels across `groups` (ShuffleNet)",
         args=ChannelShuffleArgs,

@@ -12,7 +12,7 @@ from typing import Any
 
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph, IRNode, Shape
-from archspec.ops.registry import lookup
+from archspec.ops.catalog import lookup
 from archspec.passes.shapes import MAX_COUNT
 
 WEIGHTED_OPS = {"conv", "dwconv", "conv_transpose", "linear"}

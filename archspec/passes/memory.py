@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from archspec.ir.graph import IRGraph
 from archspec.ir.in_place import storage_owners
-from archspec.ops.registry import lookup
+from archspec.ops.catalog import lookup
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 OPTIMIZER_STATES = {"sgd": 1, "adam": 2}  # tensors of state per trainable parameter

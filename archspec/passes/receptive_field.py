@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ops.field import Ranges, window_ranges, whole_ranges
-from archspec.ops.registry import lookup
+from archspec.ops.catalog import lookup
 
 Probes = list[Ranges]  # the ranges asked of a node, one per probed output position
 WHOLE = "whole"  # a vector output: every position of the spatial map before it

@@ -4,7 +4,8 @@ from __future__ import annotations
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph, IRNode, Shape
 from archspec.ops.common import format_shape
-from archspec.ops.registry import MAX_LIST, ShapeError, lookup
+from archspec.ops.catalog import lookup
+from archspec.ops.registry import MAX_LIST, ShapeError
 
 # every shape, of an input or inferred: at most MAX_RANK dimensions (without the batch), each at
 # most MAX_DIMENSION (the README's input limit), at most MAX_COUNT elements. So products of sizes

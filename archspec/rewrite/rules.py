@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from archspec.ir.graph import IRNode
-from archspec.ops.registry import lookup
+from archspec.ops.catalog import lookup
 from archspec.rewrite.engine import Pat, Replacement, Rule, View
 
 

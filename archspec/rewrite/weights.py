@@ -15,7 +15,7 @@ from typing import Any
 
 from archspec.errors import ArchspecError
 from archspec.ir.graph import IRGraph, IRNode
-from archspec.ops.registry import lookup
+from archspec.ops.catalog import lookup
 
 WEIGHTED = ("conv", "dwconv", "linear")
 # nodes a BatchNorm may sit behind and still fold into the layer before them: dropout and
