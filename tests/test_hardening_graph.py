@@ -24,7 +24,7 @@ import pytest
 import archspec
 from archspec.errors import ArchspecError, Location, SpecError
 from archspec.ir import build as build_module_of_ir
-from archspec.ir.build import MAX_EXPANDED, MAX_INPUTS, MAX_NODES, _Builder
+from archspec.ir.build import MAX_EXPANDED, MAX_INPUTS, MAX_NODES, Expander
 from archspec.lower.cost import MAX_LOWERED_NODES
 from archspec.ops.registry import MAX_ARGUMENT, MAX_LIST
 from archspec.passes.counts import analyze
@@ -163,7 +163,7 @@ def test_the_expansion_limit_is_exact(tmp_path):
 def test_library_specs_expand_far_below_the_limit():
     counts = {}
     for path in LIBRARY:
-        builder = _Builder(load_spec(path))
+        builder = Expander(load_spec(path))
         builder.build({}, {})
         counts[path.stem] = builder.expanded
     assert max(counts.values()) * 50 < MAX_EXPANDED, counts

@@ -7,7 +7,9 @@ offers (blocks, repeats, parallel branches, projections, reuse) is expanded away
 
 Each node carries:
 - `id`: its unique name in the graph (the module path of this call site, e.g. `layer1.0.conv1`);
-- `inputs`: ordered producer ids (edge order matters: `concat`, `sub`...);
+- `inputs`: the values it reads, in slot order (edge order matters: `concat`, `sub`...); a value
+  is a node id, or `<node id>:<k>` for output k of a node with several outputs (`split`);
+- `shapes`: the shape of each output (from the op's shape rule, set by the builder);
 - `module`: the path of the module that owns its weights. Equal to `id`, except for a node that
   reuses another's weights (shared weights), where it names the owner;
 - `scopes`: the enclosing block / stage paths, outermost first, for per-block roll-ups;
@@ -15,16 +17,31 @@ Each node carries:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Iterator
+
+import networkx as nx
 
 from archspec.errors import Location, SpecError
 
 if TYPE_CHECKING:
-    import networkx as nx
+    from archspec.ops.registry import Op
 
 Shape = tuple[int, ...]
+INPUT = "input"  # the op of a graph input node: the one node kind that is not a registry op
+
+
+def value_id(node_id: str, output: int, outputs: int) -> str:
+    """The name of a node's output `output`: the node id itself for a one-output node, else
+    `<node id>:<k>` (a ':' cannot appear in a node id, so value names never collide)."""
+    return node_id if outputs == 1 else f"{node_id}:{output}"
+
+
+def split_value(value: str) -> tuple[str, int]:
+    """A value name -> (producing node id, output index)."""
+    node_id, _, output = value.partition(":")
+    return node_id, int(output or 0)
 
 
 @dataclass
@@ -32,74 +49,145 @@ class IRNode:
     id: str
     op: str
     args: Any  # the op's validated OpArgs, or the shape for an `input`
-    inputs: list[str]
+    inputs: list[str]  # value names read, in slot order (`value_id`)
     module: str
     loc: Location | None = None
     scopes: tuple[str, ...] = ()
     trainable: bool = True
     # what kind of scope each entry of `scopes` is (block name, `repeat`, `parallel`, ...)
     scope_kinds: tuple[str, ...] = ()
+    # the shape of each output (without the batch), from the op's shape rule
+    shapes: tuple[Shape, ...] = ()
+
+    @property
+    def entry(self) -> "Op | None":
+        """The op's registry entry (None for a graph input)."""
+        from archspec.ops.catalog import lookup
+
+        return None if self.op == INPUT else lookup(self.op)
+
+    @property
+    def is_input(self) -> bool:
+        return self.op == INPUT
+
+    @property
+    def shape(self) -> Shape:
+        """The output shape of a one-output node (the first output's otherwise)."""
+        return self.shapes[0]
+
+    @property
+    def values(self) -> list[str]:
+        """The names of this node's outputs, in order."""
+        return [value_id(self.id, k, len(self.shapes)) for k in range(len(self.shapes))]
+
+
+class ShapeTable(MutableMapping):
+    """Output shape per value name, read from (and written to) the nodes of one graph.
+
+    Writing a shape gives the graph a copy of the node with that shape, so graphs that share
+    IRNode objects (successive rewrite steps) never change each other."""
+
+    def __init__(self, ir: "IRGraph"):
+        self._ir = ir
+
+    def __getitem__(self, value: str) -> Shape:
+        node_id, output = split_value(value)
+        data = self._ir.graph.nodes.get(node_id)
+        if data is None or output >= len(data["node"].shapes):
+            raise KeyError(value)
+        return data["node"].shapes[output]
+
+    def __setitem__(self, value: str, shape: Shape) -> None:
+        node_id, output = split_value(value)
+        node = self._ir.node(node_id)
+        shapes = list(node.shapes) or [()]
+        while len(shapes) <= output:
+            shapes.append(())
+        shapes[output] = tuple(shape)
+        self._ir.graph.nodes[node_id]["node"] = replace(node, shapes=tuple(shapes))
+
+    def __delitem__(self, value: str) -> None:
+        raise TypeError("a node's shape cannot be removed, only the node")
+
+    def __iter__(self) -> Iterator[str]:
+        for node in self._ir.nodes():
+            yield from node.values
+
+    def __len__(self) -> int:
+        return sum(len(node.shapes) for node in self._ir.nodes())
 
 
 @dataclass
 class IRGraph:
+    """The IR: a networkx DiGraph whose nodes carry an IRNode (attribute `node`) and whose edge
+    producer -> consumer carries `ports`, the (input slot, output index) pairs it feeds. The
+    graph's node order is creation order, a topological order that follows the spec's text."""
+
     name: str
     inputs: dict[str, str] = field(default_factory=dict)  # input name -> node id
-    outputs: dict[str, str] = field(default_factory=dict)  # output name -> node id
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> value name
     # the spec names its outputs (`outputs: {out: ...}`): forward returns a dict, even of one
     named_outputs: bool = False
-    # creation order: a topological order that follows the spec's text (also module order)
-    order: list[str] = field(default_factory=list)
     source: str | None = None  # the spec file
-    shapes: dict[str, Shape] = field(default_factory=dict)  # output shape per node (builder)
     params: dict[str, Any] = field(default_factory=dict)  # the spec parameters it was built with
     init: str = "torch"  # the spec's weight initialisation (archspec.lower.fx.initialise)
-    _nodes: dict[str, IRNode] = field(default_factory=dict, repr=False)
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph, repr=False)
+
+    def __post_init__(self) -> None:
+        self.shapes = ShapeTable(self)
 
     def add(self, node: IRNode) -> IRNode:
-        if node.id in self._nodes:
+        if node.id in self.graph:
             raise SpecError(f"two nodes would be named '{node.id}'", node.loc, hint="give one of them another `name`")
-        self._nodes[node.id] = node
-        self.order.append(node.id)
-        self.__dict__.pop("graph", None)
+        self.graph.add_node(node.id, node=node)
+        for slot, value in enumerate(node.inputs):
+            producer, output = split_value(value)
+            if producer in self.graph:  # a missing producer is reported by `verify`
+                if not self.graph.has_edge(producer, node.id):
+                    self.graph.add_edge(producer, node.id, ports=[])
+                self.graph.edges[producer, node.id]["ports"].append((slot, output))
         return node
 
-    @cached_property
-    def graph(self) -> "nx.DiGraph":
-        """The IR as a networkx DiGraph (node attribute `node` holds the IRNode).
-
-        Built on first use: the commands that need no graph algorithm (`report`, `validate`)
-        then skip networkx's import, which costs more than the whole analysis."""
-        import networkx as nx
-
-        graph = nx.DiGraph()
-        for node in self.nodes():
-            graph.add_node(node.id, node=node)
-            graph.add_edges_from((producer, node.id) for producer in node.inputs)
-        return graph
+    @property
+    def order(self) -> list[str]:
+        return list(self.graph)
 
     def node(self, node_id: str) -> IRNode:
-        return self._nodes[node_id]
+        return self.graph.nodes[node_id]["node"]
 
     def nodes(self) -> list[IRNode]:
         """All nodes in execution (creation) order."""
-        return [self._nodes[i] for i in self.order]
+        return [data["node"] for _, data in self.graph.nodes(data=True)]
+
+    def producer(self, value: str) -> str:
+        """The id of the node that computes a value."""
+        return split_value(value)[0]
 
     def consumers(self, node_id: str) -> list[str]:
-        return [n.id for n in self.nodes() if node_id in n.inputs]
+        """The nodes that read any output of `node_id`, in creation order of the edges."""
+        return list(self.graph.successors(node_id))
 
     def verify(self) -> None:
-        """Check the invariants every pass relies on; raise SpecError on the first broken one.
-
-        Every input must be produced before its consumer in `order`; that also proves the graph
-        has no cycle (a cycle would need some edge pointing backwards)."""
-        position = {node_id: index for index, node_id in enumerate(self.order)}
+        """Check the invariants every pass relies on; raise SpecError on the first broken one:
+        every input exists and is produced before its consumer, outputs exist, and the graph
+        has no cycle (found through networkx, reported at a node on it)."""
+        position = {node_id: index for index, node_id in enumerate(self.graph)}
         for node in self.nodes():
-            for producer in node.inputs:
+            for value in node.inputs:
+                producer, output = split_value(value)
                 if producer not in position:
-                    raise SpecError(f"input '{producer}' does not exist", node.loc, node.id)
-                if position[producer] >= position[node.id]:
-                    raise SpecError(f"input '{producer}' is produced after its use", node.loc, node.id)
-        for name, node_id in self.outputs.items():
-            if node_id not in position:
-                raise SpecError(f"output '{name}' refers to a missing node '{node_id}'")
+                    raise SpecError(f"input '{value}' does not exist", node.loc, node.id)
+                if output >= len(self.node(producer).shapes) and self.node(producer).shapes:
+                    raise SpecError(f"'{producer}' has no output {output}", node.loc, node.id)
+        if not nx.is_directed_acyclic_graph(self.graph):
+            cycle = nx.find_cycle(self.graph)
+            first = self.node(cycle[0][0])
+            path = " -> ".join([*(u for u, _ in cycle), cycle[0][0]])
+            raise SpecError(f"the graph has a cycle: {path}", first.loc, first.id, hint="references point to earlier nodes")
+        for node in self.nodes():
+            for value in node.inputs:
+                if position[split_value(value)[0]] >= position[node.id]:
+                    raise SpecError(f"input '{value}' is produced after its use", node.loc, node.id)
+        for name, value in self.outputs.items():
+            if split_value(value)[0] not in position:
+                raise SpecError(f"output '{name}' refers to a missing node '{value}'")

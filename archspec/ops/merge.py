@@ -9,11 +9,12 @@ from typing import Literal
 
 from archspec.ops.common import format_shape
 from archspec.ops.field import shifted_ranges
-from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, saves_nothing
+from archspec.ops.registry import Expansion, NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, saves_nothing
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 Fit = Literal["none", "crop", "pad"]
+DEFAULT_MERGE = "concat"  # how a `parallel` joins its branches unless it says `merge:`
 
 
 class MergeArgs(OpArgs):
@@ -107,6 +108,23 @@ def _plain_pair(args: AddArgs, inputs: list[Shape]) -> bool:
     return args.fit == "none" and len(inputs) == 2
 
 
+def _projection(args: AddArgs, inputs: list[Shape]) -> Expansion | None:
+    """`project: auto`, ResNet's projection shortcut: a 1x1 conv (stride = the spatial ratio) + BN
+    that maps the last input (the shortcut) to the first input's shape, when they differ."""
+    if args.project != "auto":
+        return None
+    main, shortcut = inputs[0], inputs[-1]
+    if main == shortcut or len(main) != 3 or len(shortcut) != 3:
+        return None  # nothing to do, or not projectable: the shape rule reports the mismatch
+    # a 1x1 conv with stride s maps n positions to ceil(n / s), odd sizes included (torchvision)
+    strides = [-(-n // m) for n, m in zip(shortcut[1:], main[1:])]
+    if any(-(-n // s) != m for n, m, s in zip(shortcut[1:], main[1:], strides)):
+        return None
+    stride = strides[0] if strides[0] == strides[1] else strides
+    conv = ("conv", {"out": main[0], "kernel": 1, "stride": stride, "bias": False})
+    return Expansion(slot=len(inputs) - 1, scope=args.projection_name, layers=(conv, ("bn", {})))
+
+
 def _add_in_place(function, keywords):
     import operator
 
@@ -163,6 +181,7 @@ def _elementwise_ops(args, inputs: list[Shape], output: Shape) -> int:
 OPS.append(
     Op(
         name="add",
+        label=lambda a: "+",  # drawn as a circled +, whatever the fit
         family="merge",
         traits=frozenset({"merge"}),
         saved=saves_nothing,
@@ -175,12 +194,14 @@ OPS.append(
         fresh_output=True,
         in_place=_plain_pair,
         in_place_form=_add_in_place,
+        expand=_projection,
         receptive_field=_merged_field,
     )
 )
 OPS.append(
     Op(
         name="mul",
+        label=lambda a: "×",  # drawn as a circled x
         family="merge",
         traits=frozenset({"merge"}),
         saved=lambda a, i, o: Saved(inputs=(0, 1)),
@@ -198,6 +219,7 @@ OPS.append(
 OPS.append(
     Op(
         name="concat",
+        label=lambda a: "concat" if a.fit == "none" else f"concat ({a.fit})",
         family="merge",
         traits=frozenset({"merge"}),
         saved=saves_nothing,

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from archspec.errors import SpecError
-from archspec.ir.graph import IRGraph, IRNode, Shape
+from collections.abc import Mapping
+
+from archspec.ir.graph import INPUT, IRNode, Shape
 from archspec.ops.common import format_shape
 from archspec.ops.catalog import lookup
 from archspec.ops.registry import MAX_LIST, ShapeError
@@ -30,14 +32,16 @@ def shape_problem(shape: Shape) -> str | None:
     return None
 
 
-def output_shape(node: IRNode, shapes: dict[str, Shape]) -> Shape:
-    """Apply the node's shape rule; a rule's complaint becomes a located SpecError that names
-    the producers (`<in0>` in the rule's message -> 'enc2')."""
-    if node.op == "input":
-        return tuple(node.args)
+def output_shapes(node: IRNode, shapes: Mapping[str, Shape]) -> tuple[Shape, ...]:
+    """Apply the node's shape rule: one shape per output. A rule's complaint becomes a located
+    SpecError that names the producers (`<in0>` in the rule's message -> 'enc2')."""
+    if node.op == INPUT:
+        return (tuple(node.args),)
+    op = lookup(node.op)
     inputs = [shapes[i] for i in node.inputs]
     try:
-        shape = lookup(node.op).shape(node.args, inputs)
+        result = op.shape(node.args, inputs)
+        count = op.output_count(node.args, inputs)
     except ShapeError as err:
         message = str(err)
         for index, producer in enumerate(node.inputs):
@@ -45,20 +49,26 @@ def output_shape(node: IRNode, shapes: dict[str, Shape]) -> Shape:
         if "'" not in message and node.inputs:
             message += " (input " + ", ".join(f"'{p}': {format_shape(shapes[p])}" for p in node.inputs) + ")"
         raise SpecError(message, node.loc, node.id, hint=err.hint) from None
+    outputs = [tuple(result)] if count == 1 else [tuple(shape) for shape in result]
+    if len(outputs) != count:
+        raise SpecError(f"{node.op} made {len(outputs)} outputs instead of {count}", node.loc, node.id)
+    for shape in outputs:
+        _check_output(node, shape)
+    return tuple(outputs)
+
+
+def output_shape(node: IRNode, shapes: Mapping[str, Shape]) -> Shape:
+    """The shape of a one-output node (the first output's otherwise)."""
+    return output_shapes(node, shapes)[0]
+
+
+def _check_output(node: IRNode, shape: Shape) -> None:
     if any(size < 1 for size in shape):
         raise SpecError(f"{node.op} output shape {format_shape(shape)} is empty", node.loc, node.id)
     problem = shape_problem(shape)
     if problem:
         raise SpecError(f"{node.op} output shape {_shown(shape)} {problem}", node.loc, node.id, hint=SIZE_HINT)
-    return tuple(shape)
 
 
 def _shown(shape: Shape) -> str:
     return format_shape(shape) if len(shape) <= MAX_RANK else f"{format_shape(shape[:MAX_RANK])}x..."
-
-
-def infer_shapes(ir: IRGraph) -> dict[str, Shape]:
-    shapes: dict[str, Shape] = {}
-    for node in ir.nodes():
-        shapes[node.id] = output_shape(node, shapes)
-    return shapes
