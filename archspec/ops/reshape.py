@@ -225,3 +225,61 @@ OPS.append(
         function=_function("channel_shuffle", lambda a, i: {"groups": a.groups}),
     )
 )
+
+
+# --- split and chunk: one input, several outputs ----------------------------------------------
+class SplitArgs(OpArgs):
+    # channels per piece, in order (torch.split with a list); they must add up to the input's
+    sizes: Annotated[list[PositiveInt], Field(min_length=2)]
+    dim: int = 0  # 0 = channels (the first dimension after the batch)
+
+
+
+def _split_axis(dim: int, shape: Shape, op: str) -> int:
+    """The axis (without the batch) a split cuts: channels of a map, any axis of a vector or tokens."""
+    axis = dim if dim >= 0 else len(shape) + dim
+    if not 0 <= axis < len(shape):
+        raise ShapeError(f"{op} dim {dim} is out of range for shape {format_shape(shape)}")
+    if len(shape) == 3 and axis != 0:
+        raise ShapeError(f"{op} cuts a (C, H, W) map along its channels only (dim 0), not dim {dim}")
+    return axis
+
+
+def _pieces(shape: Shape, axis: int, sizes: list[int]) -> list[Shape]:
+    return [(*shape[:axis], size, *shape[axis + 1:]) for size in sizes]
+
+
+def _split_shapes(args: SplitArgs, inputs: list[Shape]) -> list[Shape]:
+    shape = inputs[0]
+    axis = _split_axis(args.dim, shape, "split")
+    if sum(args.sizes) != shape[axis]:
+        raise ShapeError(f"split sizes {args.sizes} add up to {sum(args.sizes)}, not the {shape[axis]} of the input")
+    return _pieces(shape, axis, args.sizes)
+
+
+def _torch_function(name: str, keywords):
+    def build(args, inputs):
+        import torch
+
+        return getattr(torch, name), keywords(args)
+
+    return build
+
+
+def _batch_dim(dim: int) -> int:
+    return dim + 1 if dim >= 0 else dim  # dims count without the batch
+
+
+OPS.append(
+    Op(
+        name="split",
+        summary="split the channels into pieces of the given sizes, one output each (torch.split; ShuffleNet v2)",
+        args=SplitArgs,
+        shape=_split_shapes,
+        outputs=lambda a, i: len(a.sizes),
+        function=_torch_function("split", lambda a: {"split_size_or_sections": list(a.sizes), "dim": _batch_dim(a.dim)}),
+        saved=saves_nothing,  # the backward concatenates the gradients: it needs only the sizes
+        family="other",
+        label=lambda a: "split " + "/".join(map(str, a.sizes)),
+    )
+)
