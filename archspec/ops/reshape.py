@@ -283,3 +283,35 @@ OPS.append(
         label=lambda a: "split " + "/".join(map(str, a.sizes)),
     )
 )
+
+
+class ChunkArgs(OpArgs):
+    chunks: Annotated[int, Field(ge=2)]  # torch.chunk: pieces of ceil(n / chunks), the last smaller
+    dim: int = 0
+
+
+def _chunk_sizes(args: ChunkArgs, inputs: list[Shape]) -> list[int]:
+    """torch.chunk's pieces: ceil(n / chunks) each while the input lasts (so possibly fewer pieces)."""
+    shape = inputs[0]
+    total = shape[_split_axis(args.dim, shape, "chunk")]
+    step = -(-total // args.chunks)
+    return [min(step, total - start) for start in range(0, total, step)]
+
+
+def _chunk_shapes(args: ChunkArgs, inputs: list[Shape]) -> list[Shape]:
+    return _pieces(inputs[0], _split_axis(args.dim, inputs[0], "chunk"), _chunk_sizes(args, inputs))
+
+
+OPS.append(
+    Op(
+        name="chunk",
+        summary="split the channels into N nearly equal pieces, one output each (torch.chunk)",
+        args=ChunkArgs,
+        shape=_chunk_shapes,
+        outputs=lambda a, i: len(_chunk_sizes(a, i)),
+        function=_torch_function("chunk", lambda a: {"chunks": a.chunks, "dim": _batch_dim(a.dim)}),
+        saved=saves_nothing,
+        family="other",
+        label=lambda a: f"chunk {a.chunks}",
+    )
+)
