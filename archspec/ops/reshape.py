@@ -315,3 +315,41 @@ OPS.append(
         label=lambda a: f"chunk {a.chunks}",
     )
 )
+
+
+# --- permute: reorder the axes ------------------------------------------------------------------
+class PermuteArgs(OpArgs):
+    dims: list[int]  # a permutation of the axes without the batch: [1, 2, 0] makes (C, H, W) -> (H, W, C)
+
+
+def _permute_shape(args: PermuteArgs, inputs: list[Shape]) -> Shape:
+    shape = inputs[0]
+    if sorted(args.dims) != list(range(len(shape))):
+        raise ShapeError(f"permute dims {args.dims} are not a permutation of the {len(shape)} axes of {format_shape(shape)}")
+    return tuple(shape[axis] for axis in args.dims)
+
+
+def _permute_field(args: PermuteArgs, ranges, inputs: list[Shape], output: Shape):
+    """Spatial axes that stay spatial carry their ranges along (a transpose of H and W swaps them);
+    once the channels move onto a spatial axis, a position reads the whole input map."""
+    from archspec.ops.field import whole_ranges
+
+    if len(inputs[0]) != 3 or len(output) != 3 or not set(args.dims[1:]) <= {1, 2}:
+        return [whole_ranges(inputs[0])]
+    by_input_axis = {args.dims[k]: ranges[k - 1] for k in (1, 2)}
+    return [(by_input_axis[1], by_input_axis[2])]
+
+
+OPS.append(
+    Op(
+        name="permute",
+        summary="reorder the axes after the batch (torch.permute), e.g. (C, H, W) -> (H, W, C) for channels-last",
+        args=PermuteArgs,
+        shape=_permute_shape,
+        function=_torch_function("permute", lambda a: {"dims": (0, *(axis + 1 for axis in a.dims))}),
+        receptive_field=_permute_field,
+        saved=saves_nothing,  # the backward permutes the gradient back
+        family="other",
+        label=lambda a: "permute " + ",".join(map(str, a.dims)),
+    )
+)
