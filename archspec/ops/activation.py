@@ -188,3 +188,6 @@ OPS.append(
     Op(name="identity", summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity, saved=saves_nothing,
        family="other", traits=frozenset({"elementwise", "pass_through", "removable"}))
 )
+
+
+_activation("mish", "x * tanh(softplus(x)) (YOLOv4)", NoArgs, _torch("F.mish"))
