@@ -36,6 +36,7 @@ COUNTERPARTS: dict[str, Counterpart] = {
     "densenet121": Counterpart("densenet121"),
     "densenet169": Counterpart("densenet169"),
     "mobilenet_v2": Counterpart("mobilenet_v2"),
+    "shufflenet_v2_x1_0": Counterpart("shufflenet_v2_x1_0"),
     "efficientnet_b0": Counterpart("efficientnet_b0"),
     "efficientnet_b3": Counterpart("efficientnet_b3", input=(3, 300, 300)),
     "fcn_resnet50": Counterpart("fcn_resnet50", SEGMENTATION, output="out", torchvision_output="out"),

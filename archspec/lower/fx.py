@@ -25,44 +25,51 @@ from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ir.in_place import in_place_nodes
 from archspec.lower.cost import check_lowering_cost
-from archspec.ops.catalog import lookup
 
 
 def lower(ir: IRGraph) -> fx.GraphModule:
     check_lowering_cost(ir)
     root = nn.Module()
     graph = fx.Graph()
-    values: dict[str, fx.Node] = {}
+    values: dict[str, fx.Node] = {}  # value name -> the fx node that computes it
     frozen: list[str] = []
     in_place = in_place_nodes(ir)
     for node in ir.nodes():
         name = _python_name(node.id)
-        if node.op == "input":
+        if node.is_input:
             values[node.id] = graph.placeholder(name)
             continue
-        op = lookup(node.op)
-        in_shapes = [ir.shapes[i] for i in node.inputs]
-        args = [values[i] for i in node.inputs]
-        if op.module is not None:
-            if node.module == node.id:  # the owner builds the module; reusers call it again
-                _check_free(node.module, node)
-                _set_submodule(root, node.module, op.module(node.args, in_shapes))
-                if not node.trainable:
-                    frozen.append(node.module)
-            values[node.id] = graph.create_node("call_module", node.module, tuple(args), {}, name=name)
-        else:
-            function, keywords = op.function(node.args, in_shapes)
-            if node.id in in_place:
-                function, keywords = op.in_place_form(function, keywords)
-            call_args = (args,) if op.inputs_as_list else tuple(args)
-            values[node.id] = graph.create_node("call_function", function, call_args, keywords, name=name)
-    outputs = {name: values[node_id] for name, node_id in ir.outputs.items()}
+        call = _call(graph, root, node, [values[i] for i in node.inputs], [ir.shapes[i] for i in node.inputs],
+                     node.id in in_place, name)
+        if node.module == node.id and node.entry.module is not None and not node.trainable:
+            frozen.append(node.module)
+        if len(node.values) == 1:
+            values[node.id] = call
+        else:  # several outputs: one `getitem` per output, as torch.fx traces `a, b = x.split(...)`
+            for index, value in enumerate(node.values):
+                values[value] = graph.call_function(operator.getitem, (call, index), name=f"{name}_{index}")
+    outputs = {name: values[value] for name, value in ir.outputs.items()}
     graph.output(outputs if ir.named_outputs or len(outputs) > 1 else next(iter(outputs.values())))
     module = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     for path in frozen:
         module.get_submodule(path).requires_grad_(False)
     initialise(module, ir.init)
     return module
+
+
+def _call(graph: fx.Graph, root: nn.Module, node, args: list, in_shapes: list, in_place: bool, name: str) -> fx.Node:
+    """The fx node of one op call: its module (built by the owner, called again by reusers) or function."""
+    op = node.entry
+    if op.module is not None:
+        if node.module == node.id:
+            _check_free(node.module, node)
+            _set_submodule(root, node.module, op.module(node.args, in_shapes))
+        return graph.create_node("call_module", node.module, tuple(args), {}, name=name)
+    function, keywords = op.function(node.args, in_shapes)
+    if in_place:
+        function, keywords = op.in_place_form(function, keywords)
+    call_args = (args,) if op.inputs_as_list else tuple(args)
+    return graph.create_node("call_function", function, call_args, keywords, name=name)
 
 
 def initialise(module: nn.Module, scheme: str) -> None:

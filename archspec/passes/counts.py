@@ -7,15 +7,12 @@ every op node (graph inputs excluded), at `dtype_bytes` bytes each.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph, IRNode, Shape
 from archspec.ops.catalog import lookup
 from archspec.passes.shapes import MAX_COUNT
-
-WEIGHTED_OPS = {"conv", "dwconv", "conv_transpose", "linear"}
 
 
 @dataclass
@@ -52,6 +49,8 @@ class LayerStats:
     buffer_tensors: dict[str, Shape]
     scopes: tuple[str, ...]
     trainable: bool
+    # every output's shape; `output_shape` is the first (the only one, for most ops)
+    output_shapes: tuple[Shape, ...] = ()
 
 
 @dataclass
@@ -64,8 +63,11 @@ class BlockStats:
     layers: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Analysis:
+    """The counts of one IR. Frozen: memory, receptive fields and stages are other passes, asked
+    for through `archspec.pipeline.Compiled`."""
+
     name: str
     batch: int
     dtype_bytes: int
@@ -74,54 +76,38 @@ class Analysis:
     layers: list[LayerStats]
     blocks: list[BlockStats]
     totals: Figures
-    # receptive field per node (archspec.passes.receptive_field), when asked for
-    fields: dict[str, Any] | None = None
-    # memory estimate (archspec.passes.memory), when asked for
-    memory: Any = None
 
     @property
     def depth(self) -> int:
-        """Weighted layers (conv and linear call sites), the way papers count depth."""
-        return sum(1 for layer in self.layers if layer.op in WEIGHTED_OPS)
+        """Weighted layers (conv and linear call sites, the ops with the "weighted" trait), the way
+        papers count depth."""
+        return sum(1 for layer in self.layers if _is_weighted(layer.op))
+
+
+def _is_weighted(op_name: str) -> bool:
+    op = lookup(op_name)
+    return op is not None and op.is_("weighted")
 
 
 def analyze(ir: IRGraph, batch: int = 1, dtype_bytes: int = 4) -> Analysis:
+    """One walk in topological order: each node's figures, the totals and the per-block roll-ups."""
     shapes = ir.shapes
     layers: list[LayerStats] = []
     blocks: dict[str, BlockStats] = {}
     totals = Figures()
     for node in ir.nodes():
-        if node.op == "input":
+        if node.is_input:
             continue
-        op = lookup(node.op)
-        in_shapes = [shapes[i] for i in node.inputs]
-        out = shapes[node.id]
-        owns_weights = node.module == node.id
-        tensors = op.params(node.args, in_shapes) if owns_weights else {}
-        buffers = op.buffers(node.args, in_shapes) if owns_weights else {}
-        params = sum(math.prod(s) for s in tensors.values())
-        macs = op.macs(node.args, in_shapes, out) * batch
-        flops = op.flops(node.args, in_shapes, out) * batch
-        figures = Figures(
-            params=params,
-            trainable=params if node.trainable else 0,
-            buffers=sum(math.prod(s) for s in buffers.values()),
-            macs=macs,
-            flops=flops,
-            all_ops=flops + op.extra_ops(node.args, in_shapes, out) * batch,
-            activations=math.prod(out) * batch,
-        )
-        _check_counts(figures, node, "")
-        layers.append(
-            LayerStats(node.id, node.op, node.module, node.inputs, out, figures, tensors, buffers, node.scopes, node.trainable)
-        )
-        totals.add(figures)
+        layer = layer_stats(node, [shapes[i] for i in node.inputs], batch)
+        _check_counts(layer.figures, node, "")
+        layers.append(layer)
+        totals.add(layer.figures)
         _check_counts(totals, node, "the network's total ")
         for depth, (path, kind) in enumerate(zip(node.scopes, node.scope_kinds), start=1):
-            block = blocks.setdefault(path, BlockStats(path, kind, depth, out))
-            block.figures.add(figures)
+            block = blocks.setdefault(path, BlockStats(path, kind, depth, node.shape))
+            block.figures.add(layer.figures)
             block.layers += 1
-            block.output_shape = out  # the last node of a block (in order) gives its output
+            block.output_shape = node.shape  # the last node of a block (in order) gives its output
     return Analysis(
         name=ir.name,
         batch=batch,
@@ -132,6 +118,29 @@ def analyze(ir: IRGraph, batch: int = 1, dtype_bytes: int = 4) -> Analysis:
         blocks=list(blocks.values()),
         totals=totals,
     )
+
+
+def layer_stats(node: IRNode, in_shapes: list[Shape], batch: int = 1) -> LayerStats:
+    """One node's figures from its op's rules. An op with several outputs gets the list of
+    output shapes as `output`; its activations are the elements of all of them."""
+    op = node.entry
+    out = node.shape if len(node.shapes) == 1 else list(node.shapes)
+    owns_weights = node.module == node.id
+    tensors = op.params(node.args, in_shapes) if owns_weights else {}
+    buffers = op.buffers(node.args, in_shapes) if owns_weights else {}
+    params = sum(math.prod(s) for s in tensors.values())
+    flops = op.flops(node.args, in_shapes, out) * batch
+    figures = Figures(
+        params=params,
+        trainable=params if node.trainable else 0,
+        buffers=sum(math.prod(s) for s in buffers.values()),
+        macs=op.macs(node.args, in_shapes, out) * batch,
+        flops=flops,
+        all_ops=flops + op.extra_ops(node.args, in_shapes, out) * batch,
+        activations=sum(math.prod(shape) for shape in node.shapes) * batch,
+    )
+    return LayerStats(node.id, node.op, node.module, node.inputs, node.shape, figures, tensors, buffers, node.scopes,
+                      node.trainable, node.shapes)
 
 
 COUNT_NAMES = {
@@ -151,9 +160,3 @@ def _check_counts(figures: Figures, node: IRNode, whose: str) -> None:
                 node.id,
                 hint="no network comes near this; check its sizes (and --batch)",
             )
-
-
-def figures_dict(figures: Figures, dtype_bytes: int) -> dict:
-    data = asdict(figures)
-    data["activation_bytes"] = figures.activations * dtype_bytes
-    return data
