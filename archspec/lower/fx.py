@@ -15,8 +15,6 @@ import functools
 import operator
 import re
 
-import torch
-import torch.nn.functional as F
 
 import torch.fx as fx
 import torch.nn as nn
