@@ -4,21 +4,18 @@ Binding of the item's name; the op nodes themselves come from `archspec.ir.nodes
 from __future__ import annotations
 
 from collections import ChainMap
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ir.graph import IRNode
 from archspec.ir.nodes import add_node, check_same_weights, op_node
 from archspec.ir.resolve import resolve
-from archspec.ir.scope import Binding, FlatNames, Item, Scope
+from archspec.ir.scope import Binding, Builder, FlatNames, Item, Scope
 from archspec.ir.values import param_value, quoting_hint
 from archspec.ops.catalog import lookup
 from archspec.ops.merge import DEFAULT_MERGE
 from archspec.spec.document import check_name
 from archspec.spec.yaml_source import SourceMap
-
-if TYPE_CHECKING:
-    from archspec.ir.build import Expander
 
 
 
@@ -29,7 +26,7 @@ def merges() -> list[str]:
     return [op.name for op in entries() if op.is_("merge")]
 
 
-def block_call(ex: "Expander", item: Item) -> Binding:
+def block_call(ex: Builder, item: Item) -> Binding:
     block, block_raw = ex.spec.blocks[item.callee]
     if item.callee in ex.block_stack:
         chain = " -> ".join([*ex.block_stack[ex.block_stack.index(item.callee):], item.callee])
@@ -58,7 +55,7 @@ def block_call(ex: "Expander", item: Item) -> Binding:
     return Binding(out, inner.path, ex.ir.order[start:], item.inputs, inner.names)
 
 
-def _block_env(ex: "Expander", item: Item, block, block_raw) -> ChainMap:
+def _block_env(ex: Builder, item: Item, block, block_raw) -> ChainMap:
     """A block sees the spec's parameters (not its caller's block parameters) and its own; a
     ChainMap, not a copy, so a call costs the same however many parameters the spec has."""
     env = ChainMap({}, ex.spec_env)
@@ -86,7 +83,7 @@ def _block_env(ex: "Expander", item: Item, block, block_raw) -> ChainMap:
     return env
 
 
-def parallel(ex: "Expander", item: Item) -> Binding:
+def parallel(ex: Builder, item: Item) -> Binding:
     only_keys(item, {"branches", "merge", "fit"}, "parallel")
     if "branches" not in item.body:
         raise SpecError("parallel needs `branches`: a mapping of branch name -> layers", item.loc, item.path)
@@ -102,7 +99,7 @@ def parallel(ex: "Expander", item: Item) -> Binding:
     return Binding(out, group.path, ex.ir.order[start:], item.inputs, group.names)
 
 
-def branches(ex: "Expander", written: Any, merge: str, fit: str, scope: Scope, inputs: list[str], loc: Location | None,
+def branches(ex: Builder, written: Any, merge: str, fit: str, scope: Scope, inputs: list[str], loc: Location | None,
              item: Item | None = None) -> str:
     """Each branch starts from the same input; their outputs are merged by concat or add.
     A branch given as one item (not a list) is that item, named as the branch."""
@@ -126,7 +123,7 @@ def branches(ex: "Expander", written: Any, merge: str, fit: str, scope: Scope, i
     return op_node(ex, lookup(merge), merged).values[0]
 
 
-def seq(ex: "Expander", item: Item) -> Binding:
+def seq(ex: Builder, item: Item) -> Binding:
     only_keys(item, {"layers", "index_names"}, "seq")
     if "layers" not in item.body:
         raise SpecError("seq needs `layers`", item.loc, item.path)
@@ -142,7 +139,7 @@ def seq(ex: "Expander", item: Item) -> Binding:
     return Binding(out, group.path, ex.ir.order[start:], item.inputs, children)
 
 
-def reuse(ex: "Expander", item: Item) -> Binding:
+def reuse(ex: Builder, item: Item) -> Binding:
     """Apply an existing node or block again with the same weights (shared weights)."""
     only_keys(item, {"node"}, "reuse")
     if "node" not in item.body:

@@ -2,27 +2,24 @@
 expansion applied (`Op.expand`: add's `project: auto`), output shapes inferred node by node."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from archspec.errors import SpecError, did_you_mean
 from archspec.ir.graph import IRNode
-from archspec.ir.scope import Binding, Item
+from archspec.ir.scope import Binding, Builder, Item
 from archspec.ir.values import quoting_hint, value_text
 from archspec.ops.catalog import lookup
 from archspec.ops.registry import Op
 from archspec.passes.shapes import output_shapes
 from archspec.spec.yaml_source import SourceMap
 
-if TYPE_CHECKING:
-    from archspec.ir.build import Expander
-
 MAX_NODES = 50_000
 MAX_INPUTS = 10_000  # inputs of one op node (`from` of a concat, branches of a parallel)
 
 
-def op_call(ex: "Expander", op: Op, item: Item) -> Binding:
+def op_call(ex: Builder, op: Op, item: Item) -> Binding:
     """One op item -> its node (and the nodes its expansion inserts); the binding of its name
     has one child per output when the op has several (`split1.0`, `split1.1`)."""
     node = op_node(ex, op, item)
@@ -33,7 +30,7 @@ def op_call(ex: "Expander", op: Op, item: Item) -> Binding:
     return binding
 
 
-def op_node(ex: "Expander", op: Op, item: Item) -> IRNode:
+def op_node(ex: Builder, op: Op, item: Item) -> IRNode:
     node_id = item.scope.node_id(item.name)
     try:
         op_args = op.args.model_validate(item.body, context={"names": item.scope.env})
@@ -69,7 +66,7 @@ def _check_arity(op: Op, item: Item, node_id: str) -> None:
         )
 
 
-def _expanded(ex: "Expander", op: Op, op_args: Any, item: Item, inputs: list[str]) -> list[str]:
+def _expanded(ex: Builder, op: Op, op_args: Any, item: Item, inputs: list[str]) -> list[str]:
     """Insert the nodes the op asks for in front of one input (`Op.expand`), e.g. ResNet's
     projection shortcut: a 1x1 conv + BN on the shortcut when its shape differs from the main path."""
     expansion = op.expand(op_args, [ex.ir.shapes[value] for value in inputs])
@@ -84,7 +81,7 @@ def _expanded(ex: "Expander", op: Op, op_args: Any, item: Item, inputs: list[str
     return inputs
 
 
-def add_node(ex: "Expander", node: IRNode, item: Item) -> IRNode:
+def add_node(ex: Builder, node: IRNode, item: Item) -> IRNode:
     """Place a node in the graph with its scopes and its output shapes."""
     if len(ex.ir.graph) >= MAX_NODES:
         raise SpecError(f"the graph would have more than {MAX_NODES:,} nodes", node.loc, node.id)
@@ -118,7 +115,7 @@ def args_error(err: ValidationError, op: Op, args: SourceMap, loc, node_id: str)
     return SpecError(f"{op.name} argument '{field_name}': {message}{shown}", where, node_id)
 
 
-def check_same_weights(ex: "Expander", old: IRNode, new: IRNode, loc) -> None:
+def check_same_weights(ex: Builder, old: IRNode, new: IRNode, loc) -> None:
     """A reused node's tensors must have the shapes of the original's (shared weights)."""
     op = lookup(old.op)
     before = op.params(old.args, [ex.ir.shapes[i] for i in old.inputs])

@@ -9,10 +9,14 @@ input values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from archspec.errors import Location
 from archspec.spec.yaml_source import SourceMap
+
+if TYPE_CHECKING:
+    from archspec.ir.graph import IRGraph
+    from archspec.spec.document import LoadedSpec
 
 
 def join(prefix: str, name: str) -> str:
@@ -106,3 +110,17 @@ class Item:
 
     def but(self, **changes: Any) -> "Item":
         return replace(self, **changes)
+
+
+class Builder(Protocol):
+    """What the constructs and op nodes need of the expansion in progress
+    (archspec.ir.build.Expander): the spec, the graph so far, and the way back into item lists."""
+
+    spec: "LoadedSpec"
+    ir: "IRGraph"
+    block_stack: list[str]
+    spec_env: dict[str, Any]
+
+    def sequence(self, items: Any, scope: Scope, inputs: list[str]) -> str: ...
+
+    def item(self, written: Any, loc: Location | None, scope: Scope, prev: str, default_name: str | None = None) -> str: ...
