@@ -19,14 +19,12 @@ from archspec.commands.common import (
     InputOption,
     MemoryLimitOption,
     SetOption,
-    analyse,
     check_memory_limit,
+    compile_options,
     handles_errors,
-    input_shapes,
     library_specs,
     parse_sets,
     refuse_over_limit,
-    spec_meta,
 )
 from archspec.errors import ArchspecError
 
@@ -45,14 +43,25 @@ def validate(
     specs: List[Path] = typer.Argument(..., help="Spec files to check."),
     sets: Optional[List[str]] = SetOption,
 ) -> None:
-    """Check specs (schema, references, shapes); report every bad one with its location."""
+    """Check specs (schema, references, shapes); report every bad one with its location: each
+    unknown key, op, argument or value of a file, then (when there is none) its first other error."""
+    from archspec.pipeline import compile
+    from archspec.spec.document import load_spec
+    from archspec.spec.lint import lint
+
     failures = 0
     for spec in specs:
         try:
-            _, ir, analysis = analyse(spec, sets, None)
+            loaded = load_spec(spec)
+            errors = lint(loaded, parse_sets(sets))
+            if not errors:
+                analysis = compile(loaded, parse_sets(sets)).analysis
         except ArchspecError as err:
+            errors = [err]
+        if errors:
             failures += 1
-            typer.echo(f"error: {err}", err=True)
+            for err in errors:
+                typer.echo(f"error: {err}", err=True)
             continue
         outputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in analysis.outputs.items())
         typer.echo(f"ok  {spec}: {len(analysis.layers)} ops, {analysis.totals.params:,} params, output {outputs}")
@@ -79,63 +88,13 @@ def report(
     batch: int = BatchOption,
 ) -> None:
     """Per-layer analysis of one spec, or a comparison of several (all of specs/ by default)."""
-    from archspec.render.report import analysis_json, library_markdown, markdown
+    from archspec.render.formats import ReportOptions, render_report
 
-    if output_format not in ("table", "json", "markdown", "html"):
-        raise ArchspecError(f"--format must be table, json or markdown, not '{output_format}' (or html, a file report)")
-    from archspec.passes.memory import DTYPE_BYTES, OPTIMIZER_STATES, estimate_memory
-
-    if dtype not in DTYPE_BYTES:
-        raise ArchspecError(f"--dtype must be one of {', '.join(DTYPE_BYTES)}, not '{dtype}'")
-    if optimizer not in OPTIMIZER_STATES:
-        raise ArchspecError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, not '{optimizer}'")
-    paths = specs or library_specs()
-    if run is not None and output_format not in ("html", "markdown"):
-        raise ArchspecError("--run adds training curves to a file report: use it with --format html (or markdown --out DIR)")
-    if out is not None:
-        from archspec.render.files import check_output_folder
-
-        check_output_folder(out)
-    if output_format == "html" or out is not None:  # file reports (matplotlib charts, graphviz diagram)
-        from archspec.render.html import read_run, write_reports
-
-        if run is not None:
-            read_run(run)  # a bad run folder is refused before any analysis or chart
-
-        files, notes = write_reports([analyse(p, sets, inputs, batch) for p in paths], len(paths) == 1 and bool(specs),
-                                     output_format, out, batch, dtype, optimizer, REPORTS_FOLDER, run)
-        for line in notes:
-            typer.echo(line, err=True)
-        typer.echo("wrote " + ", ".join(str(f) for f in files))
-        return
-    results = []
-    for path in paths:
-        loaded, ir, analysis = analyse(path, sets, inputs, batch)
-        if receptive_field:
-            from archspec.passes.receptive_field import receptive_fields
-
-            analysis.fields = receptive_fields(ir)
-        if memory:
-            analysis.memory = estimate_memory(ir, batch=batch, dtype=dtype, optimizer=optimizer)
-        results.append((analysis, spec_meta(loaded)))
-    single = len(results) == 1 and bool(specs)
-    if output_format == "json":
-        data = [analysis_json(a, m) for a, m in results]
-        typer.echo(json.dumps(data[0] if single else data, indent=1))
-    elif output_format == "markdown":
-        if single:
-            typer.echo(markdown(results[0][0], depth, flops=flops, all_ops=all_ops, fields=receptive_field, memory=memory), nl=False)
-        else:
-            typer.echo(library_markdown(results), nl=False)
-    else:
-        from archspec.render.terminal import console, layer_table, library_table, totals_table
-
-        out = console()
-        if single:
-            out.print(layer_table(results[0][0], depth, flops, all_ops, fields=receptive_field, memory=memory))
-            out.print(totals_table(results[0][0]))
-        else:
-            out.print(library_table(results))
+    options = ReportOptions(output_format, depth, flops, all_ops, receptive_field, memory, dtype, optimizer, out, run,
+                            REPORTS_FOLDER)
+    options.check()
+    results = [compile_options(path, sets, inputs, batch) for path in specs or library_specs()]
+    render_report(results, len(results) == 1 and bool(specs), options)
 
 
 @app.command()
@@ -150,13 +109,14 @@ def build(
     memory_limit: float = MemoryLimitOption,
 ) -> None:
     """Validate, analyse and lower to torch; check one forward pass against the analysis; write artifacts."""
-    from archspec.render.files import check_output_folder, safe_folder
+    from archspec.files import check_output_folder, safe_folder
     from archspec.render.terminal import console, layer_table, totals_table
 
     check_memory_limit(memory_limit)
     if out is not None:  # what is wrong with the path, before the work
         check_output_folder(out)
-    loaded, ir, analysis = analyse(spec, sets, inputs)
+    compiled = compile_options(spec, sets, inputs)
+    ir, analysis = compiled.ir, compiled.analysis
     folder = out or check_output_folder(safe_folder(REPORTS_FOLDER, analysis.name), "the output folder")
     totals, size = analysis.totals, analysis.dtype_bytes
     refuse_over_limit(f"building {analysis.name}", [("weights and buffers", (totals.params + totals.buffers) * size),
@@ -167,12 +127,11 @@ def build(
     check_lowering_cost(ir)  # before torch is imported: a graph too large to lower costs nothing more
     import torch
 
-    from archspec.lower.fx import lower
     from archspec.lower.verify import REAL_PASS_FLOPS, verify_module
 
     on_meta = analysis.totals.flops > REAL_PASS_FLOPS
     with torch.device("meta" if on_meta else "cpu"):
-        module = lower(ir)
+        module = compiled.module()
     checks = verify_module(module, analysis)
     stdout = console()
     stdout.print(layer_table(analysis, depth, flops=True))
@@ -183,7 +142,7 @@ def build(
         mark = "[green]ok[/green]" if check.ok else "[red]MISMATCH[/red]"
         detail = "" if check.ok else f": static {check.static}, torch {check.actual}"
         stdout.print(f"{mark}  torch agrees on {check.what}{detail}")
-    written, note = _write_build(folder, loaded, ir, analysis, module, spec)
+    written, note = _write_build(folder, compiled, module, spec)
     if note:
         stdout.print(note, markup=False)
     stdout.print("wrote " + ", ".join(str(p) for p in written))
@@ -194,21 +153,22 @@ def build(
 BUILD_SET = ("summary.json", "summary.md", "module.py", "diagram.dot", "diagram.svg")
 
 
-def _write_build(folder: Path, loaded, ir, analysis, module, spec: Path):
+def _write_build(folder: Path, compiled, module, spec: Path):
     """The artifact set, written under the folder's lock so concurrent builds into one folder end
     with one build's set; a file of the set this build did not write (diagram.svg without `dot`)
     is removed rather than left from an older build."""
     from archspec.render.diagram import build_artifacts
-    from archspec.render.files import locked_folder, write_atomic, write_error
+    from archspec.files import locked_folder, write_atomic, write_error
     from archspec.render.report import analysis_json, markdown
 
+    analysis = compiled.analysis
     with locked_folder(folder):
         written = [
-            write_atomic(folder / "summary.json", json.dumps(analysis_json(analysis, spec_meta(loaded)), indent=1) + "\n"),
+            write_atomic(folder / "summary.json", json.dumps(analysis_json(analysis, compiled.meta), indent=1) + "\n"),
             write_atomic(folder / "summary.md", markdown(analysis, flops=True)),
             write_atomic(folder / "module.py", _module_source(module, analysis.name, spec)),
         ]
-        diagram_files, note = build_artifacts(folder, ir, analysis)  # diagram.dot, and .svg where `dot` exists
+        diagram_files, note = build_artifacts(folder, compiled.ir, analysis)  # diagram.dot, and .svg where `dot` exists
         written += diagram_files
         for name in BUILD_SET:
             if folder / name not in written:
@@ -220,7 +180,7 @@ def _write_build(folder: Path, loaded, ir, analysis, module, spec: Path):
 
 
 def _module_source(module, name: str, spec: Path) -> str:
-    structure = "\n".join("# " + line for line in str(module).splitlines() if "GraphModule" not in line or True)
+    structure = "\n".join("# " + line for line in str(module).splitlines())
     return (
         f"# Generated by archspec from {spec}: the forward of the lowered {name} module.\n"
         f"# Rebuild it with archspec.build_module({str(spec)!r}).\n"
@@ -247,9 +207,8 @@ def explain(
         return
     if spec is None:
         raise ArchspecError("give a SPEC, or --case NAME for a worked example of the course")
-    loaded, _, _ = analyse(spec, sets, inputs)  # validates and reports errors with locations
-    shapes = input_shapes(loaded, inputs)
-    typer.echo(explain_spec(spec, nodes or None, lang, params=parse_sets(sets), inputs=shapes))
+    compiled = compile_options(spec, sets, inputs)  # once; errors carry their locations
+    typer.echo(explain_spec(compiled, nodes or None, lang))
 
 
 @app.command()

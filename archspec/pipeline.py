@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from archspec.ir.graph import IRGraph
     from archspec.passes.counts import Analysis
     from archspec.passes.memory import MemoryEstimate
+    from archspec.passes.stages import Stage
     from archspec.spec.document import LoadedSpec
 
 Shape = tuple[int, ...]
@@ -65,11 +66,17 @@ class Compiled:
         return receptive_fields(self.ir)
 
     @cached_property
-    def stages(self):
+    def stages(self) -> "tuple[Stage, ...]":
         """The network's stages (archspec.passes.stages): the one definition every output uses."""
         from archspec.passes.stages import stages
 
-        return stages(self.ir, self.analysis)
+        return stages(self.analysis)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the document says about itself, for reports: summary, paper, task and path."""
+        doc = self.loaded.document
+        return {"summary": doc.summary, "paper": doc.paper, "task": doc.task, "path": self.loaded.path}
 
     def module(self):
         """The lowered torch module (imports torch)."""

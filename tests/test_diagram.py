@@ -19,6 +19,9 @@ from typer.testing import CliRunner
 from archspec.cli import app
 from archspec.commands.common import analyse
 from archspec.errors import ArchspecError
+from archspec.ops.catalog import entries
+from archspec.ops.registry import FAMILIES as OP_FAMILIES
+from archspec.pipeline import compile
 from archspec.render import diagram as diagram_module
 from archspec.render.diagram import WRAP_RANKS, build_artifacts, classify_edges, columns, diagram_source, layout, render
 from conftest import LIBRARY, ROOT, SPECS
@@ -123,6 +126,21 @@ def test_legend_names_the_families_drawn():
         assert words in legend, words
     assert "resize" not in legend and "bridge (encoder" not in legend  # none drawn in ResNet-18
     assert "bridge (encoder" in source("unet")[source("unet").index("cluster_legend"):]
+
+
+def test_leaky_relu_is_labelled_with_its_slope(tmp_path):
+    """Regression: the label read `slope`, but the argument is `negative_slope`."""
+    spec = tmp_path / "leaky.yaml"
+    spec.write_text("name: leaky\ninputs: {x: [3, 8, 8]}\nlayers:\n  - leaky_relu: {negative_slope: 0.2}\n")
+    assert "<B>leaky_relu 0.2</B>" in diagram_source(compile(spec).ir)
+
+
+def test_every_op_family_has_a_look_of_its_own_and_a_place_in_the_legend():
+    looks = diagram_module.FAMILIES
+    assert list(looks) == ["input", *OP_FAMILIES, "block", "run"]  # the legend's order
+    assert len({look.fill for look in looks.values()}) == len(looks)
+    for op in entries():
+        assert diagram_module.family(op.name) == op.family
 
 
 def test_ops_of_one_family_share_a_colour():
@@ -308,7 +326,7 @@ def test_missing_dot_is_one_line_and_exit_1(tmp_path):
 
 def test_build_artifacts_never_fail_without_dot(tmp_path, monkeypatch):
     ir, analysis = compiled("lenet5")
-    monkeypatch.setattr(diagram_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no graphviz on the PATH
     written, note = build_artifacts(tmp_path, ir, analysis)
     assert [p.name for p in written] == ["diagram.dot"]
     assert note is not None and "apt-get install graphviz" in note and "\n" not in note

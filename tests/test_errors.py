@@ -1,6 +1,6 @@
-"""Malformed specs: each gives exactly one located error, `file:line:col node 'path': message`
-with a `hint:` line where one helps, through the library (`SpecError`) and through `validate`
-(exit 1, the same text on stderr, no traceback).
+"""The error catalogue: malformed specs, each giving exactly one located error,
+`file:line:col node 'path': message` with a `hint:` line where one helps, through the library
+(`SpecError`) and through `validate` (exit 1, the same text on stderr, no traceback).
 
 A case names where the error must point by a piece of the spec text (`at`: the first occurrence
 of `needle`, or of `sub` inside it), so the expected line and column are read off the spec itself.
@@ -181,6 +181,40 @@ CASES = [
     Case("missing-layers", "name: t\ninputs: {x: [3, 32, 32]}\n", (1, 1), None, ["missing required key 'layers'"]),
     Case("input-size-not-positive", "name: t\ninputs: {x: [3, 0, 32]}\nlayers: [relu]\n", "[3, 0, 32]", None,
          ["input 'x' needs positive sizes, got [3, 0, 32]"]),
+    # --- fixed-choice arguments: the allowed words and a did-you-mean ---
+    Case("choice-mode", H + "  - upsample: {scale: 2, mode: bilinar}\n", "bilinar", "upsample1",
+         ["upsample argument 'mode' must be one of 'nearest', 'bilinear', 'bicubic', not 'bilinar'"],
+         ["did you mean 'bilinear'?"]),
+    Case("choice-padding-word", H + "  - conv: {out: 8, kernel: 3, padding: sme}\n", "sme", "conv1",
+         ["conv argument 'padding' must be one of 'same', 'valid' (or a whole number or a pair [a, b]), not 'sme'"],
+         ["did you mean 'same'?"]),
+    Case("choice-approximate", H + "  - gelu: {approximate: tahn}\n", "tahn", "gelu1",
+         ["gelu argument 'approximate' must be one of 'none', 'tanh', not 'tahn'"], ["did you mean 'tanh'?"]),
+    Case("choice-project", H + "  - conv: {name: a, out: 8, kernel: 3, padding: 1}\n  - add: {from: [a, x], project: atuo}\n",
+         "atuo", "add1", ["add argument 'project' must be one of 'auto', 'never', not 'atuo'"], ["did you mean 'auto'?"]),
+    Case("choice-fit", H + "  - parallel: {branches: {a: relu, b: sigmoid}, fit: crp}\n", "crp", "parallel1",
+         ["parallel key 'fit' must be one of 'none', 'crop', 'pad', not 'crp'"], ["did you mean 'crop'?"]),
+    Case("choice-merge", H + "  - parallel: {branches: {a: relu, b: sigmoid}, merge: ad}\n", ("merge: ad", "ad"),
+         "parallel1", ["parallel key 'merge' must be one of 'add', ", "'concat'", ", not 'ad'"], ["did you mean 'add'?"]),
+    # --- constructs and reserved keys: on the item the user wrote ---
+    Case("parallel-unknown-key", H + "  - parallel: {branches: {a: relu}, fitt: crop}\n", "fitt", "parallel1",
+         ["parallel has no key 'fitt'"], ["did you mean 'fit'?"]),
+    Case("parallel-without-branches", H + "  - parallel: {merge: concat}\n", ("- parallel", "parallel"), "parallel1",
+         ["parallel needs `branches`: a mapping of branch name -> layers"]),
+    Case("seq-unknown-key", H + "  - seq: {layerz: [relu]}\n", "layerz", "seq1", ["seq has no key 'layerz'"],
+         ["did you mean 'layers'?"]),
+    Case("seq-index-names-not-a-boolean", H + "  - seq: {layers: [relu], index_names: 3}\n", ("index_names: 3", "3"),
+         "seq1", ["seq key 'index_names' is true or false, not 3"]),
+    Case("reuse-unknown-key", H + "  - conv: {out: 8, kernel: 3}\n  - reuse: {nod: conv1}\n", "nod", "reuse1",
+         ["reuse has no key 'nod'"], ["did you mean 'node'?"]),
+    Case("trainable-not-a-boolean", H + "  - relu: {trainable: 3}\n", ("trainable: 3", "3"), None,
+         ["`trainable` is true or false, not 3"]),
+    Case("when-not-a-boolean", H + "  - relu: {when: 3}\n", ("when: 3", "3"), "relu1",
+         ["`when` must be true or false, got 3"], ["when: stride == 1"]),
+    Case("repeat-a-list", H + "  - relu: {repeat: [2]}\n", "[2]", "relu1", ["repeat must be a whole number, got [2]"]),
+    Case("from-empty", H + "  - relu: {from: []}\n", "[]", None, ["`from` is empty"]),
+    Case("from-not-a-name", H + "  - relu: {from: [x, {a: 1}]}\n", "[x, {a: 1}]", "relu1",
+         ["a reference is a node name, not {'a': 1}"]),
 ]
 
 
@@ -242,6 +276,23 @@ def test_error_is_located_and_clear(case, tmp_path):
     assert isinstance(result.exception, SystemExit)
     assert result.stdout == ""
     assert result.stderr == f"error: {err}\n"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_validate_prints_the_one_error(case, tmp_path):
+    """`validate` on its own (it checks every item before it builds): the case's one error."""
+    spec = write_case(case, tmp_path)
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 1 and result.stdout == ""
+    first, *rest = result.stderr.rstrip("\n").split("\n")
+    where = f"error: {expected_location(case, spec)} " + (f"node '{case.node}': " if case.node else "")
+    assert first.startswith(where), result.stderr
+    assert all(part in first for part in case.message), result.stderr
+    if case.hint is None:
+        assert rest == [], result.stderr
+    else:
+        assert len(rest) == 1 and rest[0].startswith("  hint: "), result.stderr
+        assert all(part in rest[0] for part in case.hint), result.stderr
 
 
 def test_validate_reports_all_bad_specs_in_one_process(tmp_path):

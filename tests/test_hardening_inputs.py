@@ -185,7 +185,7 @@ def test_run_folder_metrics_nested_too_deep(tmp_path):
 
 
 def test_run_folder_huge_config_is_refused_by_its_size(tmp_path):
-    from archspec.train.loop import load_config
+    from archspec.train.config import load_config
 
     with open(tmp_path / "config.json", "wb") as handle:
         handle.truncate(20 << 30)

@@ -25,7 +25,7 @@ from typer.testing import CliRunner  # noqa: E402
 import archspec  # noqa: E402
 from archspec.cli import app  # noqa: E402
 from archspec.errors import ArchspecError  # noqa: E402
-from archspec.render import files  # noqa: E402
+from archspec import files  # noqa: E402
 from archspec.train import checkpoint as ckpt  # noqa: E402
 from archspec.train import data as data_module  # noqa: E402
 
@@ -346,7 +346,7 @@ def no_analysis(monkeypatch):
     """The output folder is checked before any work."""
     import archspec.cli as cli
 
-    monkeypatch.setattr(cli, "analyse", lambda *a, **k: pytest.fail("the spec was analysed first"))
+    monkeypatch.setattr(cli, "compile_options", lambda *a, **k: pytest.fail("the spec was analysed first"))
 
 
 def test_out_naming_a_file_is_refused_first(tmp_path, no_analysis):

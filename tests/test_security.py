@@ -9,7 +9,7 @@ import pytest
 
 import archspec
 from archspec.errors import ArchspecError, SpecError
-from archspec.render.files import safe_folder, write_atomic
+from archspec.files import safe_folder, write_atomic
 from archspec.spec.expressions import ExpressionError, evaluate
 from conftest import ROOT, run_cli
 

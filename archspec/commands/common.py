@@ -6,12 +6,15 @@ import functools
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import typer
 
 from archspec.errors import ArchspecError, SpecError
 from archspec.spec.yaml_source import parse_yaml_counted
+
+if TYPE_CHECKING:
+    from archspec.pipeline import Compiled
 
 SPECS_FOLDER = Path("specs")
 REPORTS_FOLDER = Path("reports")
@@ -21,10 +24,25 @@ SetOption = typer.Option(None, "--set", help="Override a spec parameter: --set n
 InputOption = typer.Option(None, "--input", help="Input shape CxHxW, or NAME=CxHxW for a named input (repeatable).")
 BatchOption = typer.Option(1, "--batch", min=1, help="Batch size the counts are for.")
 
+DtypeOption = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16: bytes per activation and weight in the memory figures.")
+OptimizerOption = typer.Option("sgd", "--optimizer", help="sgd (with momentum) or adam: optimizer state in the training peak.")
+
 MemoryLimitOption = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit",
                                  help="GiB the static estimate (model, batch and data set) may reach.")
 ForceOption = typer.Option(False, "--force", help="Run even above the memory limit.")
 MEMORY_HINT = "use a smaller --input or batch, raise --memory-limit, or pass --force"
+
+
+def check_choice(option: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ArchspecError(f"{option} must be {' or '.join(', '.join(choices).rsplit(', ', 1))}, not '{value}'")
+
+
+def check_memory_options(dtype: str, optimizer: str) -> None:
+    from archspec.passes.memory import DTYPE_BYTES, OPTIMIZER_STATES
+
+    check_choice("--dtype", dtype, list(DTYPE_BYTES))
+    check_choice("--optimizer", optimizer, list(OPTIMIZER_STATES))
 
 
 def check_memory_limit(value: float) -> float:
@@ -39,7 +57,7 @@ def refuse_over_limit(what: str, parts: list[tuple[str, int]], limit: float, for
     needed = sum(size for _, size in parts)
     if force or needed <= limit * (1 << 30):
         return
-    from archspec.render.report import human_bytes
+    from archspec.render.figures import human_bytes
 
     detail = "; ".join(f"{label}: {human_bytes(size)}" for label, size in parts if size)
     raise SpecError(f"{what} would need about {human_bytes(needed)} ({detail}), over the {limit:g} GiB limit",
@@ -121,8 +139,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def parse_inputs(items: list[str] | None, default_name: str | None = None) -> dict[str, tuple[int, ...]]:
-    """`3x224x224` (the first input) or `left=3x64x64`."""
+def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """`3x224x224` (the first input, key "") or `left=3x64x64`; archspec.pipeline resolves ""."""
     shapes: dict[str, tuple[int, ...]] = {}
     for item in items or []:
         name, sep, dims = item.rpartition("=")
@@ -137,26 +155,17 @@ def parse_inputs(items: list[str] | None, default_name: str | None = None) -> di
     return shapes
 
 
+def compile_options(spec_path: Path, sets, inputs, batch: int = 1) -> "Compiled":
+    """One spec compiled under the `--set` and `--input` options (archspec.pipeline.compile)."""
+    from archspec.pipeline import compile
+
+    return compile(spec_path, parse_sets(sets), parse_inputs(inputs), batch=batch)
+
+
 def analyse(spec_path: Path, sets, inputs, batch: int = 1):
-    """Load, compile and analyse one spec: (loaded spec, IR, analysis)."""
-    from archspec.ir.build import build_ir
-    from archspec.passes.counts import analyze
-    from archspec.spec.document import load_spec
-
-    loaded = load_spec(spec_path)
-    ir = build_ir(loaded, parse_sets(sets), input_shapes(loaded, inputs))
-    return loaded, ir, analyze(ir, batch=batch)
-
-
-def input_shapes(loaded, inputs) -> dict[str, tuple[int, ...]]:
-    shapes = parse_inputs(inputs)
-    if "" in shapes:  # an unnamed --input means the spec's first input
-        shapes[next(iter(loaded.document.inputs))] = shapes.pop("")
-    return shapes
-
-
-def spec_meta(loaded) -> dict[str, Any]:
-    return {"summary": loaded.document.summary, "paper": loaded.document.paper, "path": loaded.path}
+    """(loaded spec, IR, analysis) of `compile_options`, for the commands not yet using `Compiled`."""
+    compiled = compile_options(spec_path, sets, inputs, batch)
+    return compiled.loaded, compiled.ir, compiled.analysis
 
 
 def library_specs() -> list[Path]:

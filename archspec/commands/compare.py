@@ -1,22 +1,17 @@
 """`archspec compare SPEC SPEC...`: totals side by side and a per-stage breakdown.
 
-Everything here is static (no torch): each spec goes through the same spec -> IR -> analysis ->
-memory estimate as `report --memory`, under the same `--set`, `--input` and `--batch`.
-
-Stages are the top-level blocks of a spec (`layer1`..`layer4` of a ResNet, `block1`..`block13` of
-MobileNet v1). A top-level `seq` that holds blocks (EfficientNet's and DenseNet's `features`) is
-opened, so its blocks (`features.1`.. `features.8`, `features.denseblock1`..) are the stages; so
-is a `repeat` that is the only scope inside an opened one or at the top (VGG's
-`features.vgg_stage1`, whose copies `features.vgg_stage1.0`..`.4` are then the stages).
-Layers outside any stage are rows of their own (`conv1`, `fc`) where they have parameters or
-MACs; the others (ReLU, pooling) add nothing to either column and are left out, so the stage
-rows of a spec always sum to its totals. `--depth N` takes the blocks at nesting depth N instead.
-Rows are aligned by stage name across the specs; a stage that not every spec has is listed as
-unmatched.
+Everything here is static (no torch): each spec goes through the same pipeline
+(archspec.pipeline.compile, and its memory estimate) as `report --memory`, under the same `--set`,
+`--input` and `--batch`. The totals are archspec.render.figures' `TOTALS`; the stages are
+archspec.passes.stages' (the stages of the HTML report too): the top-level blocks, with a `seq`
+of blocks opened (EfficientNet's `features.0`..`features.8`), and loose layers with parameters or
+MACs as rows of their own, so a spec's stage rows always sum to its totals. `--depth N` takes the
+blocks at nesting depth N instead. Rows are aligned by stage name across the specs; a stage that
+not every spec has is listed as unmatched.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -24,126 +19,22 @@ import typer
 
 from archspec.commands.common import (
     BatchOption,
+    DtypeOption,
     InputOption,
+    OptimizerOption,
     SetOption,
-    analyse,
+    check_choice,
+    check_memory_options,
+    compile_options,
     handles_errors,
     parse_sets,
     print_result,
-    spec_meta,
 )
 from archspec.errors import ArchspecError
+from archspec.passes.stages import Stage, stages
+from archspec.render.figures import TOTALS, count, shapes_text, totals_figures
 
 FORMAT_VERSION = 1
-DtypeOption = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16: bytes per activation and weight in the memory figures.")
-OptimizerOption = typer.Option("sgd", "--optimizer", help="sgd (with momentum) or adam: optimizer state in the training peak.")
-
-
-# --- shared by compare, diff and sweep ----------------------------------------------------------------
-def check_choice(option: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ArchspecError(f"{option} must be {' or '.join(', '.join(choices).rsplit(', ', 1))}, not '{value}'")
-
-
-def check_memory_options(dtype: str, optimizer: str) -> None:
-    from archspec.passes.memory import DTYPE_BYTES, OPTIMIZER_STATES
-
-    check_choice("--dtype", dtype, list(DTYPE_BYTES))
-    check_choice("--optimizer", optimizer, list(OPTIMIZER_STATES))
-
-
-def shapes_text(shapes: dict) -> str:
-    from archspec.ops.common import format_shape
-
-    return ", ".join(f"{k} {format_shape(v)}" for k, v in shapes.items())
-
-
-def totals_figures(analysis, memory) -> dict[str, Any]:
-    """The headline figures of one analysed spec (plain data, the JSON of compare and sweep)."""
-    from archspec.passes.memory import DTYPE_BYTES
-
-    t = analysis.totals
-    return {
-        "params": t.params,
-        "trainable": t.trainable,
-        "buffers": t.buffers,
-        "macs": t.macs,
-        "flops": t.flops,
-        "activations": t.activations,
-        "activation_bytes": t.activations * DTYPE_BYTES[memory.dtype],
-        "inference_peak": memory.inference_peak,
-        "training_peak": memory.training_peak,
-        "depth": analysis.depth,
-    }
-
-
-# --- stages --------------------------------------------------------------------------------------------
-@dataclass
-class Stage:
-    name: str
-    kind: str  # block kind of the stage, or the op of a layer outside any stage
-    params: int = 0
-    trainable: int = 0
-    macs: int = 0
-    flops: int = 0
-    layers: int = 0
-
-
-def stages(analysis, depth: int | None = None) -> list[Stage]:
-    """The stage rows of one analysis, in execution order (see the module docstring)."""
-    kinds = {block.name: block.kind for block in analysis.blocks}
-    opened = _opened_scopes(analysis) if depth is None else set()
-    rows: dict[str, Stage] = {}
-    for layer in analysis.layers:
-        name, kind, is_block = _stage_of(layer, kinds, opened, depth)
-        f = layer.figures
-        if not is_block and name not in rows and not (f.params or f.macs or f.flops):
-            continue  # a parameter-free, MAC-free layer outside any stage (ReLU, pooling)
-        row = rows.setdefault(name, Stage(name, kind))
-        row.params += f.params
-        row.trainable += f.trainable
-        row.macs += f.macs
-        row.flops += f.flops
-        row.layers += 1
-    return list(rows.values())
-
-
-def _opened_scopes(analysis) -> set[str]:
-    """Scopes looked into rather than shown as one stage: a `seq` that holds other scopes, and a
-    `repeat` that is the only scope inside an opened one or at the top (VGG's
-    `features.vgg_stage1`, the repeat of its five stages)."""
-    parent: dict[str, str | None] = {}
-    for layer in analysis.layers:
-        for index, scope in enumerate(layer.scopes):
-            parent.setdefault(scope, layer.scopes[index - 1] if index else None)
-    children: dict[str | None, list[str]] = {}
-    for scope, up in parent.items():
-        children.setdefault(up, []).append(scope)
-    opened: set[str] = set()
-    for block in sorted(analysis.blocks, key=lambda b: b.depth):
-        up = parent.get(block.name)
-        if block.name not in children or not (up is None or up in opened):
-            continue
-        if block.kind == "seq" or (block.kind == "repeat" and len(children[up]) == 1):
-            opened.add(block.name)
-    return opened
-
-
-def _stage_of(layer, kinds: dict[str, str], opened: set[str], depth: int | None) -> tuple[str, str, bool]:
-    """(stage name, kind, whether the stage is a block) of one layer."""
-    scopes = layer.scopes
-    if depth is not None:
-        if len(scopes) >= depth:
-            return scopes[depth - 1], kinds[scopes[depth - 1]], True
-    else:
-        for scope in scopes:
-            if scope not in opened:
-                return scope, kinds[scope], True
-    # a layer directly in the enclosing (open) scope: its own row, one path segment below it
-    enclosing = scopes[-1] if scopes else ""
-    rest = layer.name[len(enclosing) + 1:] if enclosing and layer.name.startswith(enclosing + ".") else layer.name
-    head = rest.split(".")[0]
-    return (f"{enclosing}.{head}" if enclosing else head), layer.op, False
 
 
 def align(stage_lists: list[list[str]]) -> list[str]:
@@ -162,28 +53,25 @@ def align(stage_lists: list[list[str]]) -> list[str]:
 
 
 # --- the comparison as data ----------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Entry:
     label: str
     path: Path
-    analysis: Any
+    compiled: Any
     memory: Any
-    meta: dict = field(default_factory=dict)
-    stages: list[Stage] = field(default_factory=list)
+    stages: tuple[Stage, ...]
 
 
 def load_entries(paths: list[Path], sets, inputs, batch: int, dtype: str, optimizer: str, depth: int | None) -> list[Entry]:
-    from archspec.passes.memory import estimate_memory
-
-    entries: list[Entry] = []
-    for path in paths:
-        loaded, ir, analysis = analyse(path, sets, inputs, batch)
-        memory = estimate_memory(ir, batch=batch, dtype=dtype, optimizer=optimizer)
-        entries.append(Entry(analysis.name, path, analysis, memory, spec_meta(loaded), stages(analysis, depth)))
-    names = [e.label for e in entries]
-    for index, entry in enumerate(entries):  # the same spec name twice: number them (#1, #2, ...)
-        if names.count(entry.label) > 1:
-            entry.label = f"{entry.label} #{names[: index + 1].count(entry.label)}"
+    compiled = [compile_options(path, sets, inputs, batch) for path in paths]
+    names = [c.analysis.name for c in compiled]
+    entries = []
+    for index, (path, c) in enumerate(zip(paths, compiled)):
+        label = names[index]
+        if names.count(label) > 1:  # the same spec name twice: number them (#1, #2, ...)
+            label = f"{label} #{names[: index + 1].count(label)}"
+        rows = c.stages if depth is None else stages(c.analysis, depth)
+        entries.append(Entry(label, path, c, c.memory(dtype, optimizer), rows))
     return entries
 
 
@@ -199,20 +87,21 @@ def comparison_json(entries: list[Entry], batch: int, dtype: str, optimizer: str
                 "name": name,
                 "kind": kind,
                 "specs": [
-                    None if c is None else {"params": c.params, "trainable": c.trainable, "macs": c.macs, "flops": c.flops, "layers": c.layers}
+                    None if c is None else {"params": c.params, "trainable": c.trainable, "macs": c.macs, "flops": c.flops,
+                                            "layers": len(c.layers)}
                     for c in cells
                 ],
             }
         )
     specs = []
     for entry, index in zip(entries, by_name):
-        a = entry.analysis
+        a = entry.compiled.analysis
         specs.append(
             {
                 "label": entry.label,
                 "name": a.name,
                 "path": str(entry.path),
-                "summary": entry.meta.get("summary"),
+                "summary": entry.compiled.meta.get("summary"),
                 "inputs": {k: list(v) for k, v in a.inputs.items()},
                 "outputs": {k: list(v) for k, v in a.outputs.items()},
                 **totals_figures(a, entry.memory),
@@ -231,44 +120,16 @@ def comparison_json(entries: list[Entry], batch: int, dtype: str, optimizer: str
 
 
 # --- rendering -----------------------------------------------------------------------------------------
-TOTAL_ROWS = [
-    ("params", "Params", "count"),
-    ("trainable", "Trainable", "count"),
-    ("macs", "MACs", "big"),
-    ("flops", "FLOPs", "big"),
-    ("activations", "Activations", "count"),
-    ("activation_bytes", "Activation memory", "bytes"),
-    ("inference_peak", "Inference peak", "bytes"),
-    ("training_peak", "Training step peak", "bytes"),
-    ("depth", "Weighted layers", "plain"),
-]
-
-
-def figure_text(value: int | None, style: str) -> str:
-    from archspec.render.report import count, human, human_bytes
-
-    if value is None:
-        return "-"
-    if style == "count":
-        return count(value)
-    if style == "big":
-        return f"{count(value)} ({human(value)})" if abs(value) >= 1000 else count(value)
-    if style == "bytes":
-        return human_bytes(value) if value >= 0 else "-" + human_bytes(-value)
-    return str(value)
-
-
 def totals_rows(data: dict) -> list[list[str]]:
     specs = data["specs"]
-    rows = [["Input"] + [_shapes(s["inputs"]) for s in specs], ["Output"] + [_shapes(s["outputs"]) for s in specs]]
-    for key, title, style in TOTAL_ROWS:
-        rows.append([title] + [figure_text(s[key], style) for s in specs])
+    rows = [["Input"] + [shapes_text(s["inputs"]) for s in specs], ["Output"] + [shapes_text(s["outputs"]) for s in specs]]
+    for figure in TOTALS:
+        if figure.in_tables:
+            rows.append([figure.title] + [figure.text(s[figure.key]) for s in specs])
     return rows
 
 
 def stage_rows(data: dict) -> list[list[str]]:
-    from archspec.render.report import count
-
     rows = []
     for row in data["stages"]:
         cells = [row["name"]]
@@ -280,10 +141,6 @@ def stage_rows(data: dict) -> list[list[str]]:
 
 def unmatched_lines(data: dict) -> list[str]:
     return [f"unmatched stages of {s['label']}: {', '.join(s['unmatched_stages'])}" for s in data["specs"] if s["unmatched_stages"]]
-
-
-def _shapes(shapes: dict) -> str:
-    return shapes_text({k: tuple(v) for k, v in shapes.items()})
 
 
 def render_table(data: dict) -> None:

@@ -27,7 +27,7 @@ def command(
 ) -> None:
     """Draw the architecture: ops with their key arguments, tensor shapes on the edges, blocks as boxes."""
     from archspec.render.diagram import FORMATS, RANKDIRS, diagram_source, render
-    from archspec.render.files import safe_folder, write_atomic
+    from archspec.files import safe_folder, write_atomic
 
     fmt = (output_format or (out.suffix.lstrip(".").lower() if out is not None and out.suffix else "") or "svg").lower()
     if fmt not in FORMATS:

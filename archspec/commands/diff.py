@@ -22,17 +22,20 @@ from typing import Any, List, Optional
 
 import typer
 
-from archspec.commands.common import BatchOption, InputOption, SetOption, handles_errors, input_shapes, parse_sets, print_result
-from archspec.commands.compare import (
+from archspec.commands.common import (
+    BatchOption,
     DtypeOption,
+    InputOption,
     OptimizerOption,
-    TOTAL_ROWS,
+    SetOption,
     check_choice,
     check_memory_options,
-    figure_text,
-    shapes_text,
-    totals_figures,
+    handles_errors,
+    parse_inputs,
+    parse_sets,
+    print_result,
 )
+from archspec.render.figures import FIGURES, TOTALS, shapes_text, totals_figures
 
 FORMAT_VERSION = 1
 NODE_FIGURES = ("params", "macs", "flops", "activation_bytes")
@@ -43,17 +46,15 @@ class Side:
     """One side of the diff: the spec compiled and analysed under its parameters and inputs."""
 
     def __init__(self, path: Path, sets: dict[str, Any], inputs: list[str], batch: int, dtype: str, optimizer: str):
-        from archspec.ir.build import build_ir
-        from archspec.passes.counts import analyze
-        from archspec.passes.memory import DTYPE_BYTES, estimate_memory
-        from archspec.spec.document import load_spec
+        from archspec.passes.memory import DTYPE_BYTES
+        from archspec.pipeline import compile
 
         self.path = path
         self.sets = sets
-        loaded = load_spec(path)
-        self.ir = build_ir(loaded, sets, input_shapes(loaded, inputs))
-        self.analysis = analyze(self.ir, batch=batch)
-        self.memory = estimate_memory(self.ir, batch=batch, dtype=dtype, optimizer=optimizer)
+        compiled = compile(path, sets, parse_inputs(inputs), batch=batch)
+        self.ir = compiled.ir
+        self.analysis = compiled.analysis
+        self.memory = compiled.memory(dtype, optimizer)
         self.width = DTYPE_BYTES[dtype]
         self.layers = {layer.name: layer for layer in self.analysis.layers}
 
@@ -224,12 +225,6 @@ def change_text(entry: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def signed(value: int, style: str = "count") -> str:
-    if value == 0:
-        return "0"
-    return ("+" if value > 0 else "-") + figure_text(abs(value), "count" if style == "count" else style)
-
-
 def node_rows(data: dict) -> list[list[str]]:
     marks = {"added": "+", "removed": "-", "changed": "~", "rewired": ">"}
     return [
@@ -238,9 +233,9 @@ def node_rows(data: dict) -> list[list[str]]:
             e["name"],
             e["op"],
             change_text(e),
-            signed(e["delta"]["params"]),
-            signed(e["delta"]["macs"]),
-            signed(e["delta"]["activation_bytes"], "bytes"),
+            FIGURES["params"].delta(e["delta"]["params"]),
+            FIGURES["macs"].delta(e["delta"]["macs"]),
+            FIGURES["activation_bytes"].delta(e["delta"]["activation_bytes"]),
         ]
         for e in data["nodes"]
     ]
@@ -251,9 +246,10 @@ NODE_HEADERS = ["", "Node", "Op", "What changed", "Δ Params", "Δ MACs", "Δ Ac
 
 def total_rows(data: dict) -> list[list[str]]:
     rows = []
-    for key, title, style in TOTAL_ROWS:
-        t = data["totals"][key]
-        rows.append([title, figure_text(t["old"], style), figure_text(t["new"], style), signed(t["delta"], style if style != "big" else "count")])
+    for figure in TOTALS:
+        if figure.in_tables:
+            t = data["totals"][figure.key]
+            rows.append([figure.title, figure.text(t["old"]), figure.text(t["new"]), figure.delta(t["delta"])])
     return rows
 
 

@@ -8,11 +8,14 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import REPORTS_FOLDER, InputOption, SetOption, analyse, handles_errors
+from archspec.commands.common import REPORTS_FOLDER, InputOption, SetOption, compile_options, handles_errors
 from archspec.errors import ArchspecError
 
 NAMES_SHOWN = 6  # node names listed per rule before "+N more"
 MAX_GROWTH = 64  # input growth tried when looking for the stride of a convolutionalized graph
+
+
+PASS_FLAGS = ("strip_dropout", "fold_bn", "convolutionalize")  # archspec.rewrite.PASSES, in the order applied
 
 
 @handles_errors
@@ -28,56 +31,23 @@ def command(
     inputs: Optional[List[str]] = InputOption,
 ) -> None:
     """Rewrite the graph (fold BN, convolutionalize, strip dropout), print what changed and write a flat spec."""
+    from archspec.files import safe_folder, write_atomic
     from archspec.passes.counts import analyze
-    from archspec.render.files import safe_folder, write_atomic
-    from archspec.rewrite import PASSES, apply_rewrites, ir_to_spec_yaml
 
-    chosen = [name for name, wanted in (("strip_dropout", strip_dropout), ("fold_bn", fold_bn), ("convolutionalize", convolutionalize)) if wanted]
-    if not chosen:
-        raise ArchspecError("choose at least one rewrite: --fold-bn, --convolutionalize or --strip-dropout")
-    if out is not None and out.is_dir():
-        raise ArchspecError(f"--out {out} is a folder; give the file to write, e.g. {out / 'rewritten.yaml'}")
-    if out is not None and spec.exists() and out.resolve() == spec.resolve():
-        raise ArchspecError(f"--out {out} is the spec being rewritten; write the rewritten spec to another file")
-
-    _, ir, analysis = analyse(spec, sets, inputs)
+    wanted = {"strip_dropout": strip_dropout, "fold_bn": fold_bn, "convolutionalize": convolutionalize}
+    chosen = [name for name in PASS_FLAGS if wanted[name]]
+    _check_request(chosen, spec, out)
+    compiled = compile_options(spec, sets, inputs)
+    ir, analysis = compiled.ir, compiled.analysis
     shapes = ", ".join(f"{name} {_shape(shape)}" for name, shape in analysis.inputs.items())
     typer.echo(f"{ir.name} at {shapes}: {_figures(analysis.totals, len(analysis.layers))}")
-    current, convolutionalized = ir, False
-    for pass_name in chosen:
-        current, report = apply_rewrites(current, PASSES[pass_name])
-        convolutionalized = convolutionalized or (pass_name == "convolutionalize" and report.changed)
-        typer.echo(f"{pass_name}: " + (f"{len(report.changes)} change(s)" if report.changed else "nothing to rewrite"))
-        for summary in report.by_rule().values():
-            if not summary.applied:
-                continue
-            parts = [f"{label} {len(ids)} ({_names(ids)})" for label, ids in (
-                ("removed", summary.removed), ("replaced", summary.replaced), ("moved", summary.moved), ("added", summary.added)
-            ) if ids]
-            parts.append(f"params {summary.params:+,}, MACs {summary.macs:+,}")
-            typer.echo(f"  {summary.rule} x{summary.applied}: " + "; ".join(parts))
-        if report.changed:
-            before, after = report.before, report.after
-            typer.echo(
-                f"  params {before.params:,} -> {after.params:,} · MACs {before.macs:,} -> {after.macs:,}"
-                f" · buffers {before.buffers:,} -> {after.buffers:,} · ops {report.nodes_before} -> {report.nodes_after}"
-            )
+    current, convolutionalized = _rewrite(ir, chosen)
     final = analyze(current)
     outputs = ", ".join(f"{name} {_shape(shape)}" for name, shape in final.outputs.items())
     typer.echo(f"result: {_figures(final.totals, len(final.layers))}; output {outputs}")
 
     target = out or safe_folder(REPORTS_FOLDER, ir.name) / f"{ir.name}.rewritten.yaml"
-    applied = ", ".join(chosen)
-    text = ir_to_spec_yaml(
-        current,
-        summary=f"{ir.name} after archspec rewrite ({applied}), as a flat spec",
-        comment=(
-            f"Written by `archspec rewrite` from {spec} ({applied}).\n"
-            "A flat spec: one layer per node, blocks expanded, every value fixed; a module path\n"
-            "`a.b.c` of the original is the name `a_b_c` here. Trained weights: archspec.rewrite.transfer_weights\n"
-            "(then archspec.rewrite.flat_state_dict for a module built from this file)."
-        ),
-    )
+    text = _flat_spec(current, ir.name, spec, chosen)
     loaded = _check_round_trip(text, final)
     if "convolutionalize" in chosen:
         typer.echo("  " + _larger_input_note(loaded, final, current, convolutionalized))
@@ -88,34 +58,84 @@ def command(
     typer.echo(f"wrote {target} ({len(final.layers)} layers); it loads again with the same shapes, params and MACs")
 
 
-def _check_round_trip(text: str, expected) -> None:
+def _check_request(chosen: list[str], spec: Path, out: Path | None) -> None:
+    if not chosen:
+        raise ArchspecError("choose at least one rewrite: --fold-bn, --convolutionalize or --strip-dropout")
+    if out is not None and out.is_dir():
+        raise ArchspecError(f"--out {out} is a folder; give the file to write, e.g. {out / 'rewritten.yaml'}")
+    if out is not None and spec.exists() and out.resolve() == spec.resolve():
+        raise ArchspecError(f"--out {out} is the spec being rewritten; write the rewritten spec to another file")
+
+
+def _rewrite(ir, chosen: list[str]):
+    """Apply the chosen passes in order, printing what each changed: (the IR, whether any FC
+    layer became a conv)."""
+    from archspec.rewrite import PASSES, apply_rewrites
+
+    current, convolutionalized = ir, False
+    for pass_name in chosen:
+        current, report = apply_rewrites(current, PASSES[pass_name])
+        convolutionalized = convolutionalized or (pass_name == "convolutionalize" and report.changed)
+        typer.echo(f"{pass_name}: " + (f"{len(report.changes)} change(s)" if report.changed else "nothing to rewrite"))
+        for summary in report.by_rule().values():
+            if summary.applied:
+                parts = [f"{label} {len(ids)} ({_names(ids)})" for label, ids in (
+                    ("removed", summary.removed), ("replaced", summary.replaced), ("moved", summary.moved), ("added", summary.added)
+                ) if ids]
+                parts.append(f"params {summary.params:+,}, MACs {summary.macs:+,}")
+                typer.echo(f"  {summary.rule} x{summary.applied}: " + "; ".join(parts))
+        if report.changed:
+            before, after = report.before, report.after
+            typer.echo(
+                f"  params {before.params:,} -> {after.params:,} · MACs {before.macs:,} -> {after.macs:,}"
+                f" · buffers {before.buffers:,} -> {after.buffers:,} · ops {report.nodes_before} -> {report.nodes_after}"
+            )
+    return current, convolutionalized
+
+
+def _flat_spec(ir, name: str, spec: Path, chosen: list[str]) -> str:
+    from archspec.rewrite import ir_to_spec_yaml
+
+    applied = ", ".join(chosen)
+    return ir_to_spec_yaml(
+        ir,
+        summary=f"{name} after archspec rewrite ({applied}), as a flat spec",
+        comment=(
+            f"Written by `archspec rewrite` from {spec} ({applied}).\n"
+            "A flat spec: one layer per node, blocks expanded, every value fixed; a module path\n"
+            "`a.b.c` of the original is the name `a_b_c` here. Trained weights: archspec.rewrite.transfer_weights\n"
+            "(then archspec.rewrite.flat_state_dict for a module built from this file)."
+        ),
+    )
+
+
+def _check_round_trip(text: str, expected):
     """The spec about to be written must give the rewritten graph's analysis (else archspec has a
-    bug, and nothing is written)."""
+    bug, and nothing is written). Returns the loaded spec."""
     import tempfile
 
-    from archspec.ir.build import build_ir
-    from archspec.passes.counts import analyze
-    from archspec.spec.document import load_spec
+    from archspec.pipeline import compile
 
     with tempfile.TemporaryDirectory(prefix="archspec-rewrite-") as folder:
         path = Path(folder) / "rewritten.yaml"
         path.write_text(text, encoding="utf-8")
-        loaded = load_spec(path)
-    again = analyze(build_ir(loaded))
-    if again.totals != expected.totals or list(again.outputs.values()) != list(expected.outputs.values()):
+        again = compile(path)
+        analysis = again.analysis
+    if analysis.totals != expected.totals or list(analysis.outputs.values()) != list(expected.outputs.values()):
         raise ArchspecError("the rewritten spec does not reload to the rewritten graph (a bug in archspec: please report it)")
-    return loaded
+    return again.loaded
 
 
 def _larger_input_note(loaded, final, ir, changed: bool) -> str:
     """Whether the convolutionalized graph gives a grid on larger inputs: the smallest growth of the
     input (up to MAX_GROWTH pixels a side) that adds output positions is the windows' stride."""
     from archspec.errors import SpecError
-    from archspec.ir.build import build_ir
+    from archspec.ops.catalog import lookup
+    from archspec.pipeline import compile
 
     if not changed:
         return "nothing to convolutionalize: no linear layer reads a flattened map"
-    left = [node for node in ir.nodes() if node.op == "flatten"]
+    left = [node for node in ir.nodes() if lookup(node.op) is not None and lookup(node.op).is_("flattens")]
     if left:
         reader = ", ".join(f"{ir.node(c).op} '{c}'" for c in ir.consumers(left[0].id)) or "the output"
         return f"'{left[0].id}' still flattens before {reader}, so the graph does not run on larger inputs"
@@ -124,7 +144,7 @@ def _larger_input_note(loaded, final, ir, changed: bool) -> str:
     for growth in range(1, MAX_GROWTH + 1):
         larger = {name: (c, h + growth, w + growth) for name, (c, h, w) in images.items()}
         try:
-            grown = build_ir(loaded, None, larger)
+            grown = compile(loaded, None, larger).ir
         except SpecError:
             continue
         shapes = [grown.shapes[node] for node in grown.outputs.values()]

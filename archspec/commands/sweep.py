@@ -21,19 +21,26 @@ from typing import Any, List, Optional
 
 import typer
 
-from archspec.commands.common import BatchOption, handles_errors, parse_inputs, parse_sets
-from archspec.commands.compare import DtypeOption, OptimizerOption, check_choice, check_memory_options, figure_text, totals_figures
+from archspec.commands.common import (
+    BatchOption,
+    DtypeOption,
+    OptimizerOption,
+    check_choice,
+    check_memory_options,
+    handles_errors,
+    parse_inputs,
+    parse_sets,
+)
 from archspec.errors import ArchspecError
+from archspec.render.figures import TOTALS, Figure, totals_figures
 
 FORMAT_VERSION = 1
 MAX_POINTS = 10_000  # a grid point costs a compile and an analysis (about 0.01-0.2 s each)
-# figures per point; `weighted_layers` is `depth` of `report` (renamed: EfficientNet has a `depth` parameter)
-FIGURES = ["params", "trainable", "macs", "flops", "activations", "activation_bytes", "inference_peak", "training_peak", "weighted_layers"]
-STYLES = {"params": "count", "trainable": "count", "macs": "human", "flops": "human", "activations": "count",
-          "activation_bytes": "bytes", "inference_peak": "bytes", "training_peak": "bytes", "weighted_layers": "plain"}
-TITLES = {"params": "Params", "trainable": "Trainable", "macs": "MACs", "flops": "FLOPs", "activations": "Activations",
-          "activation_bytes": "Act. memory", "inference_peak": "Inference peak", "training_peak": "Training peak",
-          "weighted_layers": "Weighted layers"}
+# the figures per point: the table figures of archspec.render.figures, by their JSON key here;
+# `depth` is `weighted_layers` (EfficientNet has a `depth` parameter)
+RENAMED = {"depth": "weighted_layers"}
+SWEPT: dict[str, Figure] = {RENAMED.get(f.key, f.key): f for f in TOTALS if f.in_tables}
+FIGURES = list(SWEPT)
 
 
 # --- axes ------------------------------------------------------------------------------------------------
@@ -115,28 +122,25 @@ def grid(sets: dict[str, list[Any]], inputs: list[list[tuple[str, tuple[int, ...
 
 # --- evaluating the grid -------------------------------------------------------------------------------
 def evaluate(spec: Path, points, batch: int, dtype: str, optimizer: str) -> tuple[Any, list[dict[str, Any]]]:
-    from archspec.ir.build import build_ir
-    from archspec.passes.counts import analyze
-    from archspec.passes.memory import estimate_memory
+    from archspec.pipeline import compile, resolve_inputs
     from archspec.spec.document import load_spec
 
     loaded = load_spec(spec)
-    first_input = next(iter(loaded.document.inputs))
     rows = []
-    for params, shapes in points:
-        shapes = {(name or first_input): shape for name, shape in shapes.items()}
-        row: dict[str, Any] = {"set": params, "inputs": {k: list(v) for k, v in shapes.items()}}
+    for params, given in points:
+        row: dict[str, Any] = {"set": params, "inputs": {}}
         try:
-            ir = build_ir(loaded, params, shapes)
-            analysis = analyze(ir, batch=batch)
-            memory = estimate_memory(ir, batch=batch, dtype=dtype, optimizer=optimizer)
+            shapes = resolve_inputs(loaded, given)
+            row["inputs"] = {k: list(v) for k, v in shapes.items()}
+            compiled = compile(loaded, params, shapes, batch=batch)
+            analysis = compiled.analysis
+            figures = totals_figures(analysis, compiled.memory(dtype, optimizer))
         except ArchspecError as err:
             row.update(outputs=None, error=str(err), **dict.fromkeys(FIGURES))
         else:
             row["inputs"] = {k: list(v) for k, v in analysis.inputs.items()}
-            figures = totals_figures(analysis, memory)
-            figures["weighted_layers"] = figures.pop("depth")
-            row.update(outputs={k: list(v) for k, v in analysis.outputs.items()}, error=None, **{f: figures[f] for f in FIGURES})
+            row.update(outputs={k: list(v) for k, v in analysis.outputs.items()}, error=None,
+                       **{key: figures[figure.key] for key, figure in SWEPT.items()})
         rows.append(row)
     return loaded, rows
 
@@ -187,12 +191,8 @@ def render_csv(data: dict) -> str:
 
 
 def _cell(key: str, value: Any) -> str:
-    from archspec.render.report import human
-
-    if key in STYLES:
-        if value is None:
-            return "-"
-        return human(value) if STYLES[key] == "human" else figure_text(value, STYLES[key])
+    if key in SWEPT:
+        return SWEPT[key].compact(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
@@ -223,8 +223,8 @@ def render_table(data: dict) -> None:
     title = f"sweep {data['name']} (batch {data['batch']}, {data['dtype']}, {data['optimizer']}{', zipped' if data['zip'] else ''})"
     table = Table(title=escape(title), title_justify="left", header_style="bold")
     for i in show:
-        title = TITLES.get(header[i], header[i])
-        table.add_column(title, justify="right" if header[i] in STYLES else "left", no_wrap=header[i] != "error", min_width=min(len(title), 12))
+        title = SWEPT[header[i]].narrow_title if header[i] in SWEPT else header[i]
+        table.add_column(title, justify="right" if header[i] in SWEPT else "left", no_wrap=header[i] != "error", min_width=min(len(title), 12))
     for row in rows:
         table.add_row(*(escape(_cell(header[i], row[i])) for i in show))
     console().print(table)
@@ -262,7 +262,7 @@ def command(
     axes_json = {"set": axes, "inputs": [[{"name": n or None, "shape": list(s)} for n, s in axis] for axis in shape_axes]}
     data = sweep_json(loaded, spec, axes_json, rows, batch, dtype, optimizer, zipped)
     if out is not None:
-        from archspec.render.files import write_atomic
+        from archspec.files import write_atomic
 
         if out.is_dir():
             raise ArchspecError(f"--out {out} is a folder; give a file name")

@@ -68,56 +68,60 @@ def train(
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         _launch_torchrun(nproc)
         return
-    from archspec.train.loop import TrainConfig, load_config, train as run
+    from archspec.train.config import TrainConfig
+    from archspec.train.loop import train as run
 
     if resume is not None:
-        config = load_config(resume)
-        if epochs is not None:
-            config.epochs = epochs
-        config.device = device if device != "auto" else config.device
-        if threads:
-            config.threads = threads
+        config = _resumed_config(resume, epochs, device, threads)
+    elif spec is None:
+        raise ArchspecError("give a SPEC to train, or --resume RUN_FOLDER")
     else:
-        if spec is None:
-            raise ArchspecError("give a SPEC to train, or --resume RUN_FOLDER")
-        shapes = parse_inputs(inputs)
         config = TrainConfig(
             spec=str(spec), data=data, epochs=epochs or 12, batch_size=batch_size, lr=lr, optimizer=optimizer,
             momentum=momentum, weight_decay=weight_decay, device=device, seed=seed, out=str(out) if out else None,
-            sets=parse_sets(sets), inputs={k: list(v) for k, v in shapes.items()}, init=str(init) if init else None,
-            freeze=freeze, amp=amp, channels_last=channels_last, compile=compile_, checkpoint_every=checkpoint_every,
-            max_steps=max_steps, augment=augment, loss_weights=_weights_option(loss_weight), margin=margin,
-            segmentation_loss=seg_loss, threads=threads)
-    _preflight_train(config, resume, memory_limit, force)
-    result = run(config, resume=resume, progress=not no_progress, echo=typer.echo)
+            sets=parse_sets(sets), inputs={k: list(v) for k, v in parse_inputs(inputs).items()},
+            init=str(init) if init else None, freeze=freeze, amp=amp, channels_last=channels_last, compile=compile_,
+            checkpoint_every=checkpoint_every, max_steps=max_steps, augment=augment,
+            loss_weights=_weights_option(loss_weight), margin=margin, segmentation_loss=seg_loss, threads=threads)
+    spec_plan = _preflight_train(config, resume, memory_limit, force)
+    result = run(config, resume=resume, progress=not no_progress, echo=typer.echo, plan=spec_plan)
     if int(os.environ.get("RANK", "0")) == 0:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
-        typer.echo(f"final test: {metrics}")
+        typer.echo(f"final test: {', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items())}")
         typer.echo(f"wrote {result['folder']}")
 
 
-def _preflight_train(config, resume: Optional[Path], memory_limit: float, force: bool) -> None:
+def _resumed_config(folder: Path, epochs: Optional[int], device: str, threads: int):
+    """The run's saved configuration, with what a resume may change: more epochs, the device, threads."""
+    from archspec.train.config import load_config
+
+    config = load_config(folder)
+    config.epochs = epochs or config.epochs
+    config.device = device if device != "auto" else config.device
+    config.threads = threads or config.threads
+    return config
+
+
+def _preflight_train(config, resume: Optional[Path], memory_limit: float, force: bool):
     """What train can refuse before it loads any data: a bad --out, over the memory limit, or --init
     tensors of another kind of dtype than the model's (checked on a meta-device model, which
-    allocates nothing)."""
+    allocates nothing). Returns the plan, which the run then uses."""
     import torch
 
+    from archspec.files import check_output_folder
     from archspec.train.checkpoint import init_matches, read_checkpoint
     from archspec.train.setup import preflight
-
-    from archspec.render.files import check_output_folder
 
     config.check()
     if config.out and not resume:  # a file or /proc there: say so now, not after the training
         check_output_folder(Path(config.out))
-    inputs = {k: tuple(v) for k, v in config.inputs.items()}
-    spec_plan, _, parts = preflight(Path(config.spec), config.sets, inputs, config.data, config.batch_size,
-                                    training=True, optimizer=config.optimizer)
+    spec_plan, _, parts = preflight(Path(config.spec), config.sets, config.input_shapes, config.data,
+                                    config.batch_size, training=True, optimizer=config.optimizer)
     refuse_over_limit(f"training {spec_plan.name}", parts, memory_limit, force)
     if config.init and not resume and Path(config.init).is_file():
         with torch.device("meta"):
             model = spec_plan.build()
         init_matches(model, Path(config.init), read_checkpoint(Path(config.init))[0])
+    return spec_plan
 
 
 def _launch_torchrun(nproc: int) -> None:
@@ -157,14 +161,15 @@ def evaluate(
     from rich.table import Table
 
     from archspec.render.terminal import console
-    from archspec.train.loop import Dist, evaluate as run_eval, pick_device
     from archspec.train.metrics import iou_dice
+    from archspec.train.runtime import Dist, Runtime, pick_device
+    from archspec.train.tasks import make_task
 
     check_memory_limit(memory_limit)
     spec_plan, model, dataset = _evaluation(spec, weights, data, sets, inputs, batch_size, memory_limit, force)
-    target = pick_device(device, Dist())
-    model.to(target)
-    metrics, matrix = run_eval(model, spec_plan, dataset, target, batch_size)
+    runtime = Runtime(pick_device(device, Dist()))
+    model.to(runtime.device)
+    metrics, matrix = make_task(spec_plan).evaluate(model, dataset, runtime, batch_size)
     out = console()
     table = Table(title=f"{spec_plan.name} on {dataset.name} ({len(dataset.x_test)} test samples)", header_style="bold")
     table.add_column("metric")
@@ -198,7 +203,7 @@ def _evaluation(spec: Path, weights: Path, data: str, sets, inputs, batch_size: 
 
     from archspec.train.checkpoint import build_metadata, check_fits, load_weights, read_checkpoint, weights_path
     from archspec.train.data import load_data
-    from archspec.train.setup import plan as make_plan, preflight
+    from archspec.train.setup import for_classes, preflight
 
     checkpoint = read_checkpoint(weights)
     path = weights_path(weights)
@@ -216,10 +221,9 @@ def _evaluation(spec: Path, weights: Path, data: str, sets, inputs, batch_size: 
     refuse_over_limit(f"evaluating {spec_plan.name}", parts, memory_limit, force)
     with torch.device("meta"):  # shapes and dtypes only: nothing allocated
         check_fits(spec_plan.build(), weights, checkpoint, spec_plan.spec_text)
-    dataset = load_data(data, next(iter(spec_plan.shapes.values())),
-                        num_classes=spec_plan.outputs[spec_plan.main_output][0])
-    if dataset.num_classes != (info.num_classes or spec_plan.outputs[spec_plan.main_output][0]):  # an .npz's
-        spec_plan = make_plan(spec, params, shapes, num_classes=dataset.num_classes)
+    dataset = load_data(data, next(iter(spec_plan.shapes.values())), num_classes=spec_plan.classes)
+    if dataset.num_classes != (info.num_classes or spec_plan.classes):  # an .npz's
+        spec_plan = for_classes(spec_plan, dataset.num_classes)
     model = spec_plan.build()
     load_weights(model, weights, spec_plan.spec_text, checkpoint)
     return spec_plan, model, dataset

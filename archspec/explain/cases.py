@@ -1,8 +1,9 @@
 """The course's worked examples (`archspec explain --case NAME`).
 
-Each case is a tiny spec, written below as YAML, compiled and analysed like any other spec: the
-numbers in the text are the analysis' numbers, never typed in. `explain_case` returns them in
-`figures` alongside the text, so tests can hold them against the course.
+Each case is a tiny spec file in `case_specs/` (`<case name>.yaml`), compiled and analysed like
+any other spec (archspec.pipeline.compile, so `use:` and `extends:` work in it): the numbers in
+the text are the analysis' numbers, never typed in. `explain_case` returns them in `figures`
+alongside the text, so tests can hold them against the course.
 """
 from __future__ import annotations
 
@@ -12,17 +13,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from archspec.errors import SpecError, did_you_mean
-from archspec.explain.layers import ACTIVATIONS, Explanation, explain_layers, format_explanations
+from archspec.explain.explanation import Explanation, format_explanations
+from archspec.explain.layers import explain_layers
 from archspec.explain.messages import EN, Messages, num
-from archspec.ir.build import build_ir
-from archspec.ir.graph import IRGraph
-from archspec.ops.common import pair
 from archspec.ops.catalog import lookup
+from archspec.ops.common import pair
 from archspec.ops.registry import numel
-from archspec.passes.counts import Analysis, analyze
-from archspec.spec.document import LoadedSpec, SpecDocument, load_spec
-from archspec.spec.yaml_source import parse_yaml
+from archspec.passes.counts import LayerStats
+from archspec.pipeline import Compiled, compile as compile_spec
 
+CASE_SPECS = Path(__file__).resolve().parent / "case_specs"
 CASE_NAMES = ("inception-bottleneck", "depthwise-separable", "lenet5", "conv-output-size", "transposed-conv")
 # name -> one-line description (English; `case_descriptions(lang)` for another language)
 CASES: dict[str, str] = {name: EN[f"case.{name}"] for name in CASE_NAMES}
@@ -59,40 +59,24 @@ def explain_case(name: str, lang: str | None = None) -> CaseResult:
     return CaseResult(name, msg.lang, text, figures)
 
 
-# --- compiling a spec held in a string ------------------------------------------------------------
-def compile_text(text: str, name: str) -> tuple[IRGraph, Analysis]:
-    """Compile and analyse a spec given as YAML text (no `use` / `extends`: nothing to include)."""
-    file = f"<case {name}>"
-    raw = parse_yaml(text, file)
-    loaded = LoadedSpec(SpecDocument.model_validate(raw), raw, file)
-    ir = build_ir(loaded)
-    return ir, analyze(ir)
+# --- compiling a case's spec ---------------------------------------------------------------------
+def _compiled(name: str) -> Compiled:
+    return compile_spec(CASE_SPECS / f"{name}.yaml")
 
 
-def _explained(ir: IRGraph, analysis: Analysis, msg: Messages) -> dict[str, Explanation]:
-    return {e.node: e for e in explain_layers(ir, analysis, None, msg.lang)}
+def _explained(compiled: Compiled, msg: Messages) -> dict[str, Explanation]:
+    return {e.node: e for e in explain_layers(compiled.ir, compiled.analysis, None, msg.lang)}
 
 
-def _stats(analysis: Analysis):
+def _stats(analysis) -> dict[str, LayerStats]:
     return {layer.name: layer for layer in analysis.layers}
 
 
 # --- inception-bottleneck -----------------------------------------------------------------------------
-INCEPTION_SPEC = """\
-name: inception_bottleneck
-summary: the course's Inception cost example, a 5x5 conv directly or after a 1x1 bottleneck
-inputs: {x: [192, 28, 28]}
-outputs: {direct: direct, bottleneck: conv5x5}
-layers:
-  - conv: {name: direct, from: x, out: 32, kernel: 5, padding: same, bias: false}
-  - conv: {name: reduce, from: x, out: 16, kernel: 1, bias: false}
-  - conv: {name: conv5x5, out: 32, kernel: 5, padding: same, bias: false}
-"""
-
-
 def _inception(msg: Messages) -> tuple[str, dict]:
-    ir, analysis = compile_text(INCEPTION_SPEC, "inception-bottleneck")
-    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    compiled = _compiled("inception-bottleneck")
+    ir, analysis = compiled.ir, compiled.analysis
+    stats, explained = _stats(analysis), _explained(compiled, msg)
     channels, height, width = analysis.inputs["x"]
     k = pair(ir.node("direct").args.kernel)[0]
     out = stats["direct"].output_shape[0]
@@ -123,21 +107,10 @@ def _inception(msg: Messages) -> tuple[str, dict]:
 
 
 # --- depthwise-separable ------------------------------------------------------------------------------
-SEPARABLE_SPEC = """\
-name: depthwise_separable
-summary: the course's MobileNet example, a plain 3x3 conv vs depthwise + pointwise
-inputs: {x: [3, 6, 6]}
-outputs: {plain: plain, separable: pointwise}
-layers:
-  - conv: {name: plain, from: x, out: 5, kernel: 3, bias: false}
-  - dwconv: {name: depthwise, from: x, kernel: 3, bias: false}
-  - conv: {name: pointwise, out: 5, kernel: 1, bias: false}
-"""
-
-
 def _separable(msg: Messages) -> tuple[str, dict]:
-    ir, analysis = compile_text(SEPARABLE_SPEC, "depthwise-separable")
-    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    compiled = _compiled("depthwise-separable")
+    ir, analysis = compiled.ir, compiled.analysis
+    stats, explained = _stats(analysis), _explained(compiled, msg)
     channels, height, width = analysis.inputs["x"]
     k = pair(ir.node("depthwise").args.kernel)[0]
     out, h_out, w_out = stats["plain"].output_shape
@@ -178,26 +151,6 @@ def _separable(msg: Messages) -> tuple[str, dict]:
 
 # --- lenet5 ----------------------------------------------------------------------------------------
 LENET5_FILE = Path(__file__).resolve().parents[2] / "specs" / "lenet5.yaml"
-# the same network, for an installation without the repository's specs/ folder
-LENET5_SPEC = """\
-name: lenet5
-inputs: {image: [3, 32, 32]}
-layers:
-  - conv: {name: conv1, out: 6, kernel: 5}
-  - relu
-  - maxpool: {name: pool1, kernel: 2}
-  - conv: {name: conv2, out: 16, kernel: 5}
-  - relu
-  - maxpool: {name: pool2, kernel: 2}
-  - flatten
-  - linear: {name: fc3, out: 120}
-  - relu
-  - linear: {name: fc4, out: 84}
-  - relu
-  - linear: {name: fc5, out: 10}
-"""
-# rows the course leaves out of its table: they change no shape and have no parameters
-_TABLE_SKIPS = ACTIVATIONS | {"flatten", "dropout", "identity", "softmax"}
 
 
 def _course_shape(shape: tuple[int, ...]) -> str:
@@ -223,26 +176,40 @@ def _table(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _lenet5(msg: Messages) -> tuple[str, dict]:
-    if LENET5_FILE.is_file():
-        source = str(LENET5_FILE.relative_to(LENET5_FILE.parents[1]))
-        ir = build_ir(load_spec(LENET5_FILE))
-        analysis = analyze(ir)
-    else:
-        source = "lenet5"
-        ir, analysis = compile_text(LENET5_SPEC, "lenet5")
-    explained = _explained(ir, analysis, msg)
+def _left_out(compiled: Compiled, layer: LayerStats) -> bool:
+    """The rows the course leaves out of its table: layers that keep the number of values and
+    have no parameters (activations, flatten, dropout)."""
+    return not layer.figures.params and numel(layer.output_shape) == numel(compiled.ir.shapes[layer.inputs[0]])
+
+
+def _lenet5_rows(compiled: Compiled) -> list[tuple[str, tuple[int, ...], int]]:
+    """(label, output shape, parameters) per row; a sliding window's label gives its f and s."""
+    ir, analysis = compiled.ir, compiled.analysis
     ((input_name, input_shape),) = analysis.inputs.items()
     rows = [(input_name, input_shape, 0)]
     for layer in analysis.layers:
-        if layer.op in _TABLE_SKIPS:
+        if _left_out(compiled, layer):
             continue
         label = layer.name
-        window = ir.node(layer.name)
-        if layer.op in ("conv", "maxpool", "avgpool"):
-            kernel, stride, _, _ = lookup(layer.op).window(window.args, [ir.shapes[i] for i in window.inputs])
+        node, entry = ir.node(layer.name), lookup(layer.op)
+        if entry.window is not None:
+            kernel, stride, _, _ = entry.window(node.args, [ir.shapes[i] for i in node.inputs])
             label += f" (f={kernel[0]}, s={stride[0]})"
         rows.append((label, layer.output_shape, layer.figures.params))
+    return rows
+
+
+def _lenet5(msg: Messages) -> tuple[str, dict]:
+    if LENET5_FILE.is_file():
+        source = str(LENET5_FILE.relative_to(LENET5_FILE.parents[1]))
+        compiled = compile_spec(LENET5_FILE)
+    else:
+        source = "lenet5"
+        compiled = _compiled("lenet5")
+    analysis = compiled.analysis
+    explained = _explained(compiled, msg)
+    input_name = next(iter(analysis.inputs))
+    rows = _lenet5_rows(compiled)
     table_rows = [list(msg.raw("lenet_columns"))]
     figures_rows = []
     for label, shape, params in rows:
@@ -262,23 +229,10 @@ def _lenet5(msg: Messages) -> tuple[str, dict]:
 
 
 # --- conv-output-size ----------------------------------------------------------------------------------
-SIZE_SPEC = """\
-name: conv_output_size
-summary: the course's output-size examples
-inputs: {a: [1, 6, 6], b: [1, 7, 7], c: [2, 10, 10]}
-outputs: {valid: valid, same: same, strided: strided, dropped: dropped, pool: pool}
-layers:
-  - conv: {name: valid, from: a, out: 1, kernel: 3}
-  - conv: {name: same, from: a, out: 1, kernel: 3, padding: 1}
-  - conv: {name: strided, from: b, out: 1, kernel: 3, stride: 2}
-  - conv: {name: dropped, from: a, out: 1, kernel: 3, stride: 2}
-  - maxpool: {name: pool, from: c, kernel: 2}
-"""
-
-
 def _output_size(msg: Messages) -> tuple[str, dict]:
-    ir, analysis = compile_text(SIZE_SPEC, "conv-output-size")
-    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    compiled = _compiled("conv-output-size")
+    ir, analysis = compiled.ir, compiled.analysis
+    stats, explained = _stats(analysis), _explained(compiled, msg)
     lines = [msg("size_title")]
     figures: dict[str, Any] = {}
     for name, explanation in explained.items():
@@ -286,12 +240,13 @@ def _output_size(msg: Messages) -> tuple[str, dict]:
         in_shape = ir.shapes[node.inputs[0]]
         kernel, stride, padding, _ = lookup(node.op).window(node.args, [in_shape])
         out = stats[name].output_shape
-        if node.op == "conv":
+        weighted = lookup(node.op).is_("weighted")  # a convolution, else the pooling example
+        if weighted:
             intro = msg("size_example", n=in_shape[1], f=kernel[0], p=padding[0], s=stride[0], out=out[1])
         else:
             intro = msg("size_example_pool", n=in_shape[1], c=in_shape[0], f=kernel[0], s=stride[0], out=out[1])
         lines += ["", intro]
-        if node.op == "conv" and padding[0] > 0 and 2 * padding[0] == kernel[0] - 1 and out[1] == in_shape[1]:
+        if weighted and padding[0] > 0 and 2 * padding[0] == kernel[0] - 1 and out[1] == in_shape[1]:
             lines.append("  " + msg("size_same", p=padding[0]))
         lines += ["  " + line for line in explanation.lines_of("shape")]
         figures[name] = out[1]
@@ -301,20 +256,10 @@ def _output_size(msg: Messages) -> tuple[str, dict]:
 
 
 # --- transposed-conv -----------------------------------------------------------------------------------
-TRANSPOSED_SPEC = """\
-name: transposed_conv
-summary: the course's transposed convolution, 2x2 -> 4x4 with f=3, s=2, p=1
-inputs: {x: [1, 2, 2]}
-outputs: {pytorch_default: default, course: course}
-layers:
-  - conv_transpose: {name: default, from: x, out: 1, kernel: 3, stride: 2, padding: 1}
-  - conv_transpose: {name: course, from: x, out: 1, kernel: 3, stride: 2, padding: 1, output_padding: 1}
-"""
-
-
 def _transposed(msg: Messages) -> tuple[str, dict]:
-    ir, analysis = compile_text(TRANSPOSED_SPEC, "transposed-conv")
-    stats, explained = _stats(analysis), _explained(ir, analysis, msg)
+    compiled = _compiled("transposed-conv")
+    ir, analysis = compiled.ir, compiled.analysis
+    stats, explained = _stats(analysis), _explained(compiled, msg)
     default, course = ir.node("default").args, ir.node("course").args
     n = analysis.inputs["x"][1]
     (f, _), (s, _), (p, _) = pair(default.kernel), pair(default.stride), pair(default.padding)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from archspec.ops.common import Probability, format_shape
+from archspec.ops.common import Probability, format_shape, number_text
 from archspec.ops.registry import (
     NoArgs,
     Op,
@@ -28,14 +28,19 @@ def _one_per_element(args, inputs, output) -> int:
     return numel(output)
 
 
+def _explain_activation(ctx) -> None:
+    ctx.line(ctx.msg("activation", op=ctx.node.op, shape=format_shape(ctx.out)))
+
+
 def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = (), saved=saves_input,
-                in_place=None) -> None:
+                in_place=None, label=None) -> None:
     """Register an elementwise op lowered to a torch function (1 op per element in --all-ops).
     `saved`: relu, sigmoid and tanh keep their output for backward, the others their input.
     `in_place`: the op's in-place form (`Op.in_place_form`), when its backward needs only its result."""
     OPS.append(
         Op(
             name=name,
+            explain=_explain_activation,
             summary=summary,
             args=args,
             shape=_same_shape,
@@ -46,6 +51,7 @@ def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: 
             in_place=(lambda a, i: True) if in_place else None,
             in_place_form=in_place or None,
             family="activation",
+            label=label,
             traits=frozenset({"elementwise", "pass_through", "activation"}),
         )
     )
@@ -100,6 +106,7 @@ _activation(
     LeakyReluArgs,
     _torch("F.leaky_relu", lambda a: {"negative_slope": a.negative_slope}),
     in_place=_inplace_keyword,
+    label=lambda a: f"leaky_relu {number_text(a.negative_slope)}",
 )
 _activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"), saved=saves_output)
 _activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"), saved=saves_output)
@@ -121,13 +128,19 @@ def _softmax_shape(args: SoftmaxArgs, inputs: list[Shape]) -> Shape:
     return shape
 
 
+def _explain_softmax(ctx) -> None:
+    ctx.line(ctx.msg("softmax_over", dim=ctx.args.dim, shape=format_shape(ctx.out)))
+
+
 OPS.append(
     Op(
         name="softmax",
+        explain=_explain_softmax,
         family="activation",
         traits=frozenset({"activation", "per_channel"}),
         saved=saves_output,
         summary="softmax along `dim` (0 = channels)",
+        unit_map_args=lambda a: {"dim": 0},  # over a vector's features = over a C×1×1 map's channels
         args=SoftmaxArgs,
         shape=_softmax_shape,
         extra_ops=lambda a, i, o: 3 * numel(o),  # exp, sum, divide
@@ -143,11 +156,17 @@ def _build_dropout(args: DropoutArgs, inputs: list[Shape]):
     return nn.Dropout(args.p)
 
 
+def _explain_dropout(ctx) -> None:
+    ctx.line(ctx.msg("dropout_rate", p=ctx.args.p, shape=format_shape(ctx.out)))
+
+
 OPS.append(
     Op(
         name="dropout",
+        explain=_explain_dropout,
+        label=lambda a: f"dropout {number_text(a.p)}",
         family="other",
-        traits=frozenset({"elementwise", "pass_through", "removable"}),
+        traits=frozenset({"elementwise", "pass_through", "removable", "stochastic"}),
         saved=lambda a, i, o: Saved(inputs=(), extra=((numel(o), "bool", True),)),  # the mask
         summary="dropout with probability p during training (nn.Dropout)",
         args=DropoutArgs,
@@ -163,11 +182,17 @@ def _build_drop_path(args: DropoutArgs, inputs: list[Shape]):
     return DropPath(args.p)
 
 
+def _explain_drop_path(ctx) -> None:
+    ctx.line(ctx.msg("drop_path_rate", p=ctx.args.p, shape=format_shape(ctx.out)))
+
+
 OPS.append(
     Op(
         name="drop_path",
+        explain=_explain_drop_path,
+        label=lambda a: f"drop_path {number_text(a.p)}",
         family="other",
-        traits=frozenset({"pass_through", "removable"}),
+        traits=frozenset({"pass_through", "removable", "stochastic"}),
         saved=lambda a, i, o: Saved(inputs=(), extra=((1, "act", True),)),  # one keep/drop per sample
         summary="stochastic depth: drop a residual branch per sample with probability p (EfficientNet)",
         args=DropoutArgs,
@@ -184,8 +209,12 @@ def _identity(args, inputs):
     return identity, {}
 
 
+def _explain_identity(ctx) -> None:
+    ctx.line(ctx.msg("identity", shape=format_shape(ctx.out)))
+
+
 OPS.append(
-    Op(name="identity", summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity, saved=saves_nothing,
+    Op(name="identity", explain=_explain_identity, summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity, saved=saves_nothing,
        family="other", traits=frozenset({"elementwise", "pass_through", "removable"}))
 )
 

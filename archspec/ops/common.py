@@ -49,3 +49,31 @@ def window_output(size: int, kernel: int, stride: int, padding: int, dilation: i
 
 def format_shape(shape: Shape) -> str:
     return "x".join(str(s) for s in shape) if shape else "scalar"
+
+
+# --- label text, for the op entries' `label` rules (`conv 3x3/2, 128`) ------------------------
+def pair_text(value: int | tuple[int, int]) -> str:
+    """`3x3` for 3 or (3, 3), `3x5` for (3, 5)."""
+    height, width = pair(value)
+    return f"{height}x{width}"
+
+
+def factor_text(value: int | tuple[int, int]) -> str:
+    """`2` for 2 or (2, 2), `2x1` for (2, 1)."""
+    height, width = pair(value)
+    return str(height) if height == width else f"{height}x{width}"
+
+
+def stride_text(value: int | tuple[int, int] | None) -> str:
+    """`/2` for a stride of 2, `/2x1` for (2, 1); nothing for 1 (or no stride)."""
+    return "" if value is None or pair(value) == (1, 1) else "/" + factor_text(value)
+
+
+def window_text(kernel: int | tuple[int, int], stride: int | tuple[int, int] | None) -> str:
+    """A sliding window: `3x3/2`, or `3x3` at stride 1."""
+    return pair_text(kernel) + stride_text(stride)
+
+
+def number_text(value: float) -> str:
+    """A rate or factor as written: 0.5, 2, 1e-05."""
+    return f"{value:g}"

@@ -7,12 +7,16 @@ from archspec.ops.common import (
     IntPair,
     NonNegativePair,
     PositiveInt,
+    factor_text,
     feature_map,
     pair,
     window_output,
+    window_text,
 )
+from archspec.ops.conv_explain import explain_conv, explain_conv_transpose, explain_depthwise
 from archspec.ops.field import transposed_ranges
 from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel
+from archspec.ops.transfer import scale_output_rows, scale_transposed_columns
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
@@ -90,12 +94,30 @@ def _build_conv(args: ConvArgs, inputs: list[Shape]):
     )
 
 
+def _conv_label(name: str):
+    """`conv 3x3/2, 128`, with `(dil 2, groups 4)` where those are not 1 (conv and conv_transpose)."""
+
+    def label(args: ConvArgs | ConvTransposeArgs) -> str:
+        extras = []
+        if pair(args.dilation) != (1, 1):
+            extras.append(f"dil {factor_text(args.dilation)}")
+        if args.groups != 1:
+            extras.append(f"groups {args.groups}")
+        text = f"{name} {window_text(args.kernel, args.stride)}, {args.out}"
+        return text + (f" ({', '.join(extras)})" if extras else "")
+
+    return label
+
+
 OPS.append(
     Op(
         name="conv",
+        explain=explain_conv,
+        label=_conv_label("conv"),
         family="conv",
         traits=frozenset({"weighted"}),
         summary="2-D convolution (nn.Conv2d); in-channels come from the input",
+        fold_affine=scale_output_rows,
         args=ConvArgs,
         shape=conv_shape,
         params=conv_params,
@@ -131,12 +153,21 @@ def _as_conv(args: DepthwiseArgs, inputs: list[Shape]) -> ConvArgs:
     )
 
 
+def _dwconv_label(args: DepthwiseArgs) -> str:
+    """`dwconv 3x3/2`, with `, x2` for a channel multiplier."""
+    multiplier = f", x{args.multiplier}" if args.multiplier != 1 else ""
+    return f"dwconv {window_text(args.kernel, args.stride)}{multiplier}"
+
+
 OPS.append(
     Op(
         name="dwconv",
+        explain=explain_depthwise,
+        label=_dwconv_label,
         family="conv",
         traits=frozenset({"weighted"}),
         summary="depthwise 2-D convolution: one filter per input channel (groups = C_in)",
+        fold_affine=scale_output_rows,
         args=DepthwiseArgs,
         shape=lambda a, i: conv_shape(_as_conv(a, i), i),
         params=lambda a, i: conv_params(_as_conv(a, i), i),
@@ -220,9 +251,12 @@ def _transposed_field(args: ConvTransposeArgs, ranges, inputs: list[Shape], outp
 OPS.append(
     Op(
         name="conv_transpose",
+        explain=explain_conv_transpose,
+        label=_conv_label("conv_transpose"),
         family="conv",
         traits=frozenset({"weighted"}),
         summary="transposed 2-D convolution (nn.ConvTranspose2d), e.g. U-Net's 2x2 up-convolution",
+        fold_affine=scale_transposed_columns,
         args=ConvTransposeArgs,
         shape=_transposed_shape,
         params=_transposed_params,

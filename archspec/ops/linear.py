@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from archspec.ops.common import PositiveInt, format_shape
 from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel
+from archspec.ops.transfer import linear_as_conv, scale_output_rows
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
@@ -34,12 +35,29 @@ def _build(args: LinearArgs, inputs: list[Shape]):
     return nn.Linear(inputs[0][-1], args.out, bias=args.bias)
 
 
+def _explain_linear(ctx) -> None:
+    """n_in·n_out weights (+ n_out biases) and n_in·n_out MACs."""
+    n_in, n_out = ctx.in_shapes[0][-1], ctx.out[-1]
+    params = ctx.stats.figures.params
+    ctx.line(ctx.msg("linear_shape", nin=n_in, nout=n_out))
+    if ctx.owns_weights and ctx.args.bias:
+        ctx.figure_line("label.params", "n_in·n_out + n_out", ctx.equation(f"{n_in}·{n_out} + {n_out}", params))
+    elif ctx.owns_weights:
+        ctx.figure_line("label.params", "n_in·n_out", ctx.equation(f"{n_in}·{n_out}", params), ctx.msg("no_bias"))
+    formula, expression = ctx.batched("n_in·n_out", f"{n_in}·{n_out}")
+    ctx.figure_line("label.macs", formula, ctx.equation(expression, ctx.stats.figures.macs), tag="macs")
+
+
 OPS.append(
     Op(
         name="linear",
+        explain=_explain_linear,
+        label=lambda a: f"linear {a.out}",
         family="linear",
         traits=frozenset({"weighted"}),
         summary="fully connected layer (nn.Linear) on a vector",
+        fold_affine=scale_output_rows,
+        convolutional=linear_as_conv,
         args=LinearArgs,
         shape=_shape,
         params=_params,

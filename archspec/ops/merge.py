@@ -178,9 +178,21 @@ def _elementwise_ops(args, inputs: list[Shape], output: Shape) -> int:
     return (len(inputs) - 1) * numel(output)
 
 
+def _fit_note(ctx) -> None:
+    target = fitted_spatial(ctx.args.fit, ctx.in_shapes)
+    if target is not None:
+        ctx.line(ctx.msg(f"fit_{ctx.args.fit}", hw="x".join(str(s) for s in target)))
+
+
+def _explain_add(ctx) -> None:
+    _fit_note(ctx)
+    ctx.line(ctx.msg("add", k=len(ctx.in_shapes), shape=format_shape(ctx.out)))
+
+
 OPS.append(
     Op(
         name="add",
+        explain=_explain_add,
         label=lambda a: "+",  # drawn as a circled +, whatever the fit
         family="merge",
         traits=frozenset({"merge"}),
@@ -194,13 +206,20 @@ OPS.append(
         fresh_output=True,
         in_place=_plain_pair,
         in_place_form=_add_in_place,
+        builder_args=("project", "projection_name"),  # the builder inserts the projection itself
         expand=_projection,
         receptive_field=_merged_field,
     )
 )
+def _explain_mul(ctx) -> None:
+    inputs = " × ".join(format_shape(s) for s in ctx.in_shapes)
+    ctx.line(ctx.msg("mul", inputs=inputs, shape=format_shape(ctx.out)))
+
+
 OPS.append(
     Op(
         name="mul",
+        explain=_explain_mul,
         label=lambda a: "×",  # drawn as a circled x
         family="merge",
         traits=frozenset({"merge"}),
@@ -216,9 +235,23 @@ OPS.append(
         aliases=("multiply",),
     )
 )
+def _explain_concat(ctx) -> None:
+    """The concatenated dimension is the sum of the inputs' sizes."""
+    _fit_note(ctx)
+    rank, dim = len(ctx.out), ctx.args.dim
+    axis = dim if dim >= 0 else rank + dim
+    eq = ctx.equation(" + ".join(str(shape[axis]) for shape in ctx.in_shapes), ctx.out[axis])
+    if rank == 3 and axis == 0:
+        ctx.line(ctx.msg("concat_channels", k=len(ctx.in_shapes), eq=eq))
+        ctx.line(ctx.msg("concat_spatial", hw=f"{ctx.out[1]}x{ctx.out[2]}"))
+    else:
+        ctx.line(ctx.msg("concat_dim", k=len(ctx.in_shapes), dim=dim, eq=eq))
+
+
 OPS.append(
     Op(
         name="concat",
+        explain=_explain_concat,
         label=lambda a: "concat" if a.fit == "none" else f"concat ({a.fit})",
         family="merge",
         traits=frozenset({"merge"}),

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from archspec.ops.common import PositiveInt, feature_map, format_shape
 from archspec.ops.registry import Op, OpArgs, Saved, Shape, ShapeError, numel
+from archspec.ops.transfer import batchnorm_affine
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
@@ -62,14 +63,28 @@ def _build_bn(args: BatchNormArgs, inputs: list[Shape]):
     )
 
 
+def _explain_bn(ctx) -> None:
+    """Two parameters per channel (scale, shift) and 2·C + 1 buffers (running statistics)."""
+    channels = ctx.in_shapes[0][0]
+    ctx.line(ctx.msg("bn_shape", shape=format_shape(ctx.out)))
+    if not ctx.owns_weights:
+        return
+    if ctx.stats.tensors:
+        ctx.line(ctx.msg("bn_params", eq=ctx.equation(f"2·{channels}", ctx.stats.figures.params)), "params")
+    if ctx.stats.buffer_tensors:
+        ctx.line(ctx.msg("bn_buffers", eq=ctx.equation(f"2·{channels} + 1", ctx.stats.figures.buffers)), "params")
+
+
 OPS.append(
     Op(
         name="bn",
+        explain=_explain_bn,
         family="norm",
         traits=frozenset({"normalisation", "pass_through", "per_channel"}),
         # input, plus the batch mean and inverse std per channel
         saved=lambda a, i, o: Saved(extra=((2 * i[0][0], "fp32", False),)),
         summary="batch normalisation over channels (nn.BatchNorm2d, or 1d on vectors)",
+        affine_at_inference=batchnorm_affine,
         args=BatchNormArgs,
         shape=_bn_shape,
         params=_bn_params,
@@ -102,9 +117,16 @@ def _build_gn(args: GroupNormArgs, inputs: list[Shape]):
     return nn.GroupNorm(args.groups, inputs[0][0], eps=args.eps, affine=args.affine)
 
 
+def _explain_groupnorm(ctx) -> None:
+    ctx.line(ctx.msg("groupnorm_groups", g=ctx.args.groups, shape=format_shape(ctx.out)))
+    ctx.tensor_params()
+
+
 OPS.append(
     Op(
         name="groupnorm",
+        explain=_explain_groupnorm,
+        label=lambda a: f"groupnorm {a.groups}",
         family="norm",
         traits=frozenset({"normalisation", "pass_through"}),
         saved=lambda a, i, o: Saved(extra=((2 * a.groups, "fp32", True),)),
@@ -139,9 +161,15 @@ def _build_ln(args: LayerNormArgs, inputs: list[Shape]):
     return nn.LayerNorm(list(_ln_normalized(args, inputs)), eps=args.eps, elementwise_affine=args.affine)
 
 
+def _explain_layernorm(ctx) -> None:
+    ctx.line(ctx.msg("layernorm_dims", dims=ctx.args.dims, shape=format_shape(ctx.out)))
+    ctx.tensor_params()
+
+
 OPS.append(
     Op(
         name="layernorm",
+        explain=_explain_layernorm,
         family="norm",
         traits=frozenset({"normalisation", "pass_through"}),
         summary="layer normalisation over the last `dims` dimensions (nn.LayerNorm)",
@@ -171,9 +199,14 @@ def _build_lrn(args: LocalResponseNormArgs, inputs: list[Shape]):
     return nn.LocalResponseNorm(args.size, alpha=args.alpha, beta=args.beta, k=args.k)
 
 
+def _explain_lrn(ctx) -> None:
+    ctx.line(ctx.msg("lrn_size", size=ctx.args.size, shape=format_shape(ctx.out)))
+
+
 OPS.append(
     Op(
         name="lrn",
+        explain=_explain_lrn,
         family="norm",
         traits=frozenset({"normalisation", "pass_through"}),
         # composite in PyTorch: x, the padded squares, the divisor and its power (about 3 outputs)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from archspec.ops.common import IntPair, NonNegativePair, feature_map, pair, window_output
+from archspec.ops.common import IntPair, NonNegativePair, feature_map, format_shape, pair, pair_text, window_output, window_text
 from archspec.ops.field import adaptive_ranges
 from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, saves_input, saves_nothing
 
@@ -65,9 +65,32 @@ def _build_avgpool(args: AvgPoolArgs, inputs: list[Shape]):
     return nn.AvgPool2d(kernel, stride, padding, ceil_mode=args.ceil_mode, count_include_pad=args.count_include_pad)
 
 
+def _window_label(name: str):
+    """`maxpool 3x3/2`; the stride shown is the kernel's when none is given."""
+
+    def label(args: PoolArgs) -> str:
+        return f"{name} {window_text(args.kernel, args.kernel if args.stride is None else args.stride)}"
+
+    return label
+
+
+def _explain_pool(ctx) -> None:
+    """maxpool, avgpool: the window's output size; no parameters."""
+    args = ctx.args
+    kernel, stride, padding, dilation = _geometry(args)
+    if args.stride is None:
+        s = stride[0] if stride[0] == stride[1] else f"{stride[0]}x{stride[1]}"
+        ctx.line(ctx.msg("pool_stride_default", s=s))
+    ctx.window_sizes(kernel, stride, padding, dilation, args.ceil_mode)
+    ctx.line(ctx.msg("channels_pool", c=ctx.out[0]))
+    ctx.line(ctx.msg("params_pool"), "params")
+
+
 OPS.append(
     Op(
         name="maxpool",
+        explain=_explain_pool,
+        label=_window_label("maxpool"),
         family="pool",
         saved=lambda a, i, o: Saved(extra=((numel(o), "int64", True),)),  # input and argmax indices
         summary="max pooling (nn.MaxPool2d); stride defaults to the kernel",
@@ -81,6 +104,8 @@ OPS.append(
 OPS.append(
     Op(
         name="avgpool",
+        explain=_explain_pool,
+        label=_window_label("avgpool"),
         family="pool",
         summary="average pooling (nn.AvgPool2d); stride defaults to the kernel",
         args=AvgPoolArgs,
@@ -120,15 +145,35 @@ def _adaptive_max_saved(args, inputs, output) -> Saved:
     return Saved(extra=((numel(output), "int64", True),))  # input and argmax indices
 
 
+def _adaptive_label(name: str):
+    """`adaptive_avgpool 1x1`: the output size."""
+
+    def label(args: AdaptiveArgs) -> str:
+        return f"{name} {pair_text(args.size)}"
+
+    return label
+
+
 def _adaptive_avg_saved(args, inputs, output) -> Saved:
     # PyTorch computes a 1x1 adaptive average as a mean, whose backward needs only the sizes
     return saves_nothing(args, inputs, output) if output[1:] == (1, 1) else saves_input(args, inputs, output)
+
+
+def _adaptive_explainer(kind: str):
+    def explain(ctx) -> None:
+        cin, cout = format_shape(ctx.in_shapes[0]), format_shape(ctx.out)
+        size = f"{ctx.out[1]}x{ctx.out[2]}"
+        ctx.line(ctx.msg("adaptive", kind=ctx.msg(f"kind.{kind}"), size=size, cin=cin, cout=cout))
+
+    return explain
 
 
 for kind in ("avg", "max"):
     OPS.append(
         Op(
             name=f"adaptive_{kind}pool",
+            explain=_adaptive_explainer(kind),
+            label=_adaptive_label(f"adaptive_{kind}pool"),
             summary=f"adaptive {kind} pooling to a fixed output size (nn.Adaptive{kind.title()}Pool2d)",
             args=AdaptiveArgs,
             shape=_adaptive_shape,
@@ -151,9 +196,16 @@ def _global_function(args, inputs):
     return global_avgpool, {}
 
 
+def _explain_global_pool(ctx) -> None:
+    _, height, width = ctx.in_shapes[0]
+    eq = ctx.equation(f"{height}·{width}", height * width)
+    ctx.line(ctx.msg("global_pool", eq=eq, cin=format_shape(ctx.in_shapes[0]), cout=format_shape(ctx.out)))
+
+
 OPS.append(
     Op(
         name="global_avgpool",
+        explain=_explain_global_pool,
         family="pool",
         saved=saves_nothing,  # a mean: its backward needs only the sizes
         summary="average over all positions, giving a (C,) vector (adaptive avg pool to 1 + flatten)",

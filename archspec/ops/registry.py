@@ -158,6 +158,9 @@ TRAITS = frozenset({
     "normalisation", # a normalisation layer
     "merge",         # combines several inputs position by position (add, mul, concat)
     "removable",     # the identity at inference (dropout, drop_path, identity): strip_dropout removes it
+    # for the rewrites (archspec.rewrite): which removable ops are dropout, and which op is a flatten
+    "stochastic",    # random in training, the identity at inference (dropout, drop_path)
+    "flattens",      # a C×H×W map as a C·H·W vector in torch's order: convolutionalize moves it past ops
 })
 FAMILIES = ("conv", "linear", "norm", "activation", "pool", "merge", "resize", "other")
 
@@ -229,6 +232,19 @@ class Op:
     # arguments the spec language reads but the node does not need once expanded (add's
     # `project`, `projection_name`): a rewritten spec leaves them out
     builder_args: tuple[str, ...] = ()
+    # --- weight-transfer hooks of the rewrites (archspec.rewrite; helpers in archspec.ops.transfer) ---
+    # fold_bn: fold a per-output-channel y·scale + shift that follows the op into its tensors,
+    # (args, {"weight", "bias" if any}, scale, shift) -> {"weight", "bias"}; the op has a `bias` argument
+    fold_affine: Callable[[Any, dict[str, Any], Any, Any], dict[str, Any]] | None = None
+    # the op at inference as such a y = x·scale + shift per channel, so it folds into the layer
+    # before it: (args) -> None when it is none (bn without running statistics), else a rule
+    # (its tensors by name) -> (scale, shift)
+    affine_at_inference: Callable[[Any], Callable[[dict[str, Any]], tuple[Any, Any]] | None] | None = None
+    # convolutionalize: the op reading a flattened C×H×W map as an op on the map, (args, map shape)
+    # -> (op name, arguments); its weights are the same numbers reshaped (linear -> conv HxW)
+    convolutional: Callable[[Any, Shape], tuple[str, dict[str, Any]]] | None = None
+    # a per_channel op's changed arguments once its (C,) vector is a C×1×1 map (softmax's dim)
+    unit_map_args: Callable[[Any], dict[str, Any]] | None = None
     aliases: tuple[str, ...] = field(default=())
 
     def flops(self, args: Any, inputs: list[Shape], output: Shape) -> int:

@@ -7,9 +7,17 @@ from typing import Literal, Optional, Union
 from pydantic import Field
 from typing_extensions import Annotated
 
-from archspec.ops.common import IntPair, NonNegativeInt, PositiveInt, feature_map, format_shape, pair
-from archspec.ops.field import resized_ranges, shifted_ranges
+from archspec.ops.common import IntPair, NonNegativeInt, PositiveInt, feature_map, format_shape, number_text, pair, pair_text
+from archspec.ops.field import WHOLE, resized_ranges, shifted_ranges
 from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, saves_nothing
+from archspec.ops.reshape_explain import (
+    explain_channel_shuffle,
+    explain_crop,
+    explain_flatten,
+    explain_reshape,
+    explain_upsample,
+    pad_explainer,
+)
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
@@ -28,9 +36,11 @@ def _function(name: str, keywords=lambda args, inputs: {}):
 OPS.append(
     Op(
         name="flatten",
+        explain=explain_flatten,
         family="other",
         saved=saves_nothing,
         summary="flatten everything after the batch dimension into a vector",
+        traits=frozenset({"flattens"}),
         args=NoArgs,
         shape=lambda a, i: (numel(i[0]),),
         function=_function("flatten"),
@@ -53,15 +63,24 @@ def _reshape_shape(args: ReshapeArgs, inputs: list[Shape]) -> Shape:
     return tuple(total // known if s == -1 else s for s in args.shape)
 
 
+def _reshape_field(args: ReshapeArgs, ranges, inputs: list[Shape], output: Shape) -> list:
+    """A reshape regroups the elements in memory order, so one output position gathers elements
+    from rows (or columns) far apart: its field is the whole input map, a global field (unless
+    the shape is unchanged)."""
+    return [ranges if inputs[0] == output else WHOLE]
+
+
 OPS.append(
     Op(
         name="reshape",
+        explain=explain_reshape,
         family="other",
         saved=saves_nothing,
         summary="reshape everything after the batch (e.g. YOLO's 1470 -> 30x7x7)",
         args=ReshapeArgs,
         shape=_reshape_shape,
         function=_function("reshape", lambda a, i: {"shape": _reshape_shape(a, i)}),
+        receptive_field=_reshape_field,
     )
 )
 
@@ -109,9 +128,22 @@ def _upsample_keywords(args: UpsampleArgs, inputs: list[Shape]) -> dict:
     return keywords
 
 
+def _upsample_label(args: UpsampleArgs) -> str:
+    """`upsample x2 bilinear`, `upsample to 56x56 nearest`, or `to size` (a second input's)."""
+    if args.scale is not None:
+        how = f"x{number_text(args.scale)}"
+    elif args.size is not None:
+        how = f"to {pair_text(args.size)}"
+    else:
+        how = "to size"
+    return f"upsample {how} {args.mode}"
+
+
 OPS.append(
     Op(
         name="upsample",
+        explain=explain_upsample,
+        label=_upsample_label,
         family="resize",
         saved=saves_nothing,  # interpolation backward needs only the sizes
         summary="resize by `scale`, to `size`, or to a second input's size (F.interpolate)",
@@ -145,6 +177,7 @@ def _crop_size(args: CropArgs, inputs: list[Shape]) -> tuple[int, int]:
 OPS.append(
     Op(
         name="crop",
+        explain=explain_crop,
         family="resize",
         saved=saves_nothing,
         summary="centre crop to `size` or to a second input's size (U-Net bridges)",
@@ -189,6 +222,7 @@ def _pad_shape(args: PadArgs, inputs: list[Shape]) -> Shape:
 OPS.append(
     Op(
         name="pad",
+        explain=pad_explainer(_pad_amounts),
         family="resize",
         saved=saves_nothing,
         summary="constant padding by `amount` or up to a second input's size",
@@ -217,6 +251,8 @@ def _shuffle_shape(args: ChannelShuffleArgs, inputs: list[Shape]) -> Shape:
 OPS.append(
     Op(
         name="channel_shuffle",
+        explain=explain_channel_shuffle,
+        label=lambda a: f"channel_shuffle {a.groups}",
         family="other",
         saved=saves_nothing,
         summary="interleave channels across `groups` (ShuffleNet)",

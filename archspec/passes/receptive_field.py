@@ -1,29 +1,39 @@
 """Receptive field per node, relative to the spec's first input: size, jump and offset per axis.
 
-For a node with a (C, H, W) output we walk the op rules of `archspec.ops.field` backwards to the
-graph input, for three output positions at once (the first, the centre and the last, per axis).
-The ranges demanded of a node by several consumers are united, so residuals, concatenations,
-branches and bridges count every path. From the resulting input intervals:
+A node's field is what the op rules of `archspec.ops.field` give, walked back to the graph input,
+for three output positions at once (the first, the centre and the last, per axis). The ranges
+asked of a node by several consumers are united, so residuals, concatenations, branches and
+bridges count every path. From the resulting input intervals:
 - `size`: the field of the centre output position (input pixels, padding included);
 - `offset`: the centre of output position 0's field, in input coordinates;
 - `jump`: how far the field moves per output position ((last - first centre) / (n - 1)).
-A node whose output is a vector (after global pooling, flatten, linear) depends on the whole
-spatial map before it: `is_global`, with the size of that union. Pure function of the IR.
+A node whose output is a vector (after global pooling, flatten, linear), or that reads a map
+whole (a reshape), depends on the whole spatial map before it: `is_global`, with the size of that
+union (for the paths that stay spatial, the union at output position 0).
+
+One pass in topological order keeps, per node and axis, an exact affine summary of where its
+positions read (`AxisSummary`): convolutions, pooling, crops, merges of paths with the same jump
+and squeeze-excitation gates compose in O(1). The summaries are relative to anchors: the graph
+input, and each node whose reads are not affine (a resize, a strided transposed convolution,
+uneven adaptive pooling, a merge of paths with different jumps). A field then costs one step per
+anchor on its paths, where that anchor's own rule is applied as asked. Pure function of the IR.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+from dataclasses import dataclass, field
 
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
-from archspec.ops.field import Ranges, window_ranges, whole_ranges
 from archspec.ops.catalog import lookup
+from archspec.ops.field import SAME_POSITIONS, WHOLE, AffineRead, NotAffine, Ranges, affine_reads, whole_ranges, window_ranges, window_read
 
-Probes = list[Ranges]  # the ranges asked of a node, one per probed output position
-WHOLE = "whole"  # a vector output: every position of the spatial map before it
-# steps (nodes looked at) for the fields asked for at once: all nodes of a graph of n nodes take
-# about n^2 / 2, so up to about 1,400 nodes (DenseNet-169, the largest library spec: 177,000)
-MAX_FIELD_WORK = 1_000_000
+NOT_AFFINE = "not affine"  # a node's reads, when its rule does not give an exact affine map
+SAME = (SAME_POSITIONS, SAME_POSITIONS)
+# anchors worked out for all the fields asked at once: a field costs one step per non-affine
+# layer on its paths (U-Net: 5), so only a graph with thousands of them comes near the limit
+MAX_FIELD_WORK = 100_000
+MAX_ROUTES = 8  # anchors a summary may refer to; a node that would need more becomes an anchor
 
 
 @dataclass(frozen=True)
@@ -39,39 +49,238 @@ class ReceptiveField:
 def receptive_fields(ir: IRGraph, nodes: list[str] | None = None) -> dict[str, ReceptiveField | None]:
     """The field of each node (or of `nodes`); None for nodes that do not depend on the first input.
 
-    Each node's field is a walk back over the nodes before it, so all of them cost about n^2 / 2
-    steps: more than MAX_FIELD_WORK is refused (an ArchspecError) before any is walked."""
-    source = next(iter(ir.inputs.values()))
-    targets = nodes or [n.id for n in ir.nodes() if n.op != "input"]
-    position = {node_id: index for index, node_id in enumerate(ir.order)}
-    work = sum(position[target] + 1 for target in targets)
-    if work > MAX_FIELD_WORK:
-        raise SpecError(
-            f"the receptive fields of {len(targets):,} nodes would take {work:,} steps, more than the limit of {MAX_FIELD_WORK:,}",
-            hint="archspec computes them for graphs of up to about 1,400 nodes; leave out --receptive-field",
-        )
-    return {target: _field(ir, target, source, position) for target in targets}
+    Linear in the number of nodes, plus one step per anchor on each field's paths: past
+    MAX_FIELD_WORK steps, an ArchspecError."""
+    fields = _Fields(ir)
+    targets = nodes or [node.id for node in ir.nodes() if not node.is_input]
+    return {target: fields.field(target) for target in targets}
 
 
-def _field(ir: IRGraph, target: str, source: str, position: dict[str, int]) -> ReceptiveField | None:
-    shape = ir.shapes[target]
-    if len(shape) == 3:
+@dataclass(frozen=True)
+class AxisSummary:
+    """Where positions [a, b] of a node read the graph input, on one axis: the union of the
+    interval [jump·a + lo, jump·b + hi] (`moving`: (jump, lo, hi); None when no path moves with
+    the position) and `fixed` (paths that read a broadcast 1x1 map, as a squeeze-excitation gate)."""
+
+    moving: tuple[int, int, int] | None
+    fixed: tuple[int, int] | None = None
+
+    def read(self, a, b) -> tuple:
+        if self.moving is None:
+            return self.fixed
+        jump, lo, hi = self.moving
+        first, last = jump * a + lo, jump * b + hi
+        return (min(first, self.fixed[0]), max(last, self.fixed[1])) if self.fixed else (first, last)
+
+    def through(self, step: AffineRead) -> "AxisSummary":
+        """The summary of a consumer that reads this node by `step`."""
+        if self.moving is None:
+            return self
+        jump, lo, hi = self.moving
+        moved = (jump * step.lo + lo, jump * step.hi + hi)
+        if step.scale == 0:  # every position reads the same place
+            return AxisSummary(None, _hull([p for p in (self.fixed, moved) if p]))
+        return AxisSummary((jump * step.scale, *moved), self.fixed)
+
+    def union(self, other: "AxisSummary") -> "AxisSummary":
+        moving = [m for m in (self.moving, other.moving) if m]
+        if len({jump for jump, _, _ in moving}) > 1:  # the union of two jumps is not affine
+            raise NotAffine("paths with different jumps meet")
+        united = (moving[0][0], *_hull([m[1:] for m in moving])) if moving else None
+        fixed = [f for f in (self.fixed, other.fixed) if f]
+        return AxisSummary(united, _hull(fixed) if fixed else None)
+
+
+IDENTITY = (AxisSummary((1, 0, 0)), AxisSummary((1, 0, 0)))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a node's positions read. `routes`: per anchor (the graph input, or a node whose reads
+    are not affine), one AxisSummary per axis giving the anchor's positions read; `whole`: the
+    input interval read through vectors or whole reads (None: none)."""
+
+    routes: dict[str, tuple[AxisSummary, AxisSummary]] = field(default_factory=dict)
+    whole: Ranges | None = None
+
+
+class _Fields:
+    """The summaries of one graph (one forward pass), and the fields asked of it."""
+
+    def __init__(self, ir: IRGraph):
+        self.ir = ir
+        self.source = next(iter(ir.inputs.values()))
+        self.work = 0
+        self.position: dict[str, int] = {}
+        self.summaries: dict[str, Summary] = {}
+        self.wholes: dict[str, object] = {}  # value -> what reading it whole reads of the input
+        self.fields: dict[tuple, ReceptiveField | None] = {}  # (summary id, spatial size) -> field
+        self.traced: dict[tuple, object] = {}  # (op, args, shapes) -> its rule's affine reads
+        for index, node in enumerate(ir.nodes()):
+            self.position[node.id] = index
+            self.summaries[node.id] = self._summarise(node)
+
+    # --- the forward pass -----------------------------------------------------------------
+    def _summarise(self, node) -> Summary:
+        if node.id == self.source or node.is_input:  # another input is not measured against
+            return Summary({node.id: IDENTITY} if node.id == self.source else {})
+        if not _spatial(node.shapes[0]):  # a vector reads every input whole
+            whole = None
+            for value in node.inputs:
+                whole = _united(whole, self.whole_read(value))
+            return Summary(whole=whole[0] if whole else None)
+        reads = self._affine_reads(node)
+        if reads == [SAME] and _spatial(self.ir.shapes[node.inputs[0]]):  # elementwise: as its input
+            return self.summaries[self.ir.producer(node.inputs[0])]
+        if reads == NOT_AFFINE:
+            return Summary({node.id: IDENTITY})  # an anchor: its reads are worked out when asked
+        routes, whole = {}, None
+        for value, read in zip(node.inputs, reads):
+            if read is None:
+                continue
+            if self._read_whole(value, read):
+                whole = _united(whole, self.whole_read(value))
+                continue
+            producer = self.summaries[self.ir.producer(value)]
+            whole = _united(whole, [producer.whole] if producer.whole else None)
+            for anchor, axes in producer.routes.items():
+                moved = tuple(axis.through(step) for axis, step in zip(axes, read))
+                try:
+                    routes[anchor] = tuple(a.union(b) for a, b in zip(routes[anchor], moved)) if anchor in routes else moved
+                except NotAffine:
+                    return Summary({node.id: IDENTITY})
+        if len(routes) > MAX_ROUTES:
+            return Summary({node.id: IDENTITY})
+        return Summary(routes, whole[0] if whole else None)
+
+    def _affine_reads(self, node):
+        op = lookup(node.op)
+        inputs = [self.ir.shapes[value] for value in node.inputs]
+        if op.receptive_field is not None:
+            key = (op.name, node.args, tuple(inputs), node.shapes[0])  # a repeated block traces once
+            try:
+                return self.traced[key]
+            except KeyError:
+                pass
+            except TypeError:  # arguments holding a list: not kept
+                key = None
+            try:
+                reads = affine_reads(op.receptive_field, node.args, inputs, node.shapes[0])
+            except NotAffine:
+                reads = NOT_AFFINE
+            if key is not None:
+                self.traced[key] = reads
+            return reads
+        if op.window is not None:
+            return [window_read(*op.window(node.args, inputs))] + [SAME] * (len(inputs) - 1)
+        return [SAME] * len(inputs)
+
+    def _read_whole(self, value: str, read) -> bool:
+        """A vector (other than the graph input itself) is read whole whatever is asked of it."""
+        return read is WHOLE or (not _spatial(self.ir.shapes[value]) and self.ir.producer(value) != self.source)
+
+    # --- what a node reads, for given ranges of it --------------------------------------------
+    def whole_read(self, value: str):
+        """What the whole of a value reads of the graph input (a one-entry list), or None."""
+        if value not in self.wholes:
+            node_id, shape = self.ir.producer(value), self.ir.shapes[value]
+            if _spatial(shape):
+                self.wholes[value] = self.read(node_id, [whole_ranges(shape)])
+            elif node_id == self.source:
+                self.wholes[value] = None
+            else:
+                whole = self.summaries[node_id].whole
+                self.wholes[value] = [whole] if whole else None
+        return self.wholes[value]
+
+    def read(self, node_id: str, demand: list[Ranges]):
+        """The input intervals that these ranges of a node read (None: they read no input).
+
+        The node's summary gives the ranges asked of each anchor; anchors are then worked out
+        latest first (each once, with everything asked of it) by their own rules, as the old
+        exact walk did, and their inputs' summaries pass the ranges on to earlier anchors."""
+        summary = self.summaries[node_id]
+        found = [summary.whole] if summary.whole else None
+        asked_of, queue = {}, []
+        self._ask(summary, demand, asked_of, queue)
+        while queue:
+            _, anchor = heapq.heappop(queue)
+            asked = asked_of.pop(anchor)
+            if anchor == self.source:
+                found = _united(found, asked)
+                continue
+            self._step()
+            node = self.ir.node(anchor)
+            for value, ranges in zip(node.inputs, _concrete_reads(node, asked, self.ir)):
+                if ranges is None:
+                    continue
+                if self._read_whole(value, ranges):
+                    found = _united(found, self.whole_read(value))
+                    continue
+                producer = self.summaries[self.ir.producer(value)]
+                found = _united(found, [producer.whole] if producer.whole else None)
+                self._ask(producer, ranges, asked_of, queue)
+        return found
+
+    def _ask(self, summary: Summary, demand: list[Ranges], asked_of: dict, queue: list) -> None:
+        for anchor, axes in summary.routes.items():
+            ranges = [tuple(axis.read(lo, hi) for axis, (lo, hi) in zip(axes, asked)) for asked in demand]
+            if anchor not in asked_of:
+                heapq.heappush(queue, (-self.position[anchor], anchor))
+            asked_of[anchor] = _united(asked_of.get(anchor), ranges)
+
+    def _step(self) -> None:
+        self.work += 1
+        if self.work > MAX_FIELD_WORK:
+            raise SpecError(
+                f"the receptive fields take more than {MAX_FIELD_WORK:,} steps back through layers whose field is not affine (resizing, strided transposed convolutions)",
+                hint="leave out --receptive-field, or ask for the fields of fewer nodes",
+            )
+
+    # --- fields ---------------------------------------------------------------------------------
+    def field(self, target: str) -> ReceptiveField | None:
+        """A node's field; nodes with the same summary and size (a run of activations) share it."""
+        shape = self.ir.node(target).shapes[0]
+        key = (id(self.summaries[target]), shape[1:])
+        if key not in self.fields:
+            self.fields[key] = self._field(target, shape)
+        return self.fields[key]
+
+    def _field(self, target: str, shape) -> ReceptiveField | None:
+        if not _spatial(shape):
+            whole = self.summaries[target].whole
+            return _global(whole) if whole else None
         probes = [tuple((p, p) for p in positions) for positions in _probe_positions(shape)]
-    else:
-        probes = WHOLE
-    found = _walk_back(ir, target, source, probes, position)
-    if found is None:
+        found = self.read(target, probes)
+        if found is None:
+            return None
+        if len(found) == 1:  # a vector on the way (e.g. fc then reshape): the whole map
+            return _global(found[0])
+        first, centre, last = found
+        size = tuple(hi - lo + 1 for lo, hi in centre)
+        mid = lambda r: tuple((lo + hi) / 2 for lo, hi in r)  # noqa: E731
+        steps = tuple(max(n - 1, 1) for n in shape[1:])
+        jump = tuple((b - a) / s for a, b, s in zip(mid(first), mid(last), steps))
+        return ReceptiveField(size, jump, mid(first), False, centre)
+
+
+def _concrete_reads(node, asked: list[Ranges], ir: IRGraph) -> list:
+    """What each input of a spatial `node` is asked for (None, WHOLE or ranges), given `asked`."""
+    inputs = [ir.shapes[value] for value in node.inputs]
+    op = lookup(node.op)
+    if op.receptive_field is not None:
+        per_probe = [op.receptive_field(node.args, ranges, inputs, node.shapes[0]) for ranges in asked]
+        return [_of_one_input(list(reads)) for reads in zip(*per_probe)]
+    if op.window is not None:
+        window = op.window(node.args, inputs)
+        return [[window_ranges(ranges, *window) for ranges in asked]] + [asked] * (len(inputs) - 1)
+    return [asked] * len(inputs)
+
+
+def _of_one_input(reads: list):
+    if reads[0] is None:
         return None
-    if probes == WHOLE or len(found) == 1:  # a vector on the way (e.g. fc then reshape): the whole map
-        (first, last), (left, right) = found[0]
-        size = (last - first + 1, right - left + 1)
-        return ReceptiveField(size, (0, 0), ((first + last) / 2, (left + right) / 2), True, found[0])
-    first, centre, last = found
-    size = tuple(hi - lo + 1 for lo, hi in centre)
-    mid = lambda r: tuple((lo + hi) / 2 for lo, hi in r)  # noqa: E731
-    steps = tuple(max(n - 1, 1) for n in shape[1:])
-    jump = tuple((b - a) / s for a, b, s in zip(mid(first), mid(last), steps))
-    return ReceptiveField(size, jump, mid(first), False, centre)
+    return WHOLE if any(read is WHOLE for read in reads) else reads
 
 
 def _probe_positions(shape) -> list[tuple[int, int]]:
@@ -79,46 +288,36 @@ def _probe_positions(shape) -> list[tuple[int, int]]:
     return [(0, 0), (height // 2, width // 2), (height - 1, width - 1)]
 
 
-def _walk_back(ir: IRGraph, target: str, source: str, probes, position: dict[str, int]) -> Probes | None:
-    demand: dict[str, object] = {target: probes}
-    for node_id in reversed(ir.order[: position[target] + 1]):
-        asked = demand.pop(node_id, None)
-        if asked is None:
-            continue
-        node = ir.node(node_id)
-        shape = ir.shapes[node_id]
-        if asked == WHOLE and len(shape) == 3:
-            asked = [whole_ranges(shape)]
-        if node_id == source:
-            return asked if asked != WHOLE else None
-        if node.op == "input":
-            continue
-        for producer, ranges in zip(node.inputs, _read(node, asked, ir)):
-            if ranges is not None:
-                demand[producer] = _united(demand.get(producer), ranges)
-    return None
+def _global(interval) -> ReceptiveField:
+    (first, last), (left, right) = interval
+    size = (last - first + 1, right - left + 1)
+    return ReceptiveField(size, (0, 0), ((first + last) / 2, (left + right) / 2), True, interval)
 
 
-def _read(node, asked, ir: IRGraph) -> list:
-    """What each input of `node` is asked for, given what is asked of the node."""
-    in_shapes = [ir.shapes[i] for i in node.inputs]
-    if asked == WHOLE or len(ir.shapes[node.id]) != 3:
-        return [WHOLE] * len(node.inputs)
-    op = lookup(node.op)
-    if op.receptive_field is not None:
-        per_probe = [op.receptive_field(node.args, r, in_shapes, ir.shapes[node.id]) for r in asked]
-        return [None if probe[0] is None else [p for p in probe] for probe in zip(*per_probe)]
-    if op.window is not None:
-        window = op.window(node.args, in_shapes)
-        return [[window_ranges(r, *window) for r in asked]] + [asked] * (len(node.inputs) - 1)
-    return [asked] * len(node.inputs)
+def _spatial(shape) -> bool:
+    return len(shape) == 3
+
+
+def _union(routes: list) -> tuple[AxisSummary, AxisSummary] | None:
+    if not routes:
+        return None
+    united = routes[0]
+    for route in routes[1:]:
+        united = tuple(a.union(b) for a, b in zip(united, route))
+    return united
+
+
+def _hull(intervals) -> tuple:
+    intervals = list(intervals)
+    return (min(lo for lo, _ in intervals), max(hi for _, hi in intervals))
 
 
 def _united(known, new):
+    """Two results (or demands) for the same probes; a global one (one entry) keeps one entry."""
     if known is None:
         return new
-    if known == WHOLE or new == WHOLE:
-        return WHOLE
+    if new is None:
+        return known
     return [
         tuple((min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(ranges_a, ranges_b))
         for ranges_a, ranges_b in zip(known, new)

@@ -1,19 +1,22 @@
 """The drawn graph, before any DOT: which units are drawn (ops, folded blocks, runs of ops), the
-edges between them and what kind each is (data, size reference, shortcut, bridge), folding a
-graph until graphviz can draw it in about a second, the U of an encoder-decoder, and columns.
-`archspec.render.diagram` turns a `Layout` into DOT text."""
+edges between them and what kind each is (`archspec.render.edge_kinds`), folding a graph until
+graphviz can draw it in about a second, the U of an encoder-decoder, columns, and the clusters
+(blocks and stages) the units sit in. Pure graph analysis: `archspec.render.dot` writes the text."""
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
 
-from archspec.ir.graph import IRGraph, IRNode
-from archspec.ops.common import format_shape
+from archspec.ir.graph import INPUT, IRGraph, IRNode
+from archspec.render.edge_kinds import MAX_CLASSIFY_WORK, area, classify_edges
+
+__all__ = [  # MAX_CLASSIFY_WORK and classify_edges are the drawn edges' kinds, from edge_kinds
+    "MAX_CLASSIFY_WORK", "MAX_DRAWING_COST", "MAX_DRAWN", "MAX_FOLDED", "Clusters", "Edge", "Layout", "Unit",
+    "auto_depth", "classify_edges", "cluster_tree", "columns", "drawing_cost", "fitted_layout", "layout",
+]
 
 MAX_COLUMNS = 8
 EDGE_RANK = {"data": 0, "size": 1, "shortcut": 2, "bridge": 3}
-SIZE_INPUT_OPS = {"upsample", "crop", "pad"}  # a second input only gives the target size
-MERGE_OPS = {"add", "mul", "concat"}
 # units in one drawing; graphviz takes seconds at a few hundred (the largest library spec, at
 # every op, has 596) and minutes at a few thousand: a larger drawing is folded (fitted_layout)
 MAX_DRAWN = 600
@@ -24,10 +27,7 @@ MAX_FOLDED = 200
 # whose every node also feeds one concat costs 33,514 at 49 units and takes dot 1 s, 149,229 at
 # 79 units and takes 22 s
 MAX_DRAWING_COST = 20_000
-# edge classification (shortcuts, bridges) walks at most this many nodes and edges for one graph;
-# past it the remaining merges are drawn with plain edges (only a graph of thousands of merges
-# that each reach far back gets there)
-MAX_CLASSIFY_WORK = 500_000
+
 
 @dataclass
 class Unit:
@@ -48,7 +48,7 @@ class Edge:
     tail: str
     head: str
     kind: str  # data, shortcut, bridge, size
-    shapes: list[str] = field(default_factory=list)
+    shapes: list[tuple[int, ...]] = field(default_factory=list)  # the tensors it carries, each once
 
 
 @dataclass
@@ -60,119 +60,23 @@ class Layout:
     turn: str | None  # the bottom of the U
 
 
-def _area(shape: tuple[int, ...]) -> int:
-    return shape[-1] * shape[-2] if len(shape) == 3 else 0
-
-
-@dataclass
-class _Links:
-    """The IR's edges, each producer -> consumer pair once (a concat may name one input many times)."""
-
-    position: dict[str, int]
-    inputs: dict[str, list[str]]  # distinct producers, in order
-    successors: dict[str, dict[str, int]]  # consumer -> how many of its inputs the producer is
-
-    @classmethod
-    def of(cls, ir: IRGraph) -> "_Links":
-        position = {node_id: i for i, node_id in enumerate(ir.order)}
-        inputs = {node.id: list(dict.fromkeys(node.inputs)) for node in ir.nodes()}
-        successors: dict[str, dict[str, int]] = {node_id: {} for node_id in ir.order}
-        for node in ir.nodes():
-            for producer in node.inputs:
-                consumers = successors[producer]
-                consumers[node.id] = consumers.get(node.id, 0) + 1
-        return cls(position, inputs, successors)
-
-
-def classify_edges(ir: IRGraph) -> dict[tuple[str, str, int], str]:
-    """(producer, consumer, input index) -> data | shortcut | bridge | size, for every IR edge.
-
-    A merge input is a shortcut when another path leads from it to the merge; a bridge when that
-    path is a single one that works at a lower resolution (U-Net). Linear in the edges for one
-    merge; at most MAX_CLASSIFY_WORK steps for the whole graph, after which merges are drawn plain."""
-    links = _Links.of(ir)
-    budget = [MAX_CLASSIFY_WORK]
-    kinds: dict[tuple[str, str, int], str] = {}
-    for node in ir.nodes():
-        in_projection = "projection" in node.scope_kinds
-        around: dict[str, tuple[int, int]] | None = None
-        for index, producer in enumerate(node.inputs):
-            kind = "data"
-            if node.op in SIZE_INPUT_OPS and index >= 1:
-                kind = "size"
-            elif in_projection or "projection" in ir.node(producer).scope_kinds:
-                kind = "shortcut"
-            elif node.op in MERGE_OPS and len(node.inputs) > 1:
-                if around is None:
-                    around = _other_paths(ir, links, node.id, budget)
-                if producer in around:
-                    kind = "shortcut"
-                    # a bridge: one path leaves the producer, works at a lower resolution and comes
-                    # back (U-Net); several paths fanning out are parallel branches (PSPNet's pyramid)
-                    paths, lowest = around[producer]
-                    if node.op == "concat" and paths == 1 and lowest < _area(ir.shapes[producer]):
-                        kind = "bridge"
-            kinds[(producer, node.id, index)] = kind
-    return kinds
-
-
-def _other_paths(ir: IRGraph, links: _Links, end: str, budget: list[int]) -> dict[str, tuple[int, int]]:
-    """For each input of `end` with a path to `end` other than the direct edge: how many of its
-    outgoing edges start such paths, and the smallest spatial area on them.
-
-    The nodes on those paths from input p are p's descendants among `end`'s ancestors, so one
-    walk back from `end` (down to its earliest input) and one pass over it in reverse order
-    answer for every input at once. `budget` counts the steps left for the whole graph."""
-    position, inputs = links.position, links.inputs[end]
-    low = min(position[p] for p in inputs)
-    region: set[str] = set()
-    queue = [p for p in inputs if position[p] > low]
-    while queue:
-        current = queue.pop()
-        if current in region:
-            continue
-        region.add(current)
-        budget[0] -= 1 + len(links.inputs[current]) + len(links.successors[current])
-        if budget[0] < 0:
-            return {}
-        queue.extend(p for p in links.inputs[current] if position[p] > low and p not in region)
-    lowest: dict[str, int] = {}  # the smallest area from a node on, within the region
-    for current in sorted(region, key=position.__getitem__, reverse=True):
-        later = [lowest[s] for s in links.successors[current] if s in lowest]
-        lowest[current] = min([_area(ir.shapes[current]), *later])
-    found = {}
-    for producer in inputs:
-        consumers = links.successors[producer]
-        budget[0] -= min(len(consumers), len(region))
-        if budget[0] < 0:
-            return found
-        if len(consumers) > len(region):  # a node that feeds many: look from the region's side
-            on_paths = [s for s in region if s in consumers]
-        else:
-            on_paths = [s for s in consumers if s in region]
-        if on_paths:
-            found[producer] = (sum(consumers[s] for s in on_paths), min(lowest[s] for s in on_paths))
-    return found
-
-
 def layout(ir: IRGraph, depth: int | None = None, run: int = 1, kinds: dict | None = None) -> Layout:
     """The drawn units and edges: every op, or every block at nesting `depth` as one unit; with
     `run` > 1, up to `run` consecutive units of one cluster folded into one (`fitted_layout`).
     `kinds`: the edge kinds from `classify_edges`, when already known."""
     units, unit_of = _units(ir, depth)
-    outputs: dict[str, str] = {}  # output unit -> the node it shows
-    for name, node_id in ir.outputs.items():
+    outputs: dict[str, str] = {}  # output unit -> the value it shows
+    for name, value in ir.outputs.items():
         out = Unit("[output] " + name, "output", ())
         units[out.id] = out
-        outputs[out.id] = node_id
+        outputs[out.id] = value
     renamed = {unit_id: unit_id for unit_id in units}
     if run > 1:
         units, renamed = _fold_runs(units, run)
         unit_of = {node_id: renamed[unit_id] for node_id, unit_id in unit_of.items()}
     edges: dict[tuple[str, str], Edge] = {}
-    shape_text: dict[str, str] = {}
-    for (producer, consumer, _), kind in (classify_edges(ir) if kinds is None else kinds).items():
-        tail, head = unit_of[producer], unit_of[consumer]
+    for (value, consumer, _), kind in (classify_edges(ir) if kinds is None else kinds).items():
+        tail, head = unit_of[ir.producer(value)], unit_of[consumer]
         if tail == head:
             continue
         edge = edges.setdefault((tail, head), Edge(tail, head, kind))
@@ -180,18 +84,19 @@ def layout(ir: IRGraph, depth: int | None = None, run: int = 1, kinds: dict | No
         # feeding its residual is still the main path); otherwise the strongest kind shows
         if edge.kind != "data" and (kind == "data" or EDGE_RANK[kind] > EDGE_RANK[edge.kind]):
             edge.kind = kind
-        shape = shape_text.get(producer) or shape_text.setdefault(producer, format_shape(ir.shapes[producer]))
-        if shape not in edge.shapes:
-            edge.shapes.append(shape)
-    for out_id, node_id in outputs.items():
-        tail, head = unit_of[node_id], renamed[out_id]
-        edge = edges.setdefault((tail, head), Edge(tail, head, "data"))
-        if format_shape(ir.shapes[node_id]) not in edge.shapes:
-            edge.shapes.append(format_shape(ir.shapes[node_id]))
+        _carries(edge, ir.shapes[value])
+    for out_id, value in outputs.items():
+        tail, head = unit_of[ir.producer(value)], renamed[out_id]
+        _carries(edges.setdefault((tail, head), Edge(tail, head, "data")), ir.shapes[value])
     edge_list = list(edges.values())
     bridges = [e for e in edge_list if e.kind == "bridge"]
     decoder, turn = _u_shape(ir, units, edge_list, bridges)
     return Layout(units, edge_list, bridges, decoder, turn)
+
+
+def _carries(edge: Edge, shape: tuple[int, ...]) -> None:
+    if shape not in edge.shapes:
+        edge.shapes.append(shape)
 
 
 def _units(ir: IRGraph, depth: int | None) -> tuple[dict[str, Unit], dict[str, str]]:
@@ -202,7 +107,7 @@ def _units(ir: IRGraph, depth: int | None) -> tuple[dict[str, Unit], dict[str, s
         unit_id = _unit_id(node, depth)
         unit = units.get(unit_id)
         if unit is None:
-            if node.op == "input":
+            if node.op == INPUT:
                 unit = Unit(node.id, "input", ())
             elif unit_id != node.id:
                 path = node.scopes[depth - 1]
@@ -216,7 +121,7 @@ def _units(ir: IRGraph, depth: int | None) -> tuple[dict[str, Unit], dict[str, s
 
 
 def _unit_id(node: IRNode, depth: int | None) -> str:
-    if node.op != "input" and depth and len(node.scopes) >= depth:
+    if node.op != INPUT and depth and len(node.scopes) >= depth:
         return "[block] " + node.scopes[depth - 1]
     return node.id
 
@@ -337,10 +242,10 @@ def _u_shape(ir: IRGraph, units: dict[str, Unit], edges: list[Edge], bridges: li
     if not inside:
         return set(), None
 
-    def area(unit_id: str) -> int:
-        return min((_area(ir.shapes[n]) for n in units[unit_id].nodes), default=0)
+    def unit_area(unit_id: str) -> int:
+        return min((area(ir.shapes[n]) for n in units[unit_id].nodes), default=0)
 
-    turn = min(inside, key=lambda u: (area(u), -order[u]))
+    turn = min(inside, key=lambda u: (unit_area(u), -order[u]))
     decoder = reach(turn, successors, lambda u: True)
     return decoder, turn
 
@@ -404,7 +309,7 @@ def columns(plan: Layout, wrap: int | None) -> dict[str, int]:
 def auto_depth(ir: IRGraph, limit: int = 120) -> int | None:
     """The depth a report draws at: every op (None) when there are at most `limit`, else the
     deepest block level whose drawing has at most `limit` nodes (1 at the least)."""
-    ops = [node for node in ir.nodes() if node.op != "input"]
+    ops = [node for node in ir.nodes() if node.op != INPUT]
     if len(ops) <= limit:
         return None
     deepest = max((len(node.scopes) for node in ops), default=0)
@@ -420,3 +325,45 @@ def auto_depth(ir: IRGraph, limit: int = 120) -> int | None:
         if len(paths[depth - 1]) + shallow[depth] <= limit:
             return depth
     return 1
+
+
+# a cluster as drawn: the chain of (scope path, column) from the outermost cluster in, since a
+# block cut by a column break is drawn as one box per column
+ClusterKey = tuple[tuple[str, int], ...]
+
+
+@dataclass
+class Clusters:
+    """The blocks and stages drawn as nested clusters, and the units each holds directly."""
+
+    kinds: dict[str, str]  # scope path -> its kind (a block's name, repeat, parallel, projection ...)
+    children: dict[ClusterKey, list[ClusterKey]]  # () is the top level
+    members: dict[ClusterKey, list[Unit]]
+    first_column: dict[str, int]  # the column a cluster starts in; its later parts are continued
+    repeats: dict[str, tuple[int, str]]  # a repeat of one block kind -> (how many, that kind)
+
+
+def cluster_tree(ir: IRGraph, plan: Layout, column: dict[str, int]) -> Clusters:
+    """The clusters of a layout cut into `column`s, in the order their first unit is drawn."""
+    kinds: dict[str, str] = {}
+    inside: dict[str, dict[str, str]] = {}  # scope path -> its child scopes and their kinds
+    for node in ir.nodes():
+        kinds.update(zip(node.scopes, node.scope_kinds))
+        for level in range(len(node.scopes) - 1):
+            inside.setdefault(node.scopes[level], {})[node.scopes[level + 1]] = node.scope_kinds[level + 1]
+    tree = Clusters(kinds, children={(): []}, members={(): []}, first_column={}, repeats={})
+    for unit in plan.units.values():
+        chain = tuple((path, column[unit.id]) for path in unit.clusters)
+        for level in range(1, len(chain) + 1):
+            key = chain[:level]
+            if key not in tree.children:
+                tree.children[key] = []
+                tree.members[key] = []
+                tree.children[chain[: level - 1]].append(key)
+                tree.first_column.setdefault(key[-1][0], key[-1][1])
+        tree.members[chain].append(unit)
+    for path, kind in kinds.items():
+        inner = set(inside.get(path, {}).values())
+        if kind == "repeat" and len(inner) == 1:
+            tree.repeats[path] = (len(inside[path]), inner.pop())
+    return tree

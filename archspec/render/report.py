@@ -1,22 +1,33 @@
 """Analysis -> plain data (the JSON contract) and rows for tables (terminal and Markdown).
 
 The JSON contract (README, "JSON report") is built here and nowhere else; the terminal and
-Markdown renderers read the same rows so the three never disagree.
+Markdown renderers read the same rows so the three never disagree. Receptive fields and the memory
+estimate are passed in (from `archspec.pipeline.Compiled`) where a report shows them.
 """
 from __future__ import annotations
 
 import html
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from archspec.ops.common import format_shape
-from archspec.passes.counts import Analysis, Figures
+from archspec.passes.counts import Analysis, BlockStats, Figures, LayerStats
+from archspec.render.figures import FIGURES, columns, count, field_number, format_shape, human, human_bytes, shapes_text
+
+if TYPE_CHECKING:
+    from archspec.passes.memory import MemoryEstimate
+    from archspec.pipeline import Compiled
+
+__all__ = ["analysis_json", "count", "human", "human_bytes", "layer_rows", "library_markdown", "markdown", "md_text"]
 
 JSON_VERSION = 1
+FIGURE_KEYS = ("params", "trainable", "buffers", "macs", "flops", "all_ops", "activations")
 
 
-def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None, fields: dict[str, Any] | None = None,
+                  memory: "MemoryEstimate | None" = None) -> dict[str, Any]:
+    """The JSON report of one spec; `fields` and `memory` add the receptive fields and the memory
+    estimate (`report --receptive-field`, `--memory`)."""
     totals = analysis.totals
     meta = meta or {}
     data = {
@@ -34,55 +45,49 @@ def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None) -> dic
         "all_ops": totals.all_ops,
         "activations": {"elements": totals.activations, "bytes": totals.activations * analysis.dtype_bytes},
         "depth": analysis.depth,
-        "layers": [
-            {
-                "name": layer.name,
-                "op": layer.op,
-                "module": layer.module,
-                "inputs": layer.inputs,
-                "blocks": list(layer.scopes),
-                "output_shape": list(layer.output_shape),
-                "params": layer.figures.params,
-                "trainable": layer.figures.trainable,
-                "buffers": layer.figures.buffers,
-                "macs": layer.figures.macs,
-                "flops": layer.figures.flops,
-                "all_ops": layer.figures.all_ops,
-                "activations": layer.figures.activations,
-            }
-            for layer in analysis.layers
-        ],
-        "blocks": [
-            {
-                "name": block.name,
-                "kind": block.kind,
-                "depth": block.depth,
-                "output_shape": list(block.output_shape),
-                "layers": block.layers,
-                "params": block.figures.params,
-                "trainable": block.figures.trainable,
-                "buffers": block.figures.buffers,
-                "macs": block.figures.macs,
-                "flops": block.figures.flops,
-                "all_ops": block.figures.all_ops,
-                "activations": block.figures.activations,
-            }
-            for block in analysis.blocks
-        ],
+        "layers": [layer_json(layer) for layer in analysis.layers],
+        "blocks": [block_json(block) for block in analysis.blocks],
     }
-    if analysis.fields is not None:
+    if fields is not None:
         for layer in data["layers"]:
-            layer.update(field_json(analysis.fields.get(layer["name"])))
-    if analysis.memory is not None:
-        data["memory"] = memory_json(analysis.memory)
-        per_layer = {m.name: m for m in analysis.memory.layers}
+            layer.update(field_json(fields.get(layer["name"])))
+    if memory is not None:
+        data["memory"] = memory_json(memory)
+        per_layer = {m.name: m for m in memory.layers}
         for layer in data["layers"]:
             m = per_layer[layer["name"]]
             layer["memory"] = {"params": m.params, "gradients": m.gradients, "optimizer": m.optimizer, "saved": m.saved}
     return data
 
 
-def memory_json(memory) -> dict[str, Any]:
+def layer_json(layer: LayerStats) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "op": layer.op,
+        "module": layer.module,
+        "inputs": layer.inputs,
+        "blocks": list(layer.scopes),
+        "output_shape": list(layer.output_shape),
+        **_figures_json(layer.figures),
+    }
+
+
+def block_json(block: BlockStats) -> dict[str, Any]:
+    return {
+        "name": block.name,
+        "kind": block.kind,
+        "depth": block.depth,
+        "output_shape": list(block.output_shape),
+        "layers": block.layers,
+        **_figures_json(block.figures),
+    }
+
+
+def _figures_json(figures: Figures) -> dict[str, int]:
+    return {key: getattr(figures, key) for key in FIGURE_KEYS}
+
+
+def memory_json(memory: "MemoryEstimate") -> dict[str, Any]:
     """Bytes; see archspec.passes.memory for what each figure includes."""
     return {
         "batch": memory.batch,
@@ -102,23 +107,15 @@ def field_json(field) -> dict[str, Any]:
     """`receptive_field` (size per axis), `jump` and `offset` of a node, in input pixels."""
     if field is None:
         return {"receptive_field": None, "jump": None, "offset": None}
-    number = lambda v: int(v) if float(v).is_integer() else round(float(v), 4)  # noqa: E731
     return {
-        "receptive_field": [number(v) for v in field.size],
-        "jump": [number(v) for v in field.jump],
-        "offset": [number(v) for v in field.offset],
+        "receptive_field": [field_number(v) for v in field.size],
+        "jump": [field_number(v) for v in field.jump],
+        "offset": [field_number(v) for v in field.offset],
         "global": field.is_global,
     }
 
 
-def field_text(field) -> str:
-    if field is None:
-        return "-"
-    data = field_json(field)
-    size = "x".join(str(v) for v in data["receptive_field"])
-    return f"{size} (whole)" if field.is_global else f"{size} /{'x'.join(str(v) for v in data['jump'])}"
-
-
+# --- rows of the layer tables -------------------------------------------------------------------------
 @dataclass
 class Row:
     name: str
@@ -127,72 +124,53 @@ class Row:
     figures: Figures
     level: int  # nesting depth, for indentation
     field: Any = None  # receptive field of the row's (last) node
-    saved: int | None = None  # activation bytes kept for backward (with --memory)
+    saved: int | None = None  # activation bytes kept for backward (with memory)
+    output: int | None = None  # bytes of the row's (last) output tensor (with memory)
 
 
-def layer_rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
+def layer_rows(analysis: Analysis, depth: int | None = None, fields: dict[str, Any] | None = None,
+               memory: "MemoryEstimate | None" = None) -> list[Row]:
     """One row per leaf op, or, with `depth`, one row per block at that depth (collapsed)."""
     rows: list[Row] = []
-    fields = analysis.fields or {}
-    saved = {m.name: m.saved for m in analysis.memory.layers} if analysis.memory else {}
+    fields = fields or {}
+    per_layer = {m.name: m for m in memory.layers} if memory else {}
     blocks = {block.name: block for block in analysis.blocks}
     shown: set[str] = set()
     for layer in analysis.layers:
+        used = per_layer.get(layer.name)
         if depth is not None and len(layer.scopes) >= depth > 0:
             block = blocks[layer.scopes[depth - 1]]
             if block.name not in shown:
                 shown.add(block.name)
                 rows.append(Row(block.name, block.kind, format_shape(block.output_shape), block.figures, depth - 1))
-            rows[-1].field = fields.get(layer.name)  # the block's last node gives its field
-            rows[-1].saved = (rows[-1].saved or 0) + saved.get(layer.name, 0)
+            row = rows[-1]
+            row.field = fields.get(layer.name)  # the block's last node gives its field and output
+            if used is not None:
+                row.saved, row.output = (row.saved or 0) + used.saved, used.output
             continue
-        rows.append(
-            Row(layer.name, layer.op, format_shape(layer.output_shape), layer.figures, len(layer.scopes),
-                fields.get(layer.name), saved.get(layer.name))
-        )
+        rows.append(Row(layer.name, layer.op, format_shape(layer.output_shape), layer.figures, len(layer.scopes),
+                        fields.get(layer.name), used.saved if used else None, used.output if used else None))
     return rows
 
 
-def count(value: int) -> str:
-    return f"{value:,}"
-
-
-def human(value: int) -> str:
-    """1,234,567 -> '1.23 M' for summaries."""
-    for unit, size in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
-        if abs(value) >= size:
-            return f"{value / size:.2f} {unit}"
-    return str(value)
-
-
-def human_bytes(value: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= size:
-            return f"{value / size:.2f} {unit}"
-    return f"{value} B"
-
-
-def columns(flops: bool, all_ops: bool, fields: bool = False, memory: bool = False) -> list[tuple[str, Any]]:
-    """(header, Row -> text) for the figure columns shown."""
-    cols: list[tuple[str, Any]] = [("Params", lambda r: count(r.figures.params))]
-    if flops:
-        cols += [("MACs", lambda r: count(r.figures.macs)), ("FLOPs", lambda r: count(r.figures.flops))]
-    if all_ops:
-        cols.append(("All ops", lambda r: count(r.figures.all_ops)))
-    if fields:
-        cols.append(("RF /jump", lambda r: field_text(r.field)))
-    if memory:
-        cols.append(("Saved for backward", lambda r: human_bytes(r.saved or 0)))
-    return cols
-
-
-def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
+# --- the summary lines --------------------------------------------------------------------------------
+def totals_lines(analysis: Analysis, memory: "MemoryEstimate | None" = None) -> list[tuple[str, str]]:
     t = analysis.totals
-    shapes = lambda d: ", ".join(f"{k} {format_shape(v)}" for k, v in d.items())  # noqa: E731
-    return _count_lines(analysis, t, shapes) + (memory_lines(analysis.memory) if analysis.memory else [])
+    lines = [
+        ("inputs", shapes_text(analysis.inputs)),
+        ("outputs", shapes_text(analysis.outputs)),
+        ("batch", str(analysis.batch)),
+        ("params", f"{count(t.params)} ({count(t.trainable)} trainable)"),
+        ("buffers", count(t.buffers)),
+        ("MACs", f"{count(t.macs)} ({human(t.macs)})"),
+        ("FLOPs", f"{count(t.flops)} ({human(t.flops)}, FlopCounterMode convention)"),
+        ("activations", f"{count(t.activations)} elements, {human_bytes(t.activations * analysis.dtype_bytes)}"),
+        ("weighted layers", str(analysis.depth)),
+    ]
+    return lines + (memory_lines(memory) if memory else [])
 
 
-def memory_lines(m) -> list[tuple[str, str]]:
+def memory_lines(m: "MemoryEstimate") -> list[tuple[str, str]]:
     return [
         (f"memory ({m.dtype}, batch {m.batch}, {m.optimizer})", ""),
         ("  weights + buffers", human_bytes(m.params + m.buffers)),
@@ -204,37 +182,23 @@ def memory_lines(m) -> list[tuple[str, str]]:
     ]
 
 
-def _count_lines(analysis: Analysis, t, shapes) -> list[tuple[str, str]]:
-    return [
-        ("inputs", shapes(analysis.inputs)),
-        ("outputs", shapes(analysis.outputs)),
-        ("batch", str(analysis.batch)),
-        ("params", f"{count(t.params)} ({count(t.trainable)} trainable)"),
-        ("buffers", count(t.buffers)),
-        ("MACs", f"{count(t.macs)} ({human(t.macs)})"),
-        ("FLOPs", f"{count(t.flops)} ({human(t.flops)}, FlopCounterMode convention)"),
-        ("activations", f"{count(t.activations)} elements, {human_bytes(t.activations * analysis.dtype_bytes)}"),
-        ("weighted layers", str(analysis.depth)),
-    ]
-
-
 def markdown(
     analysis: Analysis,
     depth: int | None = None,
     flops: bool = True,
     all_ops: bool = False,
     title: str | None = None,
-    fields: bool = False,
-    memory: bool = False,
+    fields: dict[str, Any] | None = None,
+    memory: "MemoryEstimate | None" = None,
 ) -> str:
-    cols = columns(flops, all_ops, fields, memory)
+    shown = columns(flops=flops, all_ops=all_ops, fields=fields is not None, memory=memory is not None)
     lines = [f"# {md_text(title or analysis.name)}", ""]
-    lines += ["| | |", "|---|---|"] + [f"| {k} | {md_text(v)} |" for k, v in totals_lines(analysis)]
-    lines += ["", "| Layer | Op | Output | " + " | ".join(h for h, _ in cols) + " |"]
-    lines += ["|---|---|---|" + "---:|" * len(cols)]
-    for row in layer_rows(analysis, depth):
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {md_text(v)} |" for k, v in totals_lines(analysis, memory)]
+    lines += ["", "| Layer | Op | Output | " + " | ".join(c.title for c in shown) + " |"]
+    lines += ["|---|---|---|" + "---:|" * len(shown)]
+    for row in layer_rows(analysis, depth, fields, memory):
         lines.append(f"| {md_code(row.name)} | {md_text(row.op)} | {row.output_shape} | "
-                     + " | ".join(f(row) for _, f in cols) + " |")
+                     + " | ".join(c.text(row) for c in shown) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -256,29 +220,22 @@ _PLAIN_NAME = re.compile(r"[\w.\-\[\]/:+]+")
 _MARKDOWN_ACTIVE = re.compile(r"[\\`*\[\]|]")
 
 
-def library_rows(analyses: list[tuple[Analysis, dict]]) -> list[list[str]]:
+LIBRARY_COLUMNS = (("params", "Params"), ("macs", "MACs"), ("flops", "FLOPs"), ("depth", "Depth"))
+LIBRARY_HEADERS = ["Spec", "Input", "Output", *(title for _, title in LIBRARY_COLUMNS), "Paper"]
+
+
+def library_rows(results: "list[Compiled]") -> list[list[str]]:
+    """One row per spec: its shapes, headline counts (archspec.render.figures) and paper."""
     rows = []
-    for analysis, meta in analyses:
-        t = analysis.totals
-        rows.append(
-            [
-                analysis.name,
-                ", ".join(format_shape(s) for s in analysis.inputs.values()),
-                ", ".join(format_shape(s) for s in analysis.outputs.values()),
-                count(t.params),
-                count(t.macs),
-                count(t.flops),
-                str(analysis.depth),
-                meta.get("paper") or "",
-            ]
-        )
+    for compiled in results:
+        a = compiled.analysis
+        shapes = [", ".join(format_shape(s) for s in a.inputs.values()), ", ".join(format_shape(s) for s in a.outputs.values())]
+        figures = [FIGURES[key].exact(FIGURES[key].value(a, None)) for key, _ in LIBRARY_COLUMNS]
+        rows.append([a.name, *shapes, *figures, compiled.meta.get("paper") or ""])
     return rows
 
 
-LIBRARY_HEADERS = ["Spec", "Input", "Output", "Params", "MACs", "FLOPs", "Depth", "Paper"]
-
-
-def library_markdown(analyses: list[tuple[Analysis, dict]]) -> str:
+def library_markdown(results: "list[Compiled]") -> str:
     lines = [
         "# archspec spec library",
         "",
@@ -286,7 +243,7 @@ def library_markdown(analyses: list[tuple[Analysis, dict]]) -> str:
         "and each spec's default input; FLOPs as torch's FlopCounterMode counts them; depth = weighted layers.",
         "",
         "| " + " | ".join(LIBRARY_HEADERS) + " |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "|---|---|---|" + "---:|" * len(LIBRARY_COLUMNS) + "---|",
     ]
-    lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in library_rows(analyses)]
+    lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in library_rows(results)]
     return "\n".join(lines) + "\n"

@@ -1,77 +1,63 @@
 """The rewrite engine: patterns over IR nodes, rules as data, applied to a fixed point.
 
-In the manner of tinygrad's `PatternMatcher`: a `Rule` pairs a `Pat` (an op, the patterns of its
-inputs, names to bind) with a function that receives the bound nodes and returns a `Replacement`
-for the matched node, or None to decline. `apply_rewrites(ir, rules)` scans the graph in order,
-rewrites the first match, and starts again until no rule matches. Rules compose because each one
-leaves a valid graph behind (shapes are inferred again after every change), and the input IR is
-never modified.
+In the manner of tinygrad's `PatternMatcher`: a `Rule` pairs a `Pat` (an op, a trait or a hook of
+the op's entry, the patterns of its inputs, names to bind) with a function that receives the bound
+nodes and returns a `Replacement` for the matched node, or None to decline. `apply_rewrites(ir,
+rules)` rewrites the first node in execution order that some rule matches (rules tried in list
+order), and again, until no rule matches. Rules compose because each one leaves a valid graph
+behind (shapes are inferred again after every change), and the input IR is never modified.
 
 A replacement gives new nodes and the id of the value that takes the matched node's place. The
 new nodes go where the matched node was (they read only nodes before it, or each other). A new
 node may reuse the id of a node the pattern matched (it replaces it, keeping its module path and
 so its weights' names); a matched node that then feeds nothing, and is no graph output, is removed.
+
+Cost: linear in the graph. A worklist holds the nodes in execution order; a node that matches no
+rule leaves it, and after a change only the change's neighbourhood comes back: the nodes it
+touched, their producers (whose readers changed), and the readers downstream of these as far as
+the deepest pattern reaches. That is exact as long as a pattern's conditions look only at the
+nodes it matches, their shapes, their readers and weight sharing, as `View` offers.
+
+Matching is direct rather than through networkx's `DiGraphMatcher`: every rule is rooted at one
+node and walks up its ordered input slots, so a match costs the pattern's size at the root it is
+tried on. A `DiGraphMatcher` searches the whole graph for every embedding (it has no notion of a
+root or of slot order, and building one is linear in the graph), which would make each step of the
+worklist linear again; `only_use` and `where` are not structural conditions either.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from archspec.errors import ArchspecError
-from archspec.ir.graph import IRGraph, IRNode, Shape
+from archspec.ir.graph import IRGraph, IRNode
+from archspec.ops.catalog import lookup
 from archspec.passes.counts import Figures, analyze
-from archspec.passes.shapes import output_shape
-
-
-# --- the view a pattern sees ----------------------------------------------------------------------
-class View:
-    """One state of the graph, with the lookups patterns need (consumers, shapes, weight sharing)."""
-
-    def __init__(self, ir: IRGraph):
-        self.ir = ir
-        self._consumers: dict[str, list[str]] = {node_id: [] for node_id in ir.order}
-        self._users: dict[str, int] = {}  # module path -> call sites using it
-        for node in ir.nodes():
-            for producer in dict.fromkeys(node.inputs):
-                self._consumers[producer].append(node.id)
-            self._users[node.module] = self._users.get(node.module, 0) + 1
-        self.outputs = set(ir.outputs.values())
-
-    def node(self, node_id: str) -> IRNode:
-        return self.ir.node(node_id)
-
-    def shape(self, node: IRNode | str) -> Shape:
-        return self.ir.shapes[node if isinstance(node, str) else node.id]
-
-    def consumers(self, node: IRNode | str) -> list[str]:
-        return self._consumers[node if isinstance(node, str) else node.id]
-
-    def feeds_only(self, node: IRNode, consumer: IRNode) -> bool:
-        """`node` is read by `consumer` alone (once) and is no graph output."""
-        return self.consumers(node) == [consumer.id] and node.id not in self.outputs and consumer.inputs.count(node.id) == 1
-
-    def shared(self, node: IRNode) -> bool:
-        """Whether the node's weights are shared with another call site (`reuse`)."""
-        return node.module != node.id or self._users.get(node.id, 0) > 1
+from archspec.rewrite.view import Step, View, value_name
 
 
 # --- patterns ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Pat:
-    """A pattern for one node: `op` (a name, several, or None for any node, graph inputs included),
-    `src` the patterns of its inputs in order (None: any inputs), `name` binds the node for the
-    rewrite function, `only_use` requires that the node feeds nothing but the node matched by the
-    enclosing pattern (and is no graph output), `where(view, node)` is any further condition.
-    The nodes a rule replaces or leaves without readers must be named (the root always counts)."""
+    """A pattern for one node. `op`: a name or several; `trait`: a trait of the op's entry, or any
+    of several (archspec.ops.registry.TRAITS); `has`: a hook the entry sets (`fold_affine`); none
+    of the three: any node, graph inputs included. `src`: the patterns of its inputs in slot order
+    (None: any inputs); `name` binds the node for the rewrite function; `only_use` requires that
+    the node feeds nothing but the node matched by the enclosing pattern (and is no graph output);
+    `where(view, node)` is any further condition. The nodes a rule replaces or leaves without
+    readers must be named (the root always counts)."""
 
     op: str | tuple[str, ...] | None = None
+    trait: str | tuple[str, ...] | None = None
+    has: str | None = None
     src: tuple["Pat", ...] | None = None
     name: str | None = None
     only_use: bool = False
     where: Callable[[View, IRNode], bool] | None = None
 
     def match(self, view: View, node: IRNode, consumer: IRNode | None = None) -> dict[str, IRNode] | None:
-        if self.op is not None and node.op not in ((self.op,) if isinstance(self.op, str) else self.op):
+        if not self._fits(node):
             return None
         if self.only_use and (consumer is None or not view.feeds_only(node, consumer)):
             return None
@@ -81,14 +67,29 @@ class Pat:
         if self.src is not None:
             if len(self.src) != len(node.inputs):
                 return None
-            for pattern, producer in zip(self.src, node.inputs):
-                found = pattern.match(view, view.node(producer), node)
+            for pattern, value in zip(self.src, node.inputs):
+                found = pattern.match(view, view.node(value), node)
                 if found is None:
                     return None
-                for key, value in found.items():
-                    if bound.setdefault(key, value) is not value:
+                for key, bound_node in found.items():
+                    if bound.setdefault(key, bound_node) is not bound_node:
                         return None
         return bound
+
+    def _fits(self, node: IRNode) -> bool:
+        if self.op is not None and node.op not in ((self.op,) if isinstance(self.op, str) else self.op):
+            return False
+        if self.trait is None and self.has is None:
+            return True
+        entry = lookup(node.op)
+        if entry is None:  # a graph input has no entry, so no traits or hooks
+            return False
+        traits = (self.trait,) if isinstance(self.trait, str) else self.trait
+        return (traits is None or not entry.traits.isdisjoint(traits)) and (self.has is None or getattr(entry, self.has) is not None)
+
+    def depth(self) -> int:
+        """Levels of nodes the pattern spans (1: the root alone)."""
+        return 1 + max((pattern.depth() for pattern in self.src or ()), default=0)
 
 
 @dataclass(frozen=True)
@@ -190,42 +191,81 @@ def apply_rewrites(ir: IRGraph, rules: Rule | Iterable[Any], max_changes: int | 
     At each step the first node in execution order that some rule matches (rules tried in list
     order) is rewritten."""
     rule_list = flatten_rules(rules)
-    current = copy_ir(ir)
-    before = analyze(current).totals
-    figures = before
+    view, tally = View(ir), _Tally(ir.name)
+    before = figures = analyze(ir).totals
     changes: list[Change] = []
-    limit = max_changes if max_changes is not None else 4 * len(ir.order) + 16
-    while True:
-        view = View(current)
-        hit = _first_match(view, rule_list)
+    limit = max_changes if max_changes is not None else 4 * len(ir.nodes()) + 16
+    reach = max((rule.pattern.depth() for rule in rule_list), default=1) - 1
+    work = _Worklist(view)
+    while (root := work.pop()) is not None:
+        hit = _match(view, root, rule_list)
         if hit is None:
-            break
+            continue
+        rule, bound, replacement = hit
         if len(changes) >= limit:
             raise ArchspecError(
-                f"the rewrite rules did not settle after {limit} changes (last: {hit[0].name} at '{hit[1].id}'); "
+                f"the rewrite rules did not settle after {limit} changes (last: {rule.name} at '{root.id}'); "
                 "two rules probably undo each other"
             )
-        rule, root, replacement = hit
-        new = _replace(current, view, root, replacement, rule)
-        after = _updated(figures, current, new)
-        old_ids, new_ids = set(current.order), set(new.order)
-        kept = [n for n in replacement.nodes if n.id in old_ids]
-        moved = tuple(n.id for n in kept if _same_op(n, current.node(n.id)) and n.inputs != current.node(n.id).inputs)
-        changes.append(
-            Change(
-                rule=rule.name,
-                node=root.id,
-                note=replacement.note,
-                removed=tuple(i for i in current.order if i not in new_ids),
-                replaced=tuple(n.id for n in kept if n.id not in moved),
-                moved=moved,
-                added=tuple(i for i in new.order if i not in old_ids),
-                before=figures,
-                after=after,
-            )
-        )
-        current, figures = new, after
-    return current, RewriteReport(rule_list, changes, before, figures, _op_count(ir), _op_count(current))
+        step = view.apply(root, {root.id, *(node.id for node in bound.values())}, replacement, rule.name)
+        after = tally.updated(figures, view, step, replacement)
+        changes.append(_change(rule, root, replacement, step, figures, after))
+        work.push_all(view.around(step.area, reach))
+        figures = after
+    new = view.to_ir()
+    return new, RewriteReport(rule_list, changes, before, figures, _op_count(ir), _op_count(new))
+
+
+def _match(view: View, node: IRNode, rules: list[Rule]) -> tuple[Rule, dict[str, IRNode], Replacement] | None:
+    for rule in rules:
+        bound = rule.pattern.match(view, node)
+        if bound is None:
+            continue
+        replacement = rule.rewrite(view, **bound)
+        if replacement is not None:
+            return rule, bound, replacement
+    return None
+
+
+class _Worklist:
+    """Node ids to try, popped in execution order (by View key), each queued at most once."""
+
+    def __init__(self, view: View):
+        self.view = view
+        self.heap = [(view.key[node.id], node.id) for node in view.nodes()]  # sorted: already a heap
+        self.queued = {node_id: key for key, node_id in self.heap}
+
+    def pop(self) -> IRNode | None:
+        while self.heap:
+            key, node_id = heapq.heappop(self.heap)
+            if self.queued.get(node_id) == key:
+                del self.queued[node_id]
+                if self.view.key.get(node_id) == key:  # else removed, or moved and queued again
+                    return self.view.node(node_id)
+        return None
+
+    def push_all(self, ids: Iterable[str]) -> None:
+        for node_id in ids:
+            key = self.view.key[node_id]
+            if self.queued.get(node_id) != key:
+                self.queued[node_id] = key
+                heapq.heappush(self.heap, (key, node_id))
+
+
+def _change(rule: Rule, root: IRNode, replacement: Replacement, step: Step, before, after) -> Change:
+    kept = [node for node in replacement.nodes if node.id in step.before]
+    moved = tuple(n.id for n in kept if _same_op(n, step.before[n.id][0]) and n.inputs != step.before[n.id][0].inputs)
+    return Change(
+        rule=rule.name,
+        node=root.id,
+        note=replacement.note,
+        removed=tuple(sorted(step.removed, key=lambda i: step.before[i][2])),
+        replaced=tuple(n.id for n in kept if n.id not in moved),
+        moved=moved,
+        added=tuple(n.id for n in replacement.nodes if n.id not in step.before),
+        before=before,
+        after=after,
+    )
 
 
 def _same_op(a: IRNode, b: IRNode) -> bool:
@@ -236,135 +276,75 @@ def _op_count(ir: IRGraph) -> int:
     return sum(1 for node in ir.nodes() if node.op != "input")
 
 
-def _first_match(view: View, rules: list[Rule]) -> tuple[Rule, IRNode, Replacement] | None:
-    for node in view.ir.nodes():
-        for rule in rules:
-            bound = rule.pattern.match(view, node)
-            if bound is None:
+# --- the figures of each step ------------------------------------------------------------------------
+FIGURES = ("params", "trainable", "buffers", "macs", "flops", "all_ops", "activations")
+
+
+class _Tally:
+    """Totals after each change, from those before it: the figures of the nodes the change touched
+    are taken off as they were and added as they are (a node's figures depend only on its op,
+    arguments, weight ownership, trainability and shapes, so most touched nodes are skipped)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._memo: dict[Any, Figures] = {}
+
+    def updated(self, figures: Figures, view: View, step: Step, replacement: Replacement) -> Figures:
+        total = replace(figures)
+        touched = {*step.before, *(node.id for node in replacement.nodes)}
+        old_shape = lambda value: _old_shape(view, step, value)  # noqa: E731
+        for node_id in touched:
+            old = new = None
+            if node_id in step.before:
+                node, shapes, _ = step.before[node_id]
+                old = (node, tuple(old_shape(v) for v in node.inputs), shapes)
+            if node_id in view.key:
+                node = view.node(node_id)
+                new = (node, tuple(view.shape(v) for v in node.inputs), view.output_shapes(node))
+            if old is not None and new is not None and _signature(*old) == _signature(*new):
                 continue
-            replacement = rule.rewrite(view, **bound)
-            if replacement is not None:
-                return rule, node, replacement
-    return None
+            for sign, side in ((-1, old), (1, new)):
+                if side is not None:
+                    part = self.figures(*side)
+                    for name in FIGURES:
+                        setattr(total, name, getattr(total, name) + sign * getattr(part, name))
+        return total
+
+    def figures(self, node: IRNode, inputs: tuple, outputs: tuple) -> Figures:
+        """One node's figures at batch 1, as `archspec.passes.counts.analyze` counts them."""
+        key = _signature(node, inputs, outputs)
+        try:
+            return self._memo[key]
+        except TypeError:  # arguments holding a list cannot be a key
+            return _node_figures(self.name, node, inputs, outputs)
+        except KeyError:
+            self._memo[key] = _node_figures(self.name, node, inputs, outputs)
+            return self._memo[key]
 
 
-def copy_ir(ir: IRGraph) -> IRGraph:
-    """A copy whose nodes can be replaced without touching `ir` (arguments are immutable).
-
-    The rewrite never changes a node in place: a changed node is a new IRNode, so the graphs of
-    successive steps share the nodes they have in common."""
-    copy = IRGraph(
-        name=ir.name,
-        inputs=dict(ir.inputs),
-        outputs=dict(ir.outputs),
-        named_outputs=ir.named_outputs,
-        source=ir.source,
-        params=dict(ir.params),
-        init=ir.init,
-    )
-    for node in ir.nodes():
-        copy.add(replace(node, inputs=list(node.inputs)))
-    copy.shapes.update(ir.shapes)
-    return copy
+def _signature(node: IRNode, inputs: tuple, outputs: tuple) -> tuple:
+    return node.op, node.args, node.module == node.id, node.trainable, inputs, outputs
 
 
-def _replace(ir: IRGraph, view: View, root: IRNode, replacement: Replacement, rule: Rule) -> IRGraph:
-    new_ids = [node.id for node in replacement.nodes]
-    matched = _matched_ids(view, root, rule)
-    for node_id in new_ids:
-        if node_id in view._consumers and node_id not in matched:
-            raise AssertionError(f"rule {rule.name}: new node '{node_id}' would overwrite a node the pattern did not match")
-        if node_id != root.id and node_id in view._consumers and not set(view.consumers(node_id)) <= matched:
-            raise AssertionError(f"rule {rule.name}: '{node_id}' is replaced but read outside the match")
-    replaced = set(new_ids)
-    value = replacement.value
-    out = IRGraph(
-        name=ir.name,
-        inputs=dict(ir.inputs),
-        outputs={name: value if node_id == root.id else node_id for name, node_id in ir.outputs.items()},
-        named_outputs=ir.named_outputs,
-        source=ir.source,
-        params=dict(ir.params),
-        init=ir.init,
-    )
-    kept: list[IRNode] = []
-    for node in ir.nodes():
-        if node.id == root.id:
-            kept.extend(replacement.nodes)
-        elif node.id in replaced:
-            continue
-        elif value != root.id and root.id in node.inputs:
-            kept.append(replace(node, inputs=[value if i == root.id else i for i in node.inputs]))
-        else:
-            kept.append(node)
-    # matched nodes left without a reader go too (e.g. the flatten whose linear became a conv)
-    removable = matched - replaced - set(ir.inputs.values())
-    while True:
-        read = {i for node in kept for i in node.inputs} | set(out.outputs.values())
-        dead = {node.id for node in kept if node.id in removable and node.id not in read}
-        if not dead:
-            break
-        kept = [node for node in kept if node.id not in dead]
-    for node in kept:
-        out.add(node)
-    out.verify()
-    out.shapes.update(_shapes(ir, out))
-    return out
+def _old_shape(view: View, step: Step, value: str):
+    node_id, _, output = value.partition(":")
+    if node_id in step.before:
+        return step.before[node_id][1][int(output or 0)]
+    return view.shape(value)
 
 
-def _shapes(old: IRGraph, new: IRGraph) -> dict[str, Shape]:
-    """The output shapes of `new`: inferred again for nodes that are new or read a changed shape."""
-    shapes: dict[str, Shape] = {}
-    changed: set[str] = set()
-    for node in new.nodes():
-        previous = _lookup(old, node.id)
-        if previous is node and not changed.intersection(node.inputs):
-            shapes[node.id] = old.shapes[node.id]
-            continue
-        shapes[node.id] = output_shape(node, shapes)
-        if previous is None or old.shapes.get(node.id) != shapes[node.id]:
-            changed.add(node.id)
-    return shapes
-
-
-def _updated(figures: Figures, old: IRGraph, new: IRGraph) -> Figures:
-    """The totals of `new` from those of `old`: the figures of the nodes that differ are replaced."""
-    total = replace(figures)
-    for graph, sign in ((old, -1), (new, 1)):
-        other = new if graph is old else old
-        for node in graph.nodes():
-            twin = _lookup(other, node.id)
-            if twin is node and graph.shapes[node.id] == other.shapes[node.id] and all(
-                graph.shapes[i] == other.shapes[i] for i in node.inputs
-            ):
-                continue
-            part = _node_figures(graph, node)
-            for name in ("params", "trainable", "buffers", "macs", "flops", "all_ops", "activations"):
-                setattr(total, name, getattr(total, name) + sign * getattr(part, name))
-    return total
-
-
-def _lookup(ir: IRGraph, node_id: str) -> IRNode | None:
-    try:
-        return ir.node(node_id)
-    except KeyError:
-        return None
-
-
-def _node_figures(ir: IRGraph, node: IRNode) -> Figures:
-    """One node's figures at batch 1, as `archspec.passes.counts.analyze` counts them."""
+def _node_figures(name: str, node: IRNode, inputs: tuple, outputs: tuple) -> Figures:
     if node.op == "input":
         return Figures()
-    one = IRGraph(name=ir.name)
-    for producer in node.inputs:
-        one.add(IRNode(producer, "input", ir.shapes[producer], [], producer))
-        one.shapes[producer] = ir.shapes[producer]
-    one.add(node)
-    one.shapes[node.id] = ir.shapes[node.id]
-    one.outputs["output"] = node.id
+    one = IRGraph(name=name)
+    reads = []
+    for index, shape in enumerate(inputs):
+        read = f"{node.id}.in{index}"  # not the node's own id, and nothing else is in this graph
+        one.add(IRNode(read, "input", shape, [], read))
+        one.shapes[read] = shape
+        reads.append(read)
+    one.add(replace(node, inputs=reads))
+    for index, shape in enumerate(outputs):
+        one.shapes[value_name(node.id, index, len(outputs))] = shape
+    one.outputs["output"] = value_name(node.id, 0, len(outputs))
     return analyze(one).totals
-
-
-def _matched_ids(view: View, root: IRNode, rule: Rule) -> set[str]:
-    bound = rule.pattern.match(view, root) or {}
-    return {root.id, *(node.id for node in bound.values())}

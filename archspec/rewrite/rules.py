@@ -26,17 +26,25 @@ def _own_weights(view: View, node: IRNode) -> bool:
     return not view.shared(node)
 
 
-def _running_stats(view: View, node: IRNode) -> bool:
-    # without running statistics, BatchNorm normalises with the batch's even in eval mode
-    return node.args.track_running_stats and not view.shared(node)
+def _affine_at_inference(view: View, node: IRNode) -> bool:
+    # e.g. a BatchNorm with running statistics; without them it normalises with the batch's even in eval mode
+    return lookup(node.op).affine_at_inference(node.args) is not None and not view.shared(node)
 
 
 def _is_map(view: View, node: IRNode) -> bool:
     return len(view.shape(node)) == 3
 
 
-def _output_only(view: View, node: IRNode) -> bool:
-    return not view.consumers(node) and node.id in view.outputs
+def _is_vector(view: View, node: IRNode) -> bool:
+    return len(view.shape(node)) == 1
+
+
+def _reads_map(view: View, node: IRNode) -> bool:
+    return len(view.shape(node.inputs[0])) == 3
+
+
+def _is_output_of_map(view: View, node: IRNode) -> bool:
+    return _reads_map(view, node) and not view.consumers(node) and node.id in view.outputs
 
 
 def _with(node: IRNode, **changes) -> IRNode:
@@ -51,66 +59,66 @@ def _fold(view: View, layer: IRNode, bn: IRNode) -> Replacement:
     return Replacement((_with(layer, bias=True),), layer.id, f"folded {bn.id} into {layer.id}")
 
 
+def _folding(where) -> Pat:
+    """bn(layer(x)) with the layer feeding only the bn: the bn is an affine map per channel at
+    inference (`affine_at_inference`), the layer takes one into its weights (`fold_affine`)."""
+    layer = Pat(trait="weighted", has="fold_affine", name="layer", only_use=True, where=lambda v, n: where(v, n) and _own_weights(v, n))
+    return Pat(has="affine_at_inference", src=(layer,), name="bn", where=_affine_at_inference)
+
+
 FOLD_BN = [
     # bn(conv(x)) -> conv'(x) with a bias, the BN's scale and shift folded into its weights
-    # (inference: running statistics); the conv must feed nothing but the bn
+    # (inference: running statistics); the conv (dwconv, conv_transpose) must feed nothing but the bn
     Rule(
         "fold_bn",
         "bn(conv(x)) -> conv'(x) with bias: W' = W·γ/√(σ²+ε), b' = (b−μ)·γ/√(σ²+ε)+β (conv feeds only the bn)",
-        Pat("bn", (Pat(("conv", "dwconv"), name="layer", only_use=True, where=_own_weights),), name="bn", where=_running_stats),
+        _folding(_is_map),
         _fold,
     ),
     # bn(linear(x)) -> linear'(x) with a bias: the same fold on a vector (BatchNorm1d)
     Rule(
         "fold_bn_linear",
         "bn(linear(x)) -> linear'(x) with bias, the same fold on a vector (linear feeds only the bn)",
-        Pat("bn", (Pat("linear", name="layer", only_use=True, where=_own_weights),), name="bn", where=_running_stats),
+        _folding(_is_vector),
         _fold,
     ),
 ]
 
 
 # --- convolutionalize ------------------------------------------------------------------------------
-# ops that act on each element alone, so they commute with flatten on a map of any size
-ELEMENTWISE = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "dropout", "identity")
-# ops that act per feature of a vector and per channel of a map: the same only on a 1×1 map
-PER_CHANNEL = ("bn", "softmax")
-
-
-def _fc_to_conv(view: View, fc: IRNode, flat: IRNode, x: IRNode) -> Replacement:
-    channels, height, width = view.shape(x)
-    conv_args = lookup("conv").args.model_validate(
-        {"out": fc.args.out, "kernel": height if height == width else (height, width), "bias": fc.args.bias}
-    )
-    conv = IRNode(fc.id, "conv", conv_args, [x.id], fc.id, fc.loc, fc.scopes, fc.trainable, fc.scope_kinds)
+def _fc_to_conv(view: View, fc: IRNode, flat: IRNode) -> Replacement:
+    shape = view.shape(flat.inputs[0])
+    op_name, arguments = lookup(fc.op).convolutional(fc.args, shape)
+    conv = replace(fc, op=op_name, args=lookup(op_name).args.model_validate(arguments), inputs=list(flat.inputs))
+    channels, height, width = shape
     kernel = f"{height}x{width}"
     return Replacement(
         (conv, replace(flat, inputs=[fc.id])),
         flat.id,
-        f"{fc.id}: linear {channels * height * width} -> {fc.args.out} as conv {kernel} on {channels}x{kernel}",
+        f"{fc.id}: {fc.op} {channels * height * width} -> {fc.args.out} as {op_name} {kernel} on {channels}x{kernel}",
     )
 
 
-def _flatten_later(view: View, node: IRNode, flat: IRNode, y: IRNode) -> Replacement | None:
-    if node.op in PER_CHANNEL:
-        if view.shape(y)[1:] != (1, 1):
-            return None  # per feature of C·H·W features is not per channel of C
-        if node.op == "softmax" and node.args.dim not in (0, -1):
+def _flatten_later(view: View, node: IRNode, flat: IRNode) -> Replacement | None:
+    op = lookup(node.op)
+    if not op.is_("elementwise"):  # per channel: on a vector of C·H·W features only when H = W = 1
+        if view.shape(flat.inputs[0])[1:] != (1, 1):
             return None
-    moved = _with(node, dim=0) if node.op == "softmax" else node
+        node = _with(node, **op.unit_map_args(node.args)) if op.unit_map_args else node
     return Replacement(
-        (replace(moved, inputs=[y.id]), replace(flat, inputs=[node.id])),
+        (replace(node, inputs=list(flat.inputs)), replace(flat, inputs=[node.id])),
         flat.id,
         f"{flat.id} moved after {node.op} {node.id}",
     )
 
 
-def _output_map(view: View, flat: IRNode, x: IRNode) -> Replacement:
-    shape = "x".join(map(str, view.shape(x)))
-    return Replacement((), x.id, f"removed {flat.id}: the output is the {shape} map of {x.id}")
+def _output_map(view: View, flat: IRNode) -> Replacement:
+    shape = "x".join(map(str, view.shape(flat.inputs[0])))
+    return Replacement((), flat.inputs[0], f"removed {flat.id}: the output is the {shape} map of {flat.inputs[0]}")
 
 
-_FLATTENED_MAP = Pat("flatten", (Pat(name="x", where=_is_map),), name="flat", only_use=True)
+# a flatten of a C×H×W map that feeds only the node above it
+_FLATTENED_MAP = Pat(trait="flattens", name="flat", only_use=True, where=_reads_map)
 
 CONVOLUTIONALIZE = [
     # linear(flatten(x)) on a C×H×W map x -> flatten(conv(x, kernel H×W)): the same numbers, and
@@ -118,30 +126,34 @@ CONVOLUTIONALIZE = [
     Rule(
         "fc_to_conv",
         "linear(flatten(x: CxHxW)) -> flatten(conv(x, kernel HxW)); weights reshaped (out, C·H·W) -> (out, C, H, W)",
-        Pat("linear", (_FLATTENED_MAP,), name="fc", where=_own_weights),
-        lambda view, fc, flat, x: _fc_to_conv(view, fc, flat, x),
+        Pat(has="convolutional", src=(_FLATTENED_MAP,), name="fc", where=_own_weights),
+        _fc_to_conv,
     ),
     # op(flatten(y)) -> flatten(op(y)): flatten moves down past ops that act per element (and per
     # channel ones, bn and softmax, when y is 1×1), so it reaches the next FC layer
     Rule(
         "flatten_later",
         "op(flatten(y)) -> flatten(op(y)) for elementwise ops; bn and softmax only when y is Cx1x1",
-        Pat(ELEMENTWISE + PER_CHANNEL, (Pat("flatten", (Pat(name="y", where=_is_map),), name="flat", only_use=True),), name="node", where=_own_weights),
+        Pat(trait=("elementwise", "per_channel"), src=(_FLATTENED_MAP,), name="node", where=_own_weights),
         _flatten_later,
     ),
     # flatten(x) as a graph output -> x: the output keeps its grid, one prediction per window
     Rule(
         "output_map",
         "flatten(x: CxHxW) giving a graph output -> x: the output stays a map (one cell per window)",
-        Pat("flatten", (Pat(name="x", where=_is_map),), name="flat", where=_output_only),
+        Pat(trait="flattens", name="flat", where=_is_output_of_map),
         _output_map,
     ),
 ]
 
 
 # --- strip dropout / identity --------------------------------------------------------------------------
-def _bypass(view: View, node: IRNode, x: IRNode) -> Replacement:
-    return Replacement((), x.id, f"removed {node.op} {node.id}")
+def _bypass(view: View, node: IRNode) -> Replacement:
+    return Replacement((), node.inputs[0], f"removed {node.op} {node.id}")
+
+
+def _deterministic(view: View, node: IRNode) -> bool:
+    return not lookup(node.op).is_("stochastic") and not view.shared(node)
 
 
 STRIP_DROPOUT = [
@@ -149,14 +161,14 @@ STRIP_DROPOUT = [
     Rule(
         "strip_dropout",
         "dropout(x) -> x (and drop_path): the identity at inference; consumers read x",
-        Pat(("dropout", "drop_path"), (Pat(name="x"),), name="node", where=_own_weights),
+        Pat(trait="stochastic", src=(Pat(),), name="node", where=_own_weights),
         _bypass,
     ),
     # identity(x) -> x
     Rule(
         "strip_identity",
         "identity(x) -> x; consumers read x",
-        Pat("identity", (Pat(name="x"),), name="node", where=_own_weights),
+        Pat(trait="removable", src=(Pat(),), name="node", where=_deterministic),
         _bypass,
     ),
 ]

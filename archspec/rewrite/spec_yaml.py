@@ -16,13 +16,12 @@ import yaml
 
 from archspec.errors import ArchspecError
 from archspec.ir.graph import IRGraph, IRNode
+from archspec.ops.catalog import lookup
 from archspec.ops.common import format_shape
+from archspec.rewrite.view import node_values
 
 MAX_NAME = 64
 _VALID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-# arguments the builder acts on rather than the op: `add: {project: auto}` inserted the projection
-# nodes, which the flat spec lists itself
-_BUILDER_ARGS = {"add": ("project", "projection_name")}
 _RESERVED = ("name", "from", "repeat", "trainable", "when")
 
 
@@ -83,25 +82,35 @@ def ir_to_spec_yaml(ir: IRGraph, name: str | None = None, summary: str | None = 
         lines.extend(f"# {line}".rstrip() for line in comment.splitlines())
     lines.append(yaml.safe_dump(header, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True).rstrip())
     lines.append("layers:")
-    items = [(_item(node, names, ir), format_shape(ir.shapes[node.id])) for node in ir.nodes() if node.op != "input"]
+    items = [(_item(node, names, ir), _shapes(ir, node)) for node in ir.nodes() if node.op != "input"]
     width = max((len(text) for text, _ in items), default=0)
     for text, shape in items:
         lines.append(f"  - {text.ljust(min(width, 100))}  # {shape}")
     return "\n".join(lines) + "\n"
 
 
+def _ref(value: str, names: dict[str, str]) -> str:
+    """How the flat spec names a value: the node's name, and `.k` for output k of a node with several."""
+    node_id, _, output = value.partition(":")
+    return names[node_id] + (f".{output}" if output else "")
+
+
+def _shapes(ir: IRGraph, node: IRNode) -> str:
+    return ", ".join(format_shape(ir.shapes[value]) for value in node_values(ir, node))
+
+
 def _outputs(ir: IRGraph, names: dict[str, str]) -> Any:
     if ir.named_outputs or len(ir.outputs) > 1:
-        return {output: names[node_id] for output, node_id in ir.outputs.items()}
-    ((output, node_id),) = ir.outputs.items()
-    if output == "output" and node_id == ir.order[-1]:
+        return {output: _ref(value, names) for output, value in ir.outputs.items()}
+    ((output, value),) = ir.outputs.items()
+    if output == "output" and value == ir.order[-1]:
         return None  # the default: the last layer, named `output`
-    return names[node_id]
+    return _ref(value, names)
 
 
 def _item(node: IRNode, names: dict[str, str], ir: IRGraph) -> str:
     args: dict[str, Any] = {"name": names[node.id]}
-    refs = [names[i] for i in node.inputs]
+    refs = [_ref(value, names) for value in node.inputs]
     args["from"] = refs[0] if len(refs) == 1 else refs
     if not node.trainable:
         args["trainable"] = False
@@ -112,7 +121,7 @@ def _item(node: IRNode, names: dict[str, str], ir: IRGraph) -> str:
     else:
         op = node.op
         values = node.args.model_dump(mode="json", exclude_defaults=True)
-        for key in _BUILDER_ARGS.get(node.op, ()):
+        for key in lookup(node.op).builder_args:  # e.g. `project: auto`: the flat spec lists the projection
             values.pop(key, None)
         clash = [key for key in values if key in _RESERVED]
         if clash:

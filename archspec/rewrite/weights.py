@@ -4,10 +4,11 @@ rewrite, computed from the module lowered from the IR before it. Imports torch l
 The mapping is worked out from the two IRs, so it covers any sequence of the rules (one
 `apply_rewrites` or several):
 - a node present in both with the same op keeps its tensors (key `<node id>.<tensor>`);
-- a conv that was a linear layer (convolutionalize) gets the linear's weight reshaped
-  (out, C·H·W) -> (out, C, H, W): torch's flatten orders features C, then H, then W;
-- a conv or linear whose BatchNorm is gone (fold_bn) gets W' = W·γ/√(σ²+ε) per output channel
-  and b' = (b−μ)·γ/√(σ²+ε) + β (b = 0 when it had no bias).
+- a node whose op changed was rewritten into its form on a map (`Op.convolutional`: a linear
+  layer as a conv): its tensors are the same numbers reshaped, (out, C·H·W) -> (out, C, H, W);
+- a weighted layer whose BatchNorm is gone (fold_bn) takes it in through the op entries' hooks:
+  the BatchNorm's `affine_at_inference` gives y = x·scale + shift per channel, the layer's
+  `fold_affine` folds that into W and b (archspec.ops.transfer).
 """
 from __future__ import annotations
 
@@ -17,18 +18,15 @@ from archspec.errors import ArchspecError
 from archspec.ir.graph import IRGraph, IRNode
 from archspec.ops.catalog import lookup
 
-WEIGHTED = ("conv", "dwconv", "linear")
-# nodes a BatchNorm may sit behind and still fold into the layer before them: dropout and
-# identity (removed by strip_dropout), flatten of a Cx1x1 map (convolutionalize moves it)
-_PASS_THROUGH = ("dropout", "drop_path", "identity", "flatten")
+# nodes a BatchNorm may sit behind and still fold into the layer before them: removable ones
+# (dropout, identity: strip_dropout removes them) and a flatten of a Cx1x1 map (convolutionalize moves it)
+_BETWEEN_LAYER_AND_BN = ("removable", "flattens")
 
 
 def transfer_weights(module_before: Any, ir_before: IRGraph, ir_after: IRGraph) -> dict[str, Any]:
     """The state_dict for `lower(ir_after)`, from `module_before` (lowered from `ir_before`, trained).
 
     Load it with `module_after.load_state_dict(state)` (strict: every tensor is there)."""
-    import torch
-
     source = module_before.state_dict()
     state: dict[str, Any] = {}
     for node in ir_after.nodes():
@@ -42,12 +40,7 @@ def transfer_weights(module_before: Any, ir_before: IRGraph, ir_after: IRGraph) 
         old = _node(ir_before, node.id)
         if old is None:
             raise ArchspecError(f"node '{node.id}' has weights but no counterpart in the graph before the rewrite")
-        if node.op in WEIGHTED and old.op in WEIGHTED:
-            tensors = _weighted(torch, source, old, ir_before, ir_after, wanted)
-        elif node.op == old.op:
-            tensors = {name: _tensor(source, node.id, name) for name in wanted}
-        else:
-            raise ArchspecError(f"cannot map the weights of '{node.id}': {old.op} before the rewrite, {node.op} after")
+        tensors = _tensors(source, old, node, ir_before, ir_after, wanted)
         for name, shape in wanted.items():
             tensor = tensors[name]
             if tuple(tensor.shape) != tuple(shape):
@@ -73,29 +66,41 @@ def convolutionalize_weights(module_before: Any, ir_before: IRGraph, ir_after: I
     return transfer_weights(module_before, ir_before, ir_after)
 
 
-def _weighted(torch, source: dict, old: IRNode, ir_before: IRGraph, ir_after: IRGraph, wanted: dict) -> dict[str, Any]:
-    weight = _tensor(source, old.id, "weight")
-    bias = source.get(f"{old.id}.bias")
+def _tensors(source: dict, old: IRNode, node: IRNode, ir_before: IRGraph, ir_after: IRGraph, wanted: dict) -> dict[str, Any]:
+    """The tensors of `node` (after the rewrite) from those of `old` (before), not yet reshaped."""
+    if node.op != old.op and (lookup(old.op).convolutional is None or not lookup(node.op).is_("weighted")):
+        raise ArchspecError(f"cannot map the weights of '{node.id}': {old.op} before the rewrite, {node.op} after")
+    if not lookup(old.op).is_("weighted"):
+        return {name: _tensor(source, node.id, name) for name in wanted}
+    tensors = {name: _tensor(source, old.id, name) for name in lookup(old.op).params(old.args, _in_shapes(ir_before, old))}
     bn = _folded_bn(old, ir_before, ir_after)
     if bn is not None:
-        if not bn.args.track_running_stats:
-            raise ArchspecError(f"'{bn.id}' keeps no running statistics and cannot be folded into '{old.id}'")
-        mean = _tensor(source, bn.id, "running_mean").double()
-        var = _tensor(source, bn.id, "running_var").double()
-        gamma = source[f"{bn.id}.weight"].double() if bn.args.affine else torch.ones_like(mean)
-        beta = source[f"{bn.id}.bias"].double() if bn.args.affine else torch.zeros_like(mean)
-        if mean.numel() != weight.shape[0]:
-            raise ArchspecError(f"cannot fold '{bn.id}' ({mean.numel()} channels) into '{old.id}' ({weight.shape[0]} outputs)")
-        scale = gamma / torch.sqrt(var + bn.args.eps)
-        shift = (bias.double() if bias is not None else torch.zeros_like(mean)) - mean
-        weight = (weight.double() * scale.reshape(-1, *([1] * (weight.dim() - 1)))).to(weight.dtype)
-        bias = (shift * scale + beta).to(weight.dtype)
-    tensors = {"weight": weight}
-    if "bias" in wanted:
-        tensors["bias"] = bias if bias is not None else torch.zeros(wanted["bias"], dtype=weight.dtype)
-    elif bias is not None:
+        tensors = _fold(source, old, bn, ir_before, tensors)
+    if "bias" not in wanted and "bias" in tensors:
         raise ArchspecError(f"'{old.id}' had a bias that the rewritten graph has no place for")
+    if "bias" in wanted and "bias" not in tensors:
+        import torch
+
+        tensors["bias"] = torch.zeros(wanted["bias"], dtype=tensors["weight"].dtype)
     return tensors
+
+
+def _fold(source: dict, layer: IRNode, bn: IRNode, ir_before: IRGraph, tensors: dict[str, Any]) -> dict[str, Any]:
+    """The layer's tensors with the BatchNorm after it folded in (the entries' hooks)."""
+    affine = lookup(bn.op).affine_at_inference(bn.args)
+    fold = lookup(layer.op).fold_affine
+    if affine is None or fold is None:
+        raise ArchspecError(f"'{bn.id}' cannot be folded into '{layer.id}' (no running statistics, or a layer that takes no fold)")
+    wanted = {**lookup(bn.op).params(bn.args, _in_shapes(ir_before, bn)), **lookup(bn.op).buffers(bn.args, _in_shapes(ir_before, bn))}
+    scale, shift = affine({name: _tensor(source, bn.id, name) for name in wanted})
+    channels = ir_before.shapes[layer.id][0]
+    if scale.numel() != channels:
+        raise ArchspecError(f"cannot fold '{bn.id}' ({scale.numel()} channels) into '{layer.id}' ({channels} outputs)")
+    return fold(layer.args, tensors, scale, shift)
+
+
+def _in_shapes(ir: IRGraph, node: IRNode) -> list:
+    return [ir.shapes[value] for value in node.inputs]
 
 
 def _folded_bn(old: IRNode, ir_before: IRGraph, ir_after: IRGraph) -> IRNode | None:
@@ -107,9 +112,10 @@ def _folded_bn(old: IRNode, ir_before: IRGraph, ir_after: IRGraph) -> IRNode | N
         if len(consumers) != 1 or current.id in outputs:
             return None
         after = ir_before.node(consumers[0])
-        if after.op == "bn":
+        entry = lookup(after.op)
+        if entry.affine_at_inference is not None:
             return after if _node(ir_after, after.id) is None else None
-        if after.op not in _PASS_THROUGH:
+        if entry.traits.isdisjoint(_BETWEEN_LAYER_AND_BN):
             return None
         current = after
 

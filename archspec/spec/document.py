@@ -19,6 +19,8 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archspec.errors import Location, SpecError, did_you_mean
+from archspec.ops.merge import DEFAULT_MERGE, Fit
+from archspec.spec.arguments import Merge, choices
 from archspec.spec.reading import file_kind
 from archspec.spec.yaml_source import MAX_VALUES, SourceList, SourceMap, TooManyValues, loc_of, parse_yaml_counted, read_text
 
@@ -47,8 +49,8 @@ class BlockDef(_Strict):
     output: Optional[str] = None  # the node giving the block's output; default: the last layer
     layers: Optional[list[Any]] = None
     branches: Optional[dict[str, Any]] = None
-    merge: Literal["concat", "add"] = "concat"
-    fit: Literal["none", "crop", "pad"] = "none"
+    merge: Merge = DEFAULT_MERGE
+    fit: Fit = "none"
 
 
 class SpecDocument(_Strict):
@@ -96,11 +98,11 @@ def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     reading = _Reading()
     raw = _read_mapping(path, reading)
-    raw = _apply_extends(raw, path, [path.resolve()], reading)
+    raw, uses_from, uses_shown = _apply_extends(raw, path, str(path), [path.resolve()], reading)
     document = _validate(SpecDocument, raw, str(path))
     spec = LoadedSpec(document, raw, str(path))
     _collect_blocks(spec, raw, str(path), source="spec")
-    _load_uses(spec, raw, path, [path.resolve()], reading)
+    _load_uses(spec, raw, uses_from, [uses_from.resolve()], reading, uses_shown)
     return spec
 
 
@@ -171,11 +173,15 @@ def _check_chain(chain: list[Path], loc: Location, what: str) -> None:
         )
 
 
-def _apply_extends(raw: SourceMap, path: Path, chain: list[Path], reading: _Reading) -> SourceMap:
+def _apply_extends(raw: SourceMap, path: Path, shown: str, chain: list[Path],
+                   reading: _Reading) -> tuple[SourceMap, Path, str]:
     """`extends: base.yaml`: start from the base spec; this file's keys replace the base's,
-    except `params` and `blocks`, which are merged key by key (a variant is a few lines)."""
+    except `params` and `blocks`, which are merged key by key (a variant is a few lines).
+
+    Also gives the file whose `use` list the merged spec holds, real and as shown (`shown` is the
+    user's spelling of `path`): a `use` taken over from a base is relative to the base's folder."""
     if "extends" not in raw:
-        return raw
+        return raw, path, shown
     base_path = _included_path(path, raw["extends"], raw.value_loc("extends"), "extends")
     if base_path in chain:
         raise SpecError(
@@ -184,7 +190,8 @@ def _apply_extends(raw: SourceMap, path: Path, chain: list[Path], reading: _Read
         )
     _check_chain(chain, raw.value_loc("extends"), "extends")
     base = _read_mapping(base_path, reading, raw.value_loc("extends"))
-    base = _apply_extends(base, base_path, [*chain, base_path], reading)
+    base_shown = _shown_path(shown, raw["extends"])
+    base, uses_from, uses_shown = _apply_extends(base, base_path, base_shown, [*chain, base_path], reading)
     merged = SourceMap(base, loc=raw.loc)
     merged.key_locs, merged.value_locs = dict(base.key_locs), dict(base.value_locs)
     for key, value in raw.items():
@@ -198,8 +205,14 @@ def _apply_extends(raw: SourceMap, path: Path, chain: list[Path], reading: _Read
         merged[key] = value
         merged.key_locs[key] = raw.key_loc(key)
         merged.value_locs[key] = raw.value_loc(key)
-    # `use` paths of the base are relative to the base's folder: the same folder or below it
-    return merged
+    if "use" in raw:  # this file's own `use` replaces the base's and is relative to this file
+        uses_from, uses_shown = path, shown
+    return merged, uses_from, uses_shown
+
+
+def _shown_path(including: str, text: str) -> str:
+    """How messages name a file that `including` names as `text`: relative, as the user wrote it."""
+    return str(Path(including).parent / text) if not Path(text).is_absolute() else text
 
 
 def _collect_blocks(spec: LoadedSpec, raw: SourceMap, file: str, source: str) -> None:
@@ -236,7 +249,7 @@ def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path], 
             )
         _check_chain(chain, loc, "use")
         included = _read_mapping(target, reading, loc)
-        shown = str(Path(shown_path).parent / text) if not Path(text).is_absolute() else text
+        shown = _shown_path(shown_path, text)
         _relocate(included, shown)
         _collect_blocks(spec, included, shown, source="use")
         _load_uses(spec, included, target, [*chain, target], reading, shown)
@@ -301,6 +314,11 @@ def located_validation_error(err: ValidationError, raw: Any, default: Location, 
         return SpecError(f"missing required key '{where}'", loc)
     if path and str(path[0]) in _SHAPES_OF_KEYS and len(path) <= 2:
         return SpecError(f"'{path[0]}' must be {_SHAPES_OF_KEYS[str(path[0])]}", loc)
+    if first["type"] == "literal_error":  # `task: clasification`, `merge: concta`
+        allowed = choices(_field_annotation(model, path))
+        value = first.get("input")
+        return SpecError(f"'{where}' must be one of {', '.join(map(repr, allowed))}, not {value!r}", loc,
+                         hint=did_you_mean(value, allowed) if isinstance(value, str) else None)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "string_pattern_mismatch" and path and path[-1] == "name":
         message = "a name is 1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_'"
@@ -342,6 +360,18 @@ def _known_fields(model: type[BaseModel], path: tuple) -> list[str]:
             current = _inner_model(annotation)
     fields = getattr(current, "model_fields", None)
     return list(fields) if fields else []
+
+
+def _field_annotation(model: type[BaseModel], path: tuple) -> Any:
+    """The annotation of the field at `path` (keys of nested models; list indexes and mapping keys skipped)."""
+    current: Any = model
+    annotation = None
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if fields and isinstance(part, str) and part in fields:
+            annotation = fields[part].annotation
+            current = _inner_model(annotation)
+    return annotation
 
 
 def _inner_model(annotation: Any):

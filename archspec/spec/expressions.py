@@ -91,6 +91,21 @@ def evaluate(text: str, names: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"cannot evaluate '{text}': {err}") from None
 
 
+def free_names(text: str) -> set[str]:
+    """The names an expression reads (parameters, functions aside); empty when it does not parse.
+    The spec checker uses it to leave alone a value over names it cannot know (block parameters)."""
+    if len(text) > MAX_LENGTH:
+        return set()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return set()
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
+
+
 class _Evaluator:
     def __init__(self, names: Mapping[str, Any]):
         self.names = names
@@ -155,10 +170,12 @@ class _Evaluator:
         return result
 
     def visit_BoolOp(self, node: ast.BoolOp, depth: int) -> Any:
-        values = [self.visit(v, depth) for v in node.values]
-        if isinstance(node.op, ast.And):
-            return all(values)
-        return any(values)
+        # short-circuit like Python: `x != 0 and 10 / x > 1` never divides by a zero x
+        stop_when = not isinstance(node.op, ast.And)  # `and` stops at a false value, `or` at a true one
+        for value_node in node.values:
+            if bool(self.visit(value_node, depth)) == stop_when:
+                return stop_when
+        return not stop_when
 
     def visit_Compare(self, node: ast.Compare, depth: int) -> Any:
         left = self.visit(node.left, depth)

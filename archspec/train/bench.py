@@ -8,8 +8,9 @@ from typing import Any, Callable
 import torch
 
 from archspec.errors import ArchspecError
-from archspec.train.loop import Dist, _autocast, pick_device
-from archspec.train.setup import as_dict, model_bytes, plan as make_plan
+from archspec.train.losses import as_dict
+from archspec.train.runtime import Dist, autocast, pick_device
+from archspec.train.setup import model_bytes, plan as make_plan
 
 
 def _measure(step, device: torch.device, seconds: float) -> tuple[int, float]:
@@ -63,11 +64,11 @@ def _bench_rows(spec_plan, batch: int, device: str, amp: str, compile_: bool, ch
     variants = [("eager", model)] + ([("compiled", torch.compile(model))] if compile_ else [])
     for mode, net in variants:
         def forward() -> None:
-            with torch.no_grad(), _autocast(target, amp):
+            with torch.no_grad(), autocast(target, amp):
                 net(**feed)
 
         def forward_backward() -> None:
-            with _autocast(target, amp):
+            with autocast(target, amp):
                 outputs = as_dict(net(**feed), spec_plan)
                 loss = sum(o.float().mean() for o in outputs.values())
             loss.backward()

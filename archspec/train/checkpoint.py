@@ -21,7 +21,7 @@ from archspec.errors import ArchspecError
 from archspec.ir.build import MAX_INPUT_SIZE  # the same limits as a spec's inputs and integers
 from archspec.passes.shapes import MAX_RANK
 from archspec.spec.yaml_source import MAX_INTEGER
-from archspec.render.files import write_atomic
+from archspec.files import write_atomic
 
 WEIGHTS = "checkpoint.safetensors"
 STATE = "state.pt"

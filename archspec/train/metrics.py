@@ -1,5 +1,5 @@
 """Metrics (accuracy, confusion matrix, IoU, Dice, triplet accuracy) and the run's metric files:
-metrics.csv and metrics.jsonl (one row per epoch) and curves.png (matplotlib, if installed)."""
+metrics.csv and metrics.jsonl (one row per epoch)."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archspec.render.files import write_atomic
+from archspec.files import write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -77,18 +77,3 @@ class MetricLog:
         writer.writerows(self.rows)
         write_atomic(self.folder / "metrics.csv", text.getvalue())
         write_atomic(self.folder / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows))
-
-    def plot(self, metric: str) -> str | None:
-        """Write curves.png; return a note when matplotlib is missing."""
-        if self.folder is None or not self.rows:
-            return None
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            return "matplotlib is not installed: no curves.png (pip install matplotlib)"
-        from archspec.render.html import curves_figure
-
-        buffer = io.BytesIO()
-        curves_figure(self.rows, metric).savefig(buffer, format="png", dpi=90)
-        write_atomic(self.folder / "curves.png", buffer.getvalue())
-        return None

@@ -1,0 +1,109 @@
+"""Every registered op entry, walked one by one: its family is one the registry knows and its label
+formats with real, valid arguments; and the labels read the arguments they name (expectations
+written out by hand from the label format: kernel x kernel / stride, then the key figure)."""
+from __future__ import annotations
+
+import types
+import typing
+from typing import Annotated, Any, Literal, Union
+
+import pytest
+from pydantic import ValidationError
+
+from archspec.ops.catalog import entries, lookup
+from archspec.ops.registry import FAMILIES, Op
+
+OPS = entries()
+
+
+def _sample(annotation: Any, number: int) -> Any:
+    """A small value of a field's type: `number` for an int (and for each int of a pair or list),
+    number / 4 for a float, the first choice of a Literal, the first member of a union."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _sample(args[0], number)
+    if origin is Literal:
+        return args[0]
+    if origin in (Union, types.UnionType):
+        return _sample(next(a for a in args if a is not type(None)), number)
+    if origin is tuple:
+        return tuple(_sample(a, number) for a in args if a is not Ellipsis)
+    if origin is list:
+        return [_sample(args[0], number)] * 2  # two entries: some lists need several (split sizes)
+    return {bool: True, int: number, float: number / 4, str: "x"}[annotation]
+
+
+def minimal_args(op: Op):
+    """A valid argument instance with only the required fields, set to small values."""
+    required = {name: f.annotation for name, f in op.args.model_fields.items() if f.is_required()}
+    errors = []
+    for number in (2, 1, 0):
+        try:
+            return op.args.model_validate({name: _sample(kind, number) for name, kind in required.items()})
+        except ValidationError as err:
+            errors.append(str(err))
+    raise AssertionError(f"no small valid arguments for {op.name}: {errors[0]}")
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_every_op_has_a_known_family(op):
+    assert op.family in FAMILIES, (op.name, op.family)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_every_label_formats_with_valid_arguments(op):
+    text = op.text(minimal_args(op))
+    assert isinstance(text, str) and text.strip() == text and text, (op.name, text)
+    assert "None" not in text, (op.name, text)  # an optional argument read without its default
+    symbol = len(text) == 1 and not text.isalnum()  # add's +, mul's x: drawn in a circle
+    assert symbol or text == op.name or text.startswith(op.name + " "), (op.name, text)
+
+
+def label(op: str, **args: Any) -> str:
+    entry = lookup(op)
+    return entry.text(entry.args.model_validate(args))
+
+
+@pytest.mark.parametrize(
+    "op, args, expected",
+    [
+        ("conv", dict(out=128, kernel=3, stride=2, padding=1), "conv 3x3/2, 128"),
+        ("conv", dict(out=64, kernel=1), "conv 1x1, 64"),
+        ("conv", dict(out=16, kernel=[3, 5], stride=[2, 1], dilation=2, groups=4), "conv 3x5/2x1, 16 (dil 2, groups 4)"),
+        ("conv", dict(out=16, kernel=3, dilation=[1, 2]), "conv 3x3, 16 (dil 1x2)"),
+        ("conv_transpose", dict(out=64, kernel=2, stride=2), "conv_transpose 2x2/2, 64"),
+        ("deconv", dict(out=8, kernel=3, groups=2), "conv_transpose 3x3, 8 (groups 2)"),  # an alias: the op's name
+        ("dwconv", dict(kernel=3, stride=2, padding=1), "dwconv 3x3/2"),
+        ("dwconv", dict(kernel=5, multiplier=2), "dwconv 5x5, x2"),
+        ("maxpool", dict(kernel=3, stride=2, padding=1), "maxpool 3x3/2"),
+        ("maxpool", dict(kernel=[2, 3], stride=1), "maxpool 2x3"),
+        ("avgpool", dict(kernel=2), "avgpool 2x2/2"),  # the stride defaults to the kernel
+        ("adaptive_avgpool", dict(), "adaptive_avgpool 1x1"),
+        ("adaptive_maxpool", dict(size=[2, 3]), "adaptive_maxpool 2x3"),
+        ("linear", dict(out=1000), "linear 1000"),
+        ("upsample", dict(scale=2, mode="bilinear"), "upsample x2 bilinear"),
+        ("upsample", dict(scale=1.5), "upsample x1.5 nearest"),
+        ("upsample", dict(size=[12, 10]), "upsample to 12x10 nearest"),
+        ("upsample", dict(), "upsample to size nearest"),  # the size of a second input
+        ("concat", dict(), "concat"),
+        ("concat", dict(fit="crop"), "concat (crop)"),
+        ("add", dict(fit="pad"), "+"),
+        ("mul", dict(), "×"),
+        ("groupnorm", dict(groups=32), "groupnorm 32"),
+        ("channel_shuffle", dict(groups=3), "channel_shuffle 3"),
+        ("dropout", dict(p=0.2), "dropout 0.2"),
+        ("dropout", dict(), "dropout 0.5"),
+        ("drop_path", dict(p=0.1), "drop_path 0.1"),
+        ("relu", dict(), "relu"),
+        ("bn", dict(eps=1e-3), "bn"),
+    ],
+)
+def test_labels_read_their_arguments(op, args, expected):
+    assert label(op, **args) == expected
+
+
+def test_leaky_relu_label_shows_its_slope():
+    """Regression: the diagram read `slope`, but the argument is `negative_slope`, so the label
+    lost it and every leaky ReLU read `leaky_relu`."""
+    assert label("leaky_relu", negative_slope=0.2) == "leaky_relu 0.2"
+    assert label("leaky_relu") == "leaky_relu 0.01"  # PyTorch's default slope
