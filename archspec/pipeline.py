@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archspec.errors import SpecError, did_you_mean
+from archspec.errors import SpecError
 
 if TYPE_CHECKING:
     from archspec.ir.graph import IRGraph
@@ -112,7 +112,5 @@ def resolve_inputs(loaded: "LoadedSpec", inputs: dict[str, Shape] | None) -> dic
         names = list(loaded.document.inputs)
         if not names:
             raise SpecError("the spec has no inputs to give a shape to")
-        if names[0] in shapes:
-            raise SpecError(f"--input gives the first input '{names[0]}' twice", hint=did_you_mean(names[0], names))
         shapes[names[0]] = shapes.pop("")
     return shapes

@@ -33,16 +33,14 @@ from archspec.ops.catalog import all_ops, lookup
 from archspec.ops.common import format_shape
 from archspec.passes.shapes import MAX_DIMENSION, MAX_RANK, SIZE_HINT, shape_problem
 from archspec.spec.document import LoadedSpec, check_name
+from archspec.spec.arguments import MAX_REPEAT, REPEAT_INDEX, RESERVED_KEYS, reserved_errors, split_item
 from archspec.spec.yaml_source import SourceList, SourceMap
 
-RESERVED_KEYS = ("name", "from", "repeat", "trainable", "when")
-MAX_REPEAT = 1000
 MAX_INPUT_SIZE = MAX_DIMENSION  # per input dimension, as for every inferred size
 MAX_NESTING = 64  # blocks and groups inside each other (deeper overflows Python's stack)
 # items expanded for one spec: every item (a left-out `when: false` one too) and every copy a
 # `repeat` makes count one, so nested repeats of blocks that add no node are bounded as well
 MAX_EXPANDED = 50_000
-REPEAT_INDEX = "i"  # the name bound to the repetition index inside a repeated item
 
 
 def build_ir(
@@ -178,12 +176,15 @@ class Expander:
 
     def item(self, written: Any, loc: Location, scope: Scope, prev: str, default_name: str | None = None) -> str:
         """One written item -> its nodes; returns the value the next item reads by default."""
-        callee, args, args_loc = _split_item(written, loc)
+        callee, args, args_loc = split_item(written, loc)
         # the node the item makes, named only if the count passes the limit here
         self._expand(args_loc, lambda: join(scope.path, str(args.get("name") or default_name or _next_name(scope, callee))))
+        path = join(scope.path, str(args.get("name") or default_name or _next_name(scope, callee)))
+        problems = reserved_errors(args, path)
+        if problems:  # a reserved key of the wrong kind, reported on the item the user wrote
+            raise problems[0]
         reserved = {k: args[k] for k in RESERVED_KEYS if k in args}
-        label = reserved.get("name", callee)
-        if "when" in reserved and not condition(reserved["when"], scope.env, args.value_loc("when"), join(scope.path, str(label))):
+        if "when" in reserved and not condition(reserved["when"], scope.env, args.value_loc("when"), path):
             # left out: no node, no name (a reference to it is unknown); the next item takes `prev`
             scope.pending.pop(str(reserved.get("name")), None)
             return prev
@@ -193,10 +194,7 @@ class Expander:
         scope.pending.pop(name, None)
         inputs = self._inputs_of(reserved, args, scope, name, prev)
         if "trainable" in reserved:
-            value = reserved["trainable"]
-            if not isinstance(value, bool):
-                raise SpecError(f"`trainable` is true or false, not {value!r}", args.value_loc("trainable"))
-            scope = scope.with_trainable(value)
+            scope = scope.with_trainable(reserved["trainable"])
         body = {k: v for k, v in args.items() if k not in RESERVED_KEYS}
         item = Item(callee, body, args, args_loc, scope, name, inputs)
         if "repeat" in reserved and is_template(reserved.get("name")):
@@ -299,34 +297,6 @@ class Expander:
 
 
 # --- helpers on raw items -------------------------------------------------------------------------
-def _split_item(item: Any, loc: Location) -> tuple[str, SourceMap, Location]:
-    """`op` or `op: {args}` -> (op, args, location of the args)."""
-    if isinstance(item, str):
-        return item, SourceMap(), loc
-    if isinstance(item, SourceMap) and len(item) == 1:
-        callee = next(iter(item))
-        args = item[callee]
-        if args is None:
-            args = SourceMap()
-        if not isinstance(args, SourceMap):
-            raise SpecError(
-                f"the arguments of '{callee}' must be a mapping like `{{out: 64}}`, not "
-                + ("a list" if isinstance(args, list) else type(args).__name__),
-                item.value_loc(callee),
-            )
-        if args.loc is None:
-            args.loc = item.value_loc(callee)
-        return callee, args, item.key_loc(callee)
-    if isinstance(item, SourceMap):
-        keys = ", ".join(item) or "none"
-        raise SpecError(
-            f"a layer is one op or block with its arguments, but this mapping has keys: {keys}",
-            loc,
-            hint="write `- conv: {out: 64, kernel: 3, name: conv1}`: the reserved keys go inside the arguments",
-        )
-    raise SpecError(f"a layer is `op` or `op: {{args}}`, not {item!r}", loc)
-
-
 def _next_name(scope: Scope, callee: str) -> str:
     """The name `_auto_name` would give next, without taking it."""
     return f"{callee}{scope.counters.get(callee, 0) + 1}"

@@ -11,19 +11,13 @@ from archspec.ir.graph import IRNode
 from archspec.ir.nodes import add_node, check_same_weights, op_node
 from archspec.ir.resolve import resolve
 from archspec.ir.scope import Binding, Builder, FlatNames, Item, Scope
-from archspec.ir.values import param_value, quoting_hint
+from archspec.ir.values import param_value
+from archspec.spec.arguments import construct_keys, quoting_hint
 from archspec.ops.catalog import lookup
-from archspec.ops.merge import DEFAULT_MERGE
 from archspec.spec.document import check_name
 from archspec.spec.yaml_source import SourceMap
 
 
-
-def merges() -> list[str]:
-    """How `parallel` may join its branches: any op with the "merge" trait (concat, add, mul)."""
-    from archspec.ops.catalog import entries
-
-    return [op.name for op in entries() if op.is_("merge")]
 
 
 def block_call(ex: Builder, item: Item) -> Binding:
@@ -84,15 +78,8 @@ def _block_env(ex: Builder, item: Item, block, block_raw) -> ChainMap:
 
 
 def parallel(ex: Builder, item: Item) -> Binding:
-    only_keys(item, {"branches", "merge", "fit"}, "parallel")
-    if "branches" not in item.body:
-        raise SpecError("parallel needs `branches`: a mapping of branch name -> layers", item.loc, item.path)
-    merge = item.body.get("merge", DEFAULT_MERGE)
-    fit = item.body.get("fit", "none")
-    if merge not in merges():
-        choices = " or ".join(repr(name) for name in merges())
-        raise SpecError(f"merge must be one of {choices}, not {merge!r}", item.value_loc("merge"), item.path,
-                        hint=did_you_mean(str(merge), merges()))
+    keys = construct_keys("parallel", item.body, item.args, item.loc, item.path)
+    merge, fit = keys.merge, keys.fit
     group = item.scope.child(item.name, "parallel")
     start = len(ex.ir.graph)
     out = branches(ex, item.body["branches"], merge, fit, group, item.inputs, item.value_loc("branches"), item)
@@ -124,12 +111,7 @@ def branches(ex: Builder, written: Any, merge: str, fit: str, scope: Scope, inpu
 
 
 def seq(ex: Builder, item: Item) -> Binding:
-    only_keys(item, {"layers", "index_names"}, "seq")
-    if "layers" not in item.body:
-        raise SpecError("seq needs `layers`", item.loc, item.path)
-    index_names = item.body.get("index_names", False)
-    if not isinstance(index_names, bool):
-        raise SpecError("`index_names` is true or false", item.value_loc("index_names"))
+    index_names = construct_keys("seq", item.body, item.args, item.loc, item.path).index_names
     group = item.scope.child(item.name, "seq")
     if index_names:
         group.flat = FlatNames(group.path)
@@ -141,9 +123,7 @@ def seq(ex: Builder, item: Item) -> Binding:
 
 def reuse(ex: Builder, item: Item) -> Binding:
     """Apply an existing node or block again with the same weights (shared weights)."""
-    only_keys(item, {"node"}, "reuse")
-    if "node" not in item.body:
-        raise SpecError("reuse needs `node`: the name of the node or block whose weights to share", item.loc)
+    construct_keys("reuse", item.body, item.args, item.loc, item.path)
     written = item.body["node"]
     original = resolve(written, item.scope, item.value_loc("node"))
     if not original.nodes:
@@ -173,16 +153,6 @@ def reuse(ex: Builder, item: Item) -> Binding:
 
 def _renamed(renamed: dict[str, str], value: str) -> str:
     return renamed.get(value, value)
-
-
-def only_keys(item: Item, allowed: set[str], construct: str) -> None:
-    for key in item.body:
-        if key not in allowed:
-            raise SpecError(
-                f"{construct} has no key '{key}'",
-                item.key_loc(key),
-                hint=did_you_mean(key, allowed) or f"{construct} takes: {', '.join(sorted(allowed))}",
-            )
 
 
 CONSTRUCTS = {"parallel": parallel, "seq": seq, "reuse": reuse}

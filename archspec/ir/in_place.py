@@ -16,27 +16,33 @@ from archspec.ops.catalog import lookup
 
 
 def in_place_nodes(ir: IRGraph) -> dict[str, str]:
-    """In-place node id -> the node whose output it overwrites."""
-    readers = Counter(producer for node in ir.nodes() for producer in set(node.inputs))
+    """In-place node id -> the value whose storage it overwrites. One walk in order, after one
+    count of each value's readers."""
+    nodes = ir.nodes()
+    readers = Counter(value for node in nodes for value in set(node.inputs))
     readers.update(ir.outputs.values())
-    fresh: set[str] = set()
+    fresh: set[str] = set()  # values whose producer's backward does not keep them
     chosen: dict[str, str] = {}
-    for node in ir.nodes():
-        if node.op == "input":
+    for node in nodes:
+        if node.is_input:
             continue
         op = lookup(node.op)
         if op.fresh_output:
-            fresh.add(node.id)
-        first = node.inputs[0]
+            fresh.update(node.values)
+        first = node.inputs[0] if node.inputs else None
         if op.in_place is not None and first in fresh and readers[first] == 1:
-            if op.in_place(node.args, [ir.shapes[i] for i in node.inputs]):
+            if op.in_place(node.args, [ir.shapes[value] for value in node.inputs]):
                 chosen[node.id] = first
     return chosen
 
 
 def storage_owners(ir: IRGraph) -> dict[str, str]:
-    """Node id -> the node that allocated its output tensor (itself, unless it runs in place)."""
-    owners = {node_id: node_id for node_id in ir.order}
-    for node_id, overwritten in in_place_nodes(ir).items():  # in order: chains resolve
-        owners[node_id] = owners[overwritten]
+    """Value -> the value that allocated its storage (itself, unless its node runs in place)."""
+    in_place = in_place_nodes(ir)
+    owners: dict[str, str] = {}
+    for node in ir.nodes():  # in order: a chain of in-place nodes resolves to its first storage
+        for value in node.values:
+            owners[value] = value
+        if node.id in in_place:
+            owners[node.id] = owners[in_place[node.id]]
     return owners

@@ -6,13 +6,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archspec.errors import SpecError, did_you_mean
+from archspec.errors import SpecError
 from archspec.ir.graph import IRNode
 from archspec.ir.scope import Binding, Builder, Item
-from archspec.ir.values import quoting_hint, value_text
 from archspec.ops.catalog import lookup
 from archspec.ops.registry import Op
 from archspec.passes.shapes import output_shapes
+from archspec.spec.arguments import argument_error
 from archspec.spec.yaml_source import SourceMap
 
 MAX_NODES = 50_000
@@ -35,7 +35,7 @@ def op_node(ex: Builder, op: Op, item: Item) -> IRNode:
     try:
         op_args = op.args.model_validate(item.body, context={"names": item.scope.env})
     except ValidationError as err:
-        raise args_error(err, op, item.args, item.loc, node_id) from None
+        raise argument_error(err, op, item.args, item.loc, node_id) from None
     _check_arity(op, item, node_id)
     inputs = list(item.inputs)
     if op.expand is not None:
@@ -89,30 +89,6 @@ def add_node(ex: Builder, node: IRNode, item: Item) -> IRNode:
     node.scopes, node.scope_kinds, node.trainable = scope.scopes, scope.kinds, scope.trainable
     node.shapes = output_shapes(node, ex.ir.shapes)
     return ex.ir.add(node)
-
-
-def args_error(err: ValidationError, op: Op, args: SourceMap, loc, node_id: str) -> SpecError:
-    errors = err.errors()
-    # an unknown (misspelt) argument explains a missing one: report it first
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    field_name = str(first["loc"][0]) if first["loc"] else None
-    known = list(op.args.model_fields)
-    if first["type"] == "extra_forbidden":
-        return SpecError(
-            f"{op.name} has no argument '{field_name}'",
-            args.key_loc(field_name) if isinstance(args, SourceMap) else loc,
-            node_id,
-            hint=quoting_hint(field_name)
-            or did_you_mean(field_name, known)
-            or (f"{op.name} takes: {', '.join(known)}" if known else f"{op.name} takes no arguments"),
-        )
-    if first["type"] == "missing":
-        return SpecError(f"{op.name} needs argument '{field_name}'", loc, node_id, hint=f"{op.name} takes: {', '.join(known)}")
-    where = args.value_loc(field_name) if isinstance(args, SourceMap) and field_name in args else loc
-    message = first["msg"].removeprefix("Value error, ")
-    value = first.get("input")
-    shown = f" (got {value_text(value)})" if value is not None and not isinstance(value, (dict, list)) else ""
-    return SpecError(f"{op.name} argument '{field_name}': {message}{shown}", where, node_id)
 
 
 def check_same_weights(ex: Builder, old: IRNode, new: IRNode, loc) -> None:

@@ -2,16 +2,15 @@
 `when` conditions and whole numbers, each checked and turned into a located error when wrong."""
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
 from archspec.errors import Location, SpecError
+from archspec.spec.arguments import NAME_PART, value_text
 from archspec.spec.document import check_name
 from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate
 from archspec.spec.yaml_source import MAX_INTEGER
 
 MAX_OVERRIDE = MAX_INTEGER  # a number given from outside the spec (--set, the API), as in a spec
-NAME_PART = re.compile(r"\{([^{}]*)\}")  # an `{expression}` inside a name
 
 
 def name_of(value: Any, env: Mapping[str, Any], loc: Location | None) -> str:
@@ -74,13 +73,6 @@ def check_override(name: str, value: Any) -> None:
             raise SpecError(f"--set {name}: {value_text(item)} is larger than the limit {MAX_OVERRIDE:.0e}")
 
 
-def value_text(value: Any) -> str:
-    """repr, except for an integer too long to show (or to convert: Python's 4,300-digit limit)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
-        return f"a number of about {int(value.bit_length() * 0.30103):,} digits"
-    return repr(value)
-
-
 def kind_of(value: Any) -> str:
     """The kind of a parameter value, for checking --set against the default."""
     if isinstance(value, bool):
@@ -102,10 +94,3 @@ def _name_text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ExpressionError(f"a name part is a whole number or a word, not {value!r}")
     return str(value)
-
-
-def quoting_hint(key: str) -> str | None:
-    """A key like `8)` comes from an unquoted expression with a comma inside a YAML flow mapping."""
-    if any(c in key for c in "()*+/ ,"):
-        return "an expression with a comma must be quoted in a `{...}` mapping: \"make_divisible(32 * width, 8)\""
-    return None
