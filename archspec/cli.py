@@ -20,6 +20,7 @@ from archspec.commands.common import (
     MemoryLimitOption,
     SetOption,
     check_memory_limit,
+    check_memory_options,
     compile_options,
     handles_errors,
     library_specs,
@@ -93,6 +94,7 @@ def report(
     options = ReportOptions(output_format, depth, flops, all_ops, receptive_field, memory, dtype, optimizer, out, run,
                             REPORTS_FOLDER)
     options.check()
+    check_memory_options(dtype, optimizer)
     results = [compile_options(path, sets, inputs, batch) for path in specs or library_specs()]
     render_report(results, len(results) == 1 and bool(specs), options)
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archspec.cli import app
-from archspec.commands.common import analyse
+from archspec import compile as compile_spec
 from archspec.errors import ArchspecError
 from archspec.ops.catalog import entries
 from archspec.ops.registry import FAMILIES as OP_FAMILIES
@@ -32,8 +32,8 @@ needs_dot = pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not instal
 
 @lru_cache(maxsize=None)
 def compiled(name: str):
-    _, ir, analysis = analyse(SPECS / f"{name}.yaml", None, None)
-    return ir, analysis
+    spec = compile_spec(SPECS / f"{name}.yaml")
+    return spec.ir, spec.analysis
 
 
 def source(name: str, **options) -> str:

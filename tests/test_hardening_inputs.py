@@ -154,7 +154,7 @@ def test_reading_stops_one_byte_past_the_limit(tmp_path, monkeypatch):
 
 @needs_dev_zero
 def test_run_folder_metrics_linked_to_dev_zero(tmp_path):
-    from archspec.render.html import read_run
+    from archspec.render.curves import read_run
 
     run = tmp_path / "run"
     run.mkdir()
@@ -168,7 +168,7 @@ def test_run_folder_metrics_linked_to_dev_zero(tmp_path):
 
 @needs_fifo
 def test_run_folder_metrics_fifo_does_not_block(tmp_path):
-    from archspec.render.html import read_run
+    from archspec.render.curves import read_run
 
     os.mkfifo(tmp_path / "metrics.jsonl")
     err = _never_blocks(lambda: read_run(tmp_path))
@@ -177,7 +177,7 @@ def test_run_folder_metrics_fifo_does_not_block(tmp_path):
 
 def test_run_folder_metrics_nested_too_deep(tmp_path):
     """A metrics line of 100,000 `[`: json.loads recurses, and that is a clean error too."""
-    from archspec.render.html import read_run
+    from archspec.render.curves import read_run
 
     (tmp_path / "metrics.jsonl").write_text("[" * 100_000 + "\n")
     err = refused(lambda: read_run(tmp_path), ArchspecError)

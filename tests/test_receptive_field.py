@@ -29,9 +29,11 @@ SMALLER_INPUT = {"unet": (1, 188, 188), "unet_padded": (3, 64, 64), "densenet121
                  "fcn_resnet50": (3, 96, 96), "deeplabv3_resnet50": (3, 96, 96), "yolo_v1": (3, 224, 224)}
 
 
-def _measured(ir, probe: str) -> list[tuple[int, int]]:
-    ir.outputs = {"probe": probe}
-    ir.named_outputs = False
+def _measured(ir, probes: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """The input support of each probe's centre output position (of its whole output, for a
+    vector), per axis, from one lowering of the graph with the probes as its outputs."""
+    ir.outputs = {f"probe{index}": ir.node(probe).values[0] for index, probe in enumerate(probes)}
+    ir.named_outputs = True
     module = lower(ir).eval().requires_grad_(False)  # only the input's gradient is measured
     for name, sub in list(module.named_modules()):
         parent_name, _, leaf = name.rpartition(".")
@@ -46,13 +48,17 @@ def _measured(ir, probe: str) -> list[tuple[int, int]]:
                 if sub.bias is not None:
                     sub.bias.fill_(0.0)
     inputs = {name: torch.ones(1, *ir.shapes[node], requires_grad=True) for name, node in ir.inputs.items()}
-    out = module(**inputs)
-    _, height, width = ir.shapes[probe]
-    out[0, :, height // 2, width // 2].sum().backward()
-    grad = next(iter(inputs.values())).grad[0].abs().sum(0)
-    support = (grad > 0).nonzero()
-    assert len(support), "no input position influences the probe"
-    return [(int(support[:, axis].min()), int(support[:, axis].max())) for axis in range(2)]
+    source = next(iter(inputs.values()))
+    outputs = module(**inputs)
+    supports = {}
+    for index, probe in enumerate(probes):
+        out = outputs[f"probe{index}"][0]
+        asked = out[:, out.shape[1] // 2, out.shape[2] // 2] if out.dim() == 3 else out
+        (grad,) = torch.autograd.grad(asked.sum(), source, retain_graph=True)
+        support = (grad[0].abs().sum(0) > 0).nonzero()
+        assert len(support), f"no input position influences {probe}"
+        supports[probe] = [(int(support[:, axis].min()), int(support[:, axis].max())) for axis in range(2)]
+    return supports
 
 
 def _static(ir, probe: str) -> list[tuple[int, int]]:
@@ -62,16 +68,19 @@ def _static(ir, probe: str) -> list[tuple[int, int]]:
 
 
 def _probes(ir) -> list[str]:
-    """The last spatial node and one a third of the way in, each moved back to the nearest
-    spatial node whose field depends on the first input through spatial ops only."""
-    spatial = [n.id for n in ir.nodes() if n.op != "input" and len(ir.shapes[n.id]) == 3]
+    """Six spatial nodes spread evenly to the last, each moved back to the nearest spatial node
+    whose field is not global, and the first vector node (a flatten or a global pooling; later
+    ones can end in a softmax, whose outputs sum to 1: a sum without gradient)."""
+    fields = receptive_fields(ir)
+    spatial = [n.id for n in ir.nodes() if not n.is_input and len(n.shapes[0]) == 3]
     chosen = []
-    for start in (len(spatial) // 3, len(spatial) - 1):
+    for start in sorted({len(spatial) * k // 6 - 1 for k in range(1, 7)} - {-1}):
         for node in reversed(spatial[: start + 1]):
-            field = receptive_fields(ir, [node])[node]
-            if field is not None and not field.is_global:
+            if fields[node] is not None and not fields[node].is_global:
                 chosen.append(node)
                 break
+    vectors = [n.id for n in ir.nodes() if not n.is_input and len(n.shapes[0]) != 3 and fields[n.id] is not None]
+    chosen += vectors[:1]
     return sorted(set(chosen), key=ir.order.index)
 
 
@@ -83,10 +92,49 @@ def test_static_receptive_field_equals_gradient_support(spec):
     ir = archspec.compile_spec(loaded, inputs=inputs)
     probes = _probes(ir)
     if not probes:
-        pytest.skip("no spatial node")
+        pytest.skip("no node depends on the first input")
+    measured = _measured(archspec.compile_spec(loaded, inputs=inputs), probes)
     for probe in probes:
-        measured = _measured(archspec.compile_spec(loaded, inputs=inputs), probe)
-        assert _static(ir, probe) == measured, probe
+        assert _static(ir, probe) == measured[probe], probe
+
+
+REGROUP = """
+name: regroup
+inputs: {x: [9, 4, 4]}
+layers:
+  - reshape: {name: regroup, shape: [16, 3, 3]}  # 144 elements in memory order, 16 channels of 3x3
+  - conv: {name: head, out: 2, kernel: 3, padding: 1}
+"""
+
+
+def test_a_reshape_that_regroups_a_map_has_a_global_field(write_spec):
+    # regroup's position (1, 1) holds flat elements 9c + 4 (c = 0..15) of the input: rows
+    # (9c + 4) // 4 % 4 and columns (9c + 4) % 4 take every value, so it reads the whole 4x4 map
+    # (its field was reported as 1x1 while reshape counted as elementwise)
+    ir = archspec.compile_spec(write_spec(REGROUP))
+    measured = _measured(archspec.compile_spec(write_spec(REGROUP)), ["regroup", "head"])
+    fields = receptive_fields(ir)
+    for node in ("regroup", "head"):
+        assert measured[node] == [(0, 3), (0, 3)], node
+        assert fields[node].is_global and fields[node].size == (4, 4), node
+        assert _static(ir, node) == measured[node], node
+
+
+def test_a_reshape_to_the_same_shape_reads_the_same_positions(write_spec):
+    spec = write_spec("""
+        name: same
+        inputs: {x: [4, 8, 8]}
+        layers:
+          - conv: {name: before, out: 4, kernel: 3, padding: 1}
+          - reshape: {name: kept, shape: [4, 8, 8]}
+          - conv: {name: after, out: 4, kernel: 3, padding: 1}
+        """)
+    fields = receptive_fields(archspec.compile_spec(spec))
+    measured = _measured(archspec.compile_spec(spec), ["kept", "after"])
+    assert not fields["after"].is_global and fields["after"].size == (5, 5)  # two 3x3 convs: 1 + 2 + 2
+    assert fields["kept"].size == (3, 3)
+    assert measured == {"kept": [(3, 5), (3, 5)], "after": [(2, 6), (2, 6)]}  # around the centre (4, 4)
+    assert {node: _static(archspec.compile_spec(spec), node) for node in measured} == measured
 
 
 def test_resnet18_figures_by_hand():

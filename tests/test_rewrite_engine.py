@@ -32,7 +32,7 @@ def restart_from_the_first_node(ir, rules):
         if hit is None:
             return view.to_ir(), applied
         rule, node, bound, replacement = hit
-        view.apply(node, {node.id, *(n.id for n in bound.values())}, replacement, rule.name)
+        view.apply(node, {node.id, *(n.id for n in bound.values())}, replacement.nodes, replacement.value, rule.name)
         applied.append((rule.name, node.id))
 
 

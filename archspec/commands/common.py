@@ -1,5 +1,6 @@
 """What every `archspec` command shares: option types, option parsing, the error wrapper and
-loading + analysing a spec. Commands live in archspec/cli.py and archspec/commands/*.py."""
+compiling a spec (archspec.pipeline) under the command-line options. Commands live in
+archspec/cli.py and archspec/commands/*.py."""
 from __future__ import annotations
 
 import functools
@@ -160,12 +161,6 @@ def compile_options(spec_path: Path, sets, inputs, batch: int = 1) -> "Compiled"
     from archspec.pipeline import compile
 
     return compile(spec_path, parse_sets(sets), parse_inputs(inputs), batch=batch)
-
-
-def analyse(spec_path: Path, sets, inputs, batch: int = 1):
-    """(loaded spec, IR, analysis) of `compile_options`, for the commands not yet using `Compiled`."""
-    compiled = compile_options(spec_path, sets, inputs, batch)
-    return compiled.loaded, compiled.ir, compiled.analysis
 
 
 def library_specs() -> list[Path]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
@@ -33,6 +33,10 @@ from archspec.commands.common import (
 from archspec.errors import ArchspecError
 from archspec.passes.stages import Stage, stages
 from archspec.render.figures import TOTALS, count, shapes_text, totals_figures
+
+if TYPE_CHECKING:
+    from archspec.passes.memory import MemoryEstimate
+    from archspec.pipeline import Compiled
 
 FORMAT_VERSION = 1
 
@@ -57,8 +61,8 @@ def align(stage_lists: list[list[str]]) -> list[str]:
 class Entry:
     label: str
     path: Path
-    compiled: Any
-    memory: Any
+    compiled: "Compiled"
+    memory: "MemoryEstimate"
     stages: tuple[Stage, ...]
 
 

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import REPORTS_FOLDER, InputOption, SetOption, analyse, handles_errors
+from archspec.commands.common import REPORTS_FOLDER, InputOption, SetOption, compile_options, handles_errors
 from archspec.errors import ArchspecError
 
 
@@ -34,7 +34,8 @@ def command(
         raise ArchspecError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     if rankdir.upper() not in RANKDIRS:
         raise ArchspecError(f"--rankdir must be TB or LR, not '{rankdir}'")
-    _, ir, analysis = analyse(spec, sets, inputs)
+    compiled = compile_options(spec, sets, inputs)
+    ir, analysis = compiled.ir, compiled.analysis
     if out is None:
         path = safe_folder(REPORTS_FOLDER, analysis.name) / f"diagram.{fmt}"
     elif out.is_dir() or not out.suffix:  # a folder (existing, or a name without a suffix)

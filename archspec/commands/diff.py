@@ -35,7 +35,7 @@ from archspec.commands.common import (
     parse_sets,
     print_result,
 )
-from archspec.render.figures import FIGURES, TOTALS, shapes_text, totals_figures
+from archspec.render.figures import FIGURES, TOTALS, format_shape, shapes_text, totals_figures
 
 FORMAT_VERSION = 1
 NODE_FIGURES = ("params", "macs", "flops", "activation_bytes")
@@ -68,11 +68,12 @@ class Side:
     def node_facts(self, name: str) -> dict[str, Any]:
         """What a node is, for comparing: op, arguments, shapes, trainable, weight owner."""
         node = self.ir.node(name)
-        args = {} if node.op == "input" else node.args.model_dump(mode="json")
+        args = {} if node.is_input else node.args.model_dump(mode="json")
+        shapes = [list(self.ir.shapes[value]) for value in node.values]
         return {
             "op": node.op,
             "args": args,
-            "output_shape": list(self.ir.shapes[name]),
+            "output_shape": shapes[0] if len(shapes) == 1 else shapes,  # a split: every output's shape
             "input_shapes": [list(self.ir.shapes[i]) for i in node.inputs],
             "trainable": node.trainable,
             "module": node.module,
@@ -203,7 +204,7 @@ def checkpoint_json(old: dict[str, tuple], new: dict[str, tuple]) -> dict[str, A
 # --- rendering ---------------------------------------------------------------------------------------
 def _value(value: Any) -> str:
     if isinstance(value, list) and all(isinstance(v, int) for v in value):
-        return "x".join(map(str, value)) if value else "scalar"
+        return format_shape(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ", ".join(value) if value else "none"
     if isinstance(value, list):

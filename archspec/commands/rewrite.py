@@ -15,9 +15,6 @@ NAMES_SHOWN = 6  # node names listed per rule before "+N more"
 MAX_GROWTH = 64  # input growth tried when looking for the stride of a convolutionalized graph
 
 
-PASS_FLAGS = ("strip_dropout", "fold_bn", "convolutionalize")  # archspec.rewrite.PASSES, in the order applied
-
-
 @handles_errors
 def command(
     spec: Path = typer.Argument(..., help="The spec file."),
@@ -33,9 +30,10 @@ def command(
     """Rewrite the graph (fold BN, convolutionalize, strip dropout), print what changed and write a flat spec."""
     from archspec.files import safe_folder, write_atomic
     from archspec.passes.counts import analyze
+    from archspec.rewrite import PASSES
 
     wanted = {"strip_dropout": strip_dropout, "fold_bn": fold_bn, "convolutionalize": convolutionalize}
-    chosen = [name for name in PASS_FLAGS if wanted[name]]
+    chosen = [name for name in PASSES if wanted[name]]  # in the order PASSES applies them
     _check_request(chosen, spec, out)
     compiled = compile_options(spec, sets, inputs)
     ir, analysis = compiled.ir, compiled.analysis
@@ -130,12 +128,11 @@ def _larger_input_note(loaded, final, ir, changed: bool) -> str:
     """Whether the convolutionalized graph gives a grid on larger inputs: the smallest growth of the
     input (up to MAX_GROWTH pixels a side) that adds output positions is the windows' stride."""
     from archspec.errors import SpecError
-    from archspec.ops.catalog import lookup
     from archspec.pipeline import compile
 
     if not changed:
         return "nothing to convolutionalize: no linear layer reads a flattened map"
-    left = [node for node in ir.nodes() if lookup(node.op) is not None and lookup(node.op).is_("flattens")]
+    left = [node for node in ir.nodes() if not node.is_input and node.entry.is_("flattens")]
     if left:
         reader = ", ".join(f"{ir.node(c).op} '{c}'" for c in ir.consumers(left[0].id)) or "the output"
         return f"'{left[0].id}' still flattens before {reader}, so the graph does not run on larger inputs"

@@ -32,7 +32,7 @@ from archspec.commands.common import (
     parse_sets,
 )
 from archspec.errors import ArchspecError
-from archspec.render.figures import TOTALS, Figure, totals_figures
+from archspec.render.figures import TOTALS, Figure, format_shape, totals_figures
 
 FORMAT_VERSION = 1
 MAX_POINTS = 10_000  # a grid point costs a compile and an analysis (about 0.01-0.2 s each)
@@ -169,7 +169,7 @@ def flat_rows(data: dict) -> tuple[list[str], list[list[Any]]]:
     label = lambda kind, names, n: kind if len(names) == 1 else f"{kind}.{n}"  # noqa: E731
     header = param_columns + [label("input", input_names, n) for n in input_names] + [label("output", output_names, n) for n in output_names]
     header += FIGURES + ["error"]
-    shape = lambda s: "" if s is None else "x".join(map(str, s))  # noqa: E731
+    shape = lambda s: "" if s is None else format_shape(s)  # noqa: E731
     table = []
     for r in data["rows"]:
         cells = [r["set"][p] for p in params]
@@ -274,7 +274,7 @@ def command(
         typer.echo(render_text(data, output_format), nl=False)
     for row in rows:
         if row["error"]:
-            where = ", ".join([*(f"{k}={v}" for k, v in row["set"].items()), *(f"{k} {'x'.join(map(str, v))}" for k, v in row["inputs"].items())])
+            where = ", ".join([*(f"{k}={v}" for k, v in row["set"].items()), *(f"{k} {format_shape(v)}" for k, v in row["inputs"].items())])
             typer.echo(f"error: at {where}: {row['error']}", err=True)
     if errors:
         raise typer.Exit(1)

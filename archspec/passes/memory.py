@@ -55,70 +55,76 @@ class MemoryEstimate:
 
 
 def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer: str = "sgd") -> MemoryEstimate:
+    """One walk over the nodes in order (linear in their number)."""
     width = DTYPE_BYTES[dtype]
     kinds = {**KIND_BYTES, "act": width}
     result = MemoryEstimate(batch, dtype, optimizer)
-    owners = storage_owners(ir)  # node id -> the node whose storage its output is
-    saved_tensors: set[str] = set()  # storages (owner node ids) already counted as saved
-    requires_grad: set[str] = set()  # nodes autograd records (graph inputs do not require grad)
-    for node in ir.nodes():
-        out_bytes = math.prod(ir.shapes[node.id]) * batch * width
-        if node.op == "input":
+    nodes = ir.nodes()
+    owners = storage_owners(ir)  # value -> the value whose storage it is
+    shapes = {value: shape for node in nodes for value, shape in zip(node.values, node.shapes)}
+    producer = {value: node.id for node in nodes for value in node.values}
+    saved_storages: set[str] = set()  # storages (owner values) already counted as saved
+    recorded: set[str] = set()  # nodes autograd records (graph inputs do not require grad)
+    for node in nodes:
+        if node.is_input:
             continue
         op = lookup(node.op)
-        in_shapes = [ir.shapes[i] for i in node.inputs]
-        layer = LayerMemory(node.id, output=out_bytes)
-        has_weights = bool(op.params(node.args, in_shapes))
-        if (has_weights and node.trainable) or any(i in requires_grad for i in node.inputs):
-            requires_grad.add(node.id)
+        in_shapes = [shapes[value] for value in node.inputs]
+        layer = LayerMemory(node.id, output=sum(math.prod(shape) for shape in node.shapes) * batch * width)
+        params = op.params(node.args, in_shapes)
+        if (params and node.trainable) or any(producer[value] in recorded for value in node.inputs):
+            recorded.add(node.id)
         if node.module == node.id:
-            params = sum(math.prod(s) for s in op.params(node.args, in_shapes).values()) * width
-            layer.params = params
+            layer.params = sum(math.prod(shape) for shape in params.values()) * width
             if node.trainable:
-                layer.gradients = params
-                layer.optimizer = params * OPTIMIZER_STATES[optimizer]
-            result.buffers += sum(math.prod(s) for s in op.buffers(node.args, in_shapes).values()) * width
+                layer.gradients = layer.params
+                layer.optimizer = layer.params * OPTIMIZER_STATES[optimizer]
+            result.buffers += sum(math.prod(shape) for shape in op.buffers(node.args, in_shapes).values()) * width
         result.layers.append(layer)
-        if node.id not in requires_grad:
-            continue  # autograd does not record an op none of whose inputs needs a gradient
-        saved = op.saved(node.args, in_shapes, ir.shapes[node.id])
-        kept = [node.inputs[i] for i in saved.inputs if i < len(node.inputs)] + ([node.id] if saved.output else [])
-        for tensor in kept:
-            if owners[tensor] not in saved_tensors:
-                saved_tensors.add(owners[tensor])
-                layer.saved += math.prod(ir.shapes[tensor]) * batch * width
-        for elements, kind, per_sample in saved.extra:
-            layer.saved += elements * (batch if per_sample else 1) * kinds[kind]
+        if node.id in recorded:  # autograd keeps nothing of an op none of whose inputs needs a gradient
+            output = node.shapes[0] if len(node.shapes) == 1 else list(node.shapes)
+            saved = op.saved(node.args, in_shapes, output)
+            kept = [node.inputs[i] for i in saved.inputs if i < len(node.inputs)] + (node.values if saved.output else [])
+            for tensor in kept:
+                if owners[tensor] not in saved_storages:
+                    saved_storages.add(owners[tensor])
+                    layer.saved += math.prod(shapes[tensor]) * batch * width
+            layer.saved += sum(elements * (batch if per_sample else 1) * kinds[kind] for elements, kind, per_sample in saved.extra)
+    _totals(result, _live_peak(ir, nodes, owners, shapes, batch * width))
+    return result
+
+
+def _totals(result: MemoryEstimate, live_peak: int) -> None:
     result.params = sum(layer.params for layer in result.layers)
     result.gradients = sum(layer.gradients for layer in result.layers)
     result.optimizer_state = sum(layer.optimizer for layer in result.layers)
     result.saved_activations = sum(layer.saved for layer in result.layers)
     weights = result.params + result.buffers
-    result.inference_peak = weights + _live_peak(ir, owners, batch * width)
+    result.inference_peak = weights + live_peak
     largest_output = max((layer.output for layer in result.layers), default=0)
     result.training_peak = (
         weights + result.gradients + result.optimizer_state + result.saved_activations + 2 * largest_output
     )
-    return result
 
 
-def _live_peak(ir: IRGraph, owners: dict[str, str], bytes_per_element: int) -> int:
+def _live_peak(ir: IRGraph, nodes: list, owners: dict[str, str], shapes: dict, bytes_per_element: int) -> int:
     """The most activation bytes alive at once when nodes run in order, each storage freed after
-    the last consumer of any value in it (graph outputs stay to the end)."""
-    order = ir.order
-    last_use = {node_id: index for index, node_id in enumerate(order)}
-    for index, node in enumerate(ir.nodes()):
-        for producer in [node.id, *node.inputs]:
-            last_use[owners[producer]] = max(last_use[owners[producer]], index)
+    the last reader of any value in it (graph outputs stay to the end). Linear: one pass finds
+    each storage's last reader, one more allocates and frees."""
+    last_use = {}  # storage -> index of the last node that reads (or makes) a value in it
+    for index, node in enumerate(nodes):
+        for value in [*node.values, *node.inputs]:
+            last_use[owners[value]] = index
     for output in ir.outputs.values():
-        last_use[owners[output]] = len(order)
+        last_use[owners[output]] = len(nodes)
     alive, peak = 0, 0
-    frees: dict[int, int] = {}
-    for index, node_id in enumerate(order):
-        if owners[node_id] == node_id:  # an in-place op allocates nothing
-            size = math.prod(ir.shapes[node_id]) * bytes_per_element
-            alive += size
-            peak = max(peak, alive)
-            frees[last_use[node_id]] = frees.get(last_use[node_id], 0) + size
+    frees: dict[int, int] = {}  # node index -> bytes freed after it runs
+    for index, node in enumerate(nodes):
+        for value in node.values:
+            if owners[value] == value:  # an in-place op allocates nothing
+                size = math.prod(shapes[value]) * bytes_per_element
+                alive += size
+                peak = max(peak, alive)
+                frees[last_use[value]] = frees.get(last_use[value], 0) + size
         alive -= frees.pop(index, 0)
     return peak

@@ -116,8 +116,12 @@ class _Fields:
         self.wholes: dict[str, object] = {}  # value -> what reading it whole reads of the input
         self.fields: dict[tuple, ReceptiveField | None] = {}  # (summary id, spatial size) -> field
         self.traced: dict[tuple, object] = {}  # (op, args, shapes) -> its rule's affine reads
+        self.shape: dict[str, tuple] = {}  # value -> its shape
+        self.producer: dict[str, str] = {}  # value -> the node computing it
         for index, node in enumerate(ir.nodes()):
             self.position[node.id] = index
+            for value, shape in zip(node.values, node.shapes):
+                self.shape[value], self.producer[value] = shape, node.id
             self.summaries[node.id] = self._summarise(node)
 
     # --- the forward pass -----------------------------------------------------------------
@@ -130,8 +134,8 @@ class _Fields:
                 whole = _united(whole, self.whole_read(value))
             return Summary(whole=whole[0] if whole else None)
         reads = self._affine_reads(node)
-        if reads == [SAME] and _spatial(self.ir.shapes[node.inputs[0]]):  # elementwise: as its input
-            return self.summaries[self.ir.producer(node.inputs[0])]
+        if reads == [SAME] and _spatial(self.shape[node.inputs[0]]):  # elementwise: as its input
+            return self.summaries[self.producer[node.inputs[0]]]
         if reads == NOT_AFFINE:
             return Summary({node.id: IDENTITY})  # an anchor: its reads are worked out when asked
         routes, whole = {}, None
@@ -141,7 +145,7 @@ class _Fields:
             if self._read_whole(value, read):
                 whole = _united(whole, self.whole_read(value))
                 continue
-            producer = self.summaries[self.ir.producer(value)]
+            producer = self.summaries[self.producer[value]]
             whole = _united(whole, [producer.whole] if producer.whole else None)
             for anchor, axes in producer.routes.items():
                 moved = tuple(axis.through(step) for axis, step in zip(axes, read))
@@ -155,7 +159,7 @@ class _Fields:
 
     def _affine_reads(self, node):
         op = lookup(node.op)
-        inputs = [self.ir.shapes[value] for value in node.inputs]
+        inputs = [self.shape[value] for value in node.inputs]
         if op.receptive_field is not None:
             key = (op.name, node.args, tuple(inputs), node.shapes[0])  # a repeated block traces once
             try:
@@ -177,13 +181,13 @@ class _Fields:
 
     def _read_whole(self, value: str, read) -> bool:
         """A vector (other than the graph input itself) is read whole whatever is asked of it."""
-        return read is WHOLE or (not _spatial(self.ir.shapes[value]) and self.ir.producer(value) != self.source)
+        return read is WHOLE or (not _spatial(self.shape[value]) and self.producer[value] != self.source)
 
     # --- what a node reads, for given ranges of it --------------------------------------------
     def whole_read(self, value: str):
         """What the whole of a value reads of the graph input (a one-entry list), or None."""
         if value not in self.wholes:
-            node_id, shape = self.ir.producer(value), self.ir.shapes[value]
+            node_id, shape = self.producer[value], self.shape[value]
             if _spatial(shape):
                 self.wholes[value] = self.read(node_id, [whole_ranges(shape)])
             elif node_id == self.source:
@@ -211,13 +215,13 @@ class _Fields:
                 continue
             self._step()
             node = self.ir.node(anchor)
-            for value, ranges in zip(node.inputs, _concrete_reads(node, asked, self.ir)):
+            for value, ranges in zip(node.inputs, _concrete_reads(node, asked, self.shape)):
                 if ranges is None:
                     continue
                 if self._read_whole(value, ranges):
                     found = _united(found, self.whole_read(value))
                     continue
-                producer = self.summaries[self.ir.producer(value)]
+                producer = self.summaries[self.producer[value]]
                 found = _united(found, [producer.whole] if producer.whole else None)
                 self._ask(producer, ranges, asked_of, queue)
         return found
@@ -264,9 +268,9 @@ class _Fields:
         return ReceptiveField(size, jump, mid(first), False, centre)
 
 
-def _concrete_reads(node, asked: list[Ranges], ir: IRGraph) -> list:
+def _concrete_reads(node, asked: list[Ranges], shapes: dict[str, tuple]) -> list:
     """What each input of a spatial `node` is asked for (None, WHOLE or ranges), given `asked`."""
-    inputs = [ir.shapes[value] for value in node.inputs]
+    inputs = [shapes[value] for value in node.inputs]
     op = lookup(node.op)
     if op.receptive_field is not None:
         per_probe = [op.receptive_field(node.args, ranges, inputs, node.shapes[0]) for ranges in asked]

@@ -7,9 +7,7 @@ from typing import Any
 
 from archspec.errors import ArchspecError
 from archspec.render.charts import new_figure, svg_text
-
-# the metric a task's run is judged and plotted by (archspec.train writes it, read_run reads it back)
-MAIN_METRICS = {"classification": "accuracy", "segmentation": "iou", "embedding": "triplet_accuracy"}
+from archspec.runs import MAIN_METRICS
 
 
 def read_run(run: Path) -> tuple[list[dict[str, Any]], str]:

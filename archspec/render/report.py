@@ -61,15 +61,19 @@ def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None, fields
 
 
 def layer_json(layer: LayerStats) -> dict[str, Any]:
-    return {
+    """A layer; one with several outputs (a split) also gives every output's shape, as
+    `output_shapes` (its values are `<name>:0`, `<name>:1`, ...)."""
+    data = {
         "name": layer.name,
         "op": layer.op,
         "module": layer.module,
         "inputs": layer.inputs,
         "blocks": list(layer.scopes),
         "output_shape": list(layer.output_shape),
-        **_figures_json(layer.figures),
     }
+    if len(layer.output_shapes) > 1:
+        data["output_shapes"] = [list(shape) for shape in layer.output_shapes]
+    return {**data, **_figures_json(layer.figures)}
 
 
 def block_json(block: BlockStats) -> dict[str, Any]:

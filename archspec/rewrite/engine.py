@@ -33,8 +33,8 @@ from typing import Any, Callable, Iterable
 from archspec.errors import ArchspecError
 from archspec.ir.graph import IRGraph, IRNode
 from archspec.ops.catalog import lookup
-from archspec.passes.counts import Figures, analyze
-from archspec.rewrite.view import Step, View, value_name
+from archspec.passes.counts import Figures, analyze, layer_stats
+from archspec.rewrite.view import Step, View
 
 
 # --- patterns ---------------------------------------------------------------------------------------
@@ -154,19 +154,18 @@ class RewriteReport:
         """Per rule (in the order of the rule list): applications, the nodes it removed, replaced,
         moved or added (each named once), and its share of the change in the figures."""
         summaries = {rule.name: RuleSummary(rule.name, rule.doc) for rule in self.rules}
+        kinds = ("removed", "replaced", "moved", "added")
+        named = {(rule, kind): {} for rule in summaries for kind in kinds}  # ordered sets: each id once
         for change in self.changes:
             summary = summaries[change.rule]
             summary.applied += 1
-            for mine, ids in (
-                (summary.removed, change.removed),
-                (summary.replaced, change.replaced),
-                (summary.moved, change.moved),
-                (summary.added, change.added),
-            ):
-                mine.extend(i for i in ids if i not in mine)
+            for kind in kinds:
+                named[change.rule, kind].update(dict.fromkeys(getattr(change, kind)))
             summary.params += change.after.params - change.before.params
             summary.macs += change.after.macs - change.before.macs
             summary.buffers += change.after.buffers - change.before.buffers
+        for (rule, kind), ids in named.items():
+            setattr(summaries[rule], kind, list(ids))
         return summaries
 
     @property
@@ -191,7 +190,7 @@ def apply_rewrites(ir: IRGraph, rules: Rule | Iterable[Any], max_changes: int | 
     At each step the first node in execution order that some rule matches (rules tried in list
     order) is rewritten."""
     rule_list = flatten_rules(rules)
-    view, tally = View(ir), _Tally(ir.name)
+    view, tally = View(ir), _Tally()
     before = figures = analyze(ir).totals
     changes: list[Change] = []
     limit = max_changes if max_changes is not None else 4 * len(ir.nodes()) + 16
@@ -207,8 +206,9 @@ def apply_rewrites(ir: IRGraph, rules: Rule | Iterable[Any], max_changes: int | 
                 f"the rewrite rules did not settle after {limit} changes (last: {rule.name} at '{root.id}'); "
                 "two rules probably undo each other"
             )
-        step = view.apply(root, {root.id, *(node.id for node in bound.values())}, replacement, rule.name)
-        after = tally.updated(figures, view, step, replacement)
+        matched = {root.id, *(node.id for node in bound.values())}
+        step = view.apply(root, matched, replacement.nodes, replacement.value, rule.name)
+        after = tally.updated(figures, view, step)
         changes.append(_change(rule, root, replacement, step, figures, after))
         work.push_all(view.around(step.area, reach))
         figures = after
@@ -259,10 +259,10 @@ def _change(rule: Rule, root: IRNode, replacement: Replacement, step: Step, befo
         rule=rule.name,
         node=root.id,
         note=replacement.note,
-        removed=tuple(sorted(step.removed, key=lambda i: step.before[i][2])),
+        removed=tuple(sorted(step.removed, key=lambda i: step.before[i][1])),
         replaced=tuple(n.id for n in kept if n.id not in moved),
         moved=moved,
-        added=tuple(n.id for n in replacement.nodes if n.id not in step.before),
+        added=tuple(n.id for n in replacement.nodes if n.id in step.added),
         before=before,
         after=after,
     )
@@ -273,7 +273,7 @@ def _same_op(a: IRNode, b: IRNode) -> bool:
 
 
 def _op_count(ir: IRGraph) -> int:
-    return sum(1 for node in ir.nodes() if node.op != "input")
+    return sum(1 for node in ir.nodes() if not node.is_input)
 
 
 # --- the figures of each step ------------------------------------------------------------------------
@@ -282,25 +282,23 @@ FIGURES = ("params", "trainable", "buffers", "macs", "flops", "all_ops", "activa
 
 class _Tally:
     """Totals after each change, from those before it: the figures of the nodes the change touched
-    are taken off as they were and added as they are (a node's figures depend only on its op,
-    arguments, weight ownership, trainability and shapes, so most touched nodes are skipped)."""
+    are taken off as they were and added as they are. A node's figures depend only on its op,
+    arguments, weight ownership, trainability and shapes, so a node read anew with the same
+    shapes is skipped, and equal nodes are counted once (a chain of 49,000 dropouts)."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self) -> None:
         self._memo: dict[Any, Figures] = {}
 
-    def updated(self, figures: Figures, view: View, step: Step, replacement: Replacement) -> Figures:
+    def updated(self, figures: Figures, view: View, step: Step) -> Figures:
         total = replace(figures)
-        touched = {*step.before, *(node.id for node in replacement.nodes)}
-        old_shape = lambda value: _old_shape(view, step, value)  # noqa: E731
-        for node_id in touched:
+        for node_id in {*step.before, *step.added}:
             old = new = None
             if node_id in step.before:
-                node, shapes, _ = step.before[node_id]
-                old = (node, tuple(old_shape(v) for v in node.inputs), shapes)
+                node = step.before[node_id][0]
+                old = node, tuple(step.old_shape(view, value) for value in node.inputs)
             if node_id in view.key:
                 node = view.node(node_id)
-                new = (node, tuple(view.shape(v) for v in node.inputs), view.output_shapes(node))
+                new = node, tuple(view.shape(value) for value in node.inputs)
             if old is not None and new is not None and _signature(*old) == _signature(*new):
                 continue
             for sign, side in ((-1, old), (1, new)):
@@ -310,41 +308,19 @@ class _Tally:
                         setattr(total, name, getattr(total, name) + sign * getattr(part, name))
         return total
 
-    def figures(self, node: IRNode, inputs: tuple, outputs: tuple) -> Figures:
+    def figures(self, node: IRNode, inputs: tuple) -> Figures:
         """One node's figures at batch 1, as `archspec.passes.counts.analyze` counts them."""
-        key = _signature(node, inputs, outputs)
+        if node.is_input:
+            return Figures()
+        key = _signature(node, inputs)
         try:
             return self._memo[key]
         except TypeError:  # arguments holding a list cannot be a key
-            return _node_figures(self.name, node, inputs, outputs)
+            return layer_stats(node, list(inputs)).figures
         except KeyError:
-            self._memo[key] = _node_figures(self.name, node, inputs, outputs)
+            self._memo[key] = layer_stats(node, list(inputs)).figures
             return self._memo[key]
 
 
-def _signature(node: IRNode, inputs: tuple, outputs: tuple) -> tuple:
-    return node.op, node.args, node.module == node.id, node.trainable, inputs, outputs
-
-
-def _old_shape(view: View, step: Step, value: str):
-    node_id, _, output = value.partition(":")
-    if node_id in step.before:
-        return step.before[node_id][1][int(output or 0)]
-    return view.shape(value)
-
-
-def _node_figures(name: str, node: IRNode, inputs: tuple, outputs: tuple) -> Figures:
-    if node.op == "input":
-        return Figures()
-    one = IRGraph(name=name)
-    reads = []
-    for index, shape in enumerate(inputs):
-        read = f"{node.id}.in{index}"  # not the node's own id, and nothing else is in this graph
-        one.add(IRNode(read, "input", shape, [], read))
-        one.shapes[read] = shape
-        reads.append(read)
-    one.add(replace(node, inputs=reads))
-    for index, shape in enumerate(outputs):
-        one.shapes[value_name(node.id, index, len(outputs))] = shape
-    one.outputs["output"] = value_name(node.id, 0, len(outputs))
-    return analyze(one).totals
+def _signature(node: IRNode, inputs: tuple) -> tuple:
+    return node.op, node.args, node.module == node.id, node.trainable, inputs, node.shapes

@@ -16,6 +16,7 @@ Every rule leaves nodes whose weights are shared with another call site (`reuse`
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 from archspec.ir.graph import IRNode
 from archspec.ops.catalog import lookup
@@ -55,15 +56,20 @@ def _with(node: IRNode, **changes) -> IRNode:
 
 
 # --- fold BatchNorm ------------------------------------------------------------------------------
-def _fold(view: View, layer: IRNode, bn: IRNode) -> Replacement:
-    return Replacement((_with(layer, bias=True),), layer.id, f"folded {bn.id} into {layer.id}")
+def _fold(view: View, layer: IRNode, norm: IRNode) -> Replacement:
+    return Replacement((_with(layer, bias=True),), layer.id, f"folded {norm.id} into {layer.id}")
 
 
-def _folding(where) -> Pat:
-    """bn(layer(x)) with the layer feeding only the bn: the bn is an affine map per channel at
-    inference (`affine_at_inference`), the layer takes one into its weights (`fold_affine`)."""
-    layer = Pat(trait="weighted", has="fold_affine", name="layer", only_use=True, where=lambda v, n: where(v, n) and _own_weights(v, n))
-    return Pat(has="affine_at_inference", src=(layer,), name="bn", where=_affine_at_inference)
+def _folding(output_kind: Callable[[View, IRNode], bool]) -> Pat:
+    """norm(layer(x)), the layer feeding only the norm and giving an output of `output_kind`: the
+    norm is an affine map per channel at inference (`affine_at_inference`: a BatchNorm), the layer
+    takes one into its weights (`fold_affine`: conv, dwconv, conv_transpose, linear)."""
+
+    def fits(view: View, node: IRNode) -> bool:
+        return output_kind(view, node) and not view.shared(node)
+
+    layer = Pat(trait="weighted", has="fold_affine", name="layer", only_use=True, where=fits)
+    return Pat(has="affine_at_inference", src=(layer,), name="norm", where=_affine_at_inference)
 
 
 FOLD_BN = [
@@ -86,16 +92,16 @@ FOLD_BN = [
 
 
 # --- convolutionalize ------------------------------------------------------------------------------
-def _fc_to_conv(view: View, fc: IRNode, flat: IRNode) -> Replacement:
+def _fc_to_conv(view: View, layer: IRNode, flat: IRNode) -> Replacement:
     shape = view.shape(flat.inputs[0])
-    op_name, arguments = lookup(fc.op).convolutional(fc.args, shape)
-    conv = replace(fc, op=op_name, args=lookup(op_name).args.model_validate(arguments), inputs=list(flat.inputs))
+    op_name, arguments = lookup(layer.op).convolutional(layer.args, shape)
+    conv = replace(layer, op=op_name, args=lookup(op_name).args.model_validate(arguments), inputs=list(flat.inputs))
     channels, height, width = shape
     kernel = f"{height}x{width}"
     return Replacement(
-        (conv, replace(flat, inputs=[fc.id])),
+        (conv, replace(flat, inputs=[layer.id])),
         flat.id,
-        f"{fc.id}: {fc.op} {channels * height * width} -> {fc.args.out} as {op_name} {kernel} on {channels}x{kernel}",
+        f"{layer.id}: {layer.op} {channels * height * width} -> {layer.args.out} as {op_name} {kernel} on {channels}x{kernel}",
     )
 
 
@@ -126,7 +132,7 @@ CONVOLUTIONALIZE = [
     Rule(
         "fc_to_conv",
         "linear(flatten(x: CxHxW)) -> flatten(conv(x, kernel HxW)); weights reshaped (out, C·H·W) -> (out, C, H, W)",
-        Pat(has="convolutional", src=(_FLATTENED_MAP,), name="fc", where=_own_weights),
+        Pat(has="convolutional", src=(_FLATTENED_MAP,), name="layer", where=_own_weights),
         _fc_to_conv,
     ),
     # op(flatten(y)) -> flatten(op(y)): flatten moves down past ops that act per element (and per

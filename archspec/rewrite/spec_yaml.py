@@ -15,10 +15,9 @@ from typing import Any
 import yaml
 
 from archspec.errors import ArchspecError
-from archspec.ir.graph import IRGraph, IRNode
+from archspec.ir.graph import IRGraph, IRNode, split_value
 from archspec.ops.catalog import lookup
 from archspec.ops.common import format_shape
-from archspec.rewrite.view import node_values
 
 MAX_NAME = 64
 _VALID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -32,7 +31,7 @@ def flat_names(ir: IRGraph) -> dict[str, str]:
     taken: set[str] = set()
     # ids that are names already keep them; the rest are renamed after, in order
     for node in ir.nodes():
-        if node.op == "input" or (_VALID.match(node.id) and not keyword.iskeyword(node.id)):
+        if node.is_input or (_VALID.match(node.id) and not keyword.iskeyword(node.id)):
             names[node.id] = node.id
             taken.add(node.id)
     for node in ir.nodes():
@@ -64,7 +63,7 @@ def flat_state_dict(state: dict[str, Any], ir: IRGraph) -> dict[str, Any]:
 def ir_to_spec_yaml(ir: IRGraph, name: str | None = None, summary: str | None = None, comment: str | None = None) -> str:
     """The IR as the text of a flat spec (see the module docstring). Loading it and building it
     at the same input sizes gives the same shapes, parameters, MACs and FLOPs."""
-    if all(node.op == "input" for node in ir.nodes()):
+    if all(node.is_input for node in ir.nodes()):
         raise ArchspecError(f"{ir.name} has no layers left after the rewrite, so there is no spec to write")
     names = flat_names(ir)
     header: dict[str, Any] = {
@@ -82,7 +81,7 @@ def ir_to_spec_yaml(ir: IRGraph, name: str | None = None, summary: str | None = 
         lines.extend(f"# {line}".rstrip() for line in comment.splitlines())
     lines.append(yaml.safe_dump(header, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True).rstrip())
     lines.append("layers:")
-    items = [(_item(node, names, ir), _shapes(ir, node)) for node in ir.nodes() if node.op != "input"]
+    items = [(_item(node, names, ir), _shapes(node)) for node in ir.nodes() if not node.is_input]
     width = max((len(text) for text, _ in items), default=0)
     for text, shape in items:
         lines.append(f"  - {text.ljust(min(width, 100))}  # {shape}")
@@ -91,12 +90,12 @@ def ir_to_spec_yaml(ir: IRGraph, name: str | None = None, summary: str | None = 
 
 def _ref(value: str, names: dict[str, str]) -> str:
     """How the flat spec names a value: the node's name, and `.k` for output k of a node with several."""
-    node_id, _, output = value.partition(":")
-    return names[node_id] + (f".{output}" if output else "")
+    node_id, output = split_value(value)
+    return names[node_id] + (f".{output}" if value != node_id else "")
 
 
-def _shapes(ir: IRGraph, node: IRNode) -> str:
-    return ", ".join(format_shape(ir.shapes[value]) for value in node_values(ir, node))
+def _shapes(node: IRNode) -> str:
+    return ", ".join(format_shape(shape) for shape in node.shapes)
 
 
 def _outputs(ir: IRGraph, names: dict[str, str]) -> Any:

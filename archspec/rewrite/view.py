@@ -2,7 +2,8 @@
 
 `apply_rewrites` copies the IR into a View once, changes the View in place one replacement at a
 time and writes a new IRGraph at the end, so a change costs the size of its neighbourhood, not
-of the graph (the input IR is never touched: changed nodes are new IRNode objects).
+of the graph. The input IR is never touched: a changed node is a new IRNode (`dataclasses.replace`),
+and the output shapes live on the nodes, as in the IR.
 
 Order: each node has a key, a tuple. The nodes a replacement puts where the matched node was get
 that node's key extended by their index, so they sort after every node before it and before every
@@ -13,54 +14,50 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
-from archspec.ir.graph import IRGraph, IRNode, Shape
-from archspec.ops.catalog import lookup
+from archspec.ir.graph import IRGraph, IRNode, Shape, split_value
 from archspec.passes.shapes import output_shapes
-
-if TYPE_CHECKING:
-    from archspec.rewrite.engine import Replacement
 
 Key = tuple[int, ...]
 
 
 def producer_of(value: str) -> str:
     """The node that computes a value: `node`, or `node:k` for output k of a node with several."""
-    return value.partition(":")[0]
-
-
-def value_name(node_id: str, output: int, outputs: int) -> str:
-    return node_id if outputs == 1 else f"{node_id}:{output}"
+    return split_value(value)[0]
 
 
 @dataclass
 class Step:
-    """What one replacement did to the View. `before` keeps every node it touched as it was (node,
-    output shapes, key), so the change can be classified and its figures recounted locally."""
+    """What one replacement did to the View. `before` keeps every node it touched as it was (with
+    its output shapes) and its key, so the change can be classified and its figures recounted locally."""
 
-    before: dict[str, tuple[IRNode, tuple[Shape, ...], Key]] = field(default_factory=dict)
+    before: dict[str, tuple[IRNode, Key]] = field(default_factory=dict)
+    added: set[str] = field(default_factory=set)  # ids that were not in the graph
     removed: list[str] = field(default_factory=list)
-    redirected: list[str] = field(default_factory=list)  # consumers now reading the replacement's value
-    reshaped: list[str] = field(default_factory=list)  # nodes whose output shapes changed
+    redirected: list[str] = field(default_factory=list)  # readers now reading the replacement's value
     area: set[str] = field(default_factory=set)  # where patterns may match differently now
+
+    def old_shape(self, view: "View", value: str) -> Shape:
+        """A value's shape before this step."""
+        node_id, output = split_value(value)
+        node = self.before[node_id][0] if node_id in self.before else view.node(node_id)
+        return node.shapes[output]
 
 
 class View:
-    """One state of the graph: nodes, their order keys, output shapes, consumers and weight users."""
+    """One state of the graph: nodes (with their output shapes), order keys, readers and weight users."""
 
     def __init__(self, ir: IRGraph):
         self.template = ir
         self._nodes: dict[str, IRNode] = {}
         self.key: dict[str, Key] = {}
-        self._shapes: dict[str, tuple[Shape, ...]] = {}  # node id -> one shape per output
         self._consumers: dict[str, dict[str, None]] = {}  # node id -> reader ids (an ordered set)
         self._users: Counter[str] = Counter()  # module path -> call sites using its weights
         self.graph_outputs = dict(ir.outputs)
         for index, node in enumerate(ir.nodes()):
             self._enter(node, (index,))
-            self._shapes[node.id] = tuple(tuple(ir.shapes[value]) for value in node_values(ir, node))
-        self.outputs = {producer_of(value) for value in self.graph_outputs.values()}
+        self.outputs = {producer_of(value) for value in self.graph_outputs.values()}  # ids of output nodes
 
     # --- what patterns and rules read ---
     def node(self, node_id: str) -> IRNode:
@@ -73,12 +70,9 @@ class View:
     def shape(self, node: IRNode | str) -> Shape:
         """The shape of a value, or of a node's (first) output."""
         if isinstance(node, IRNode):
-            return self._shapes[node.id][0]
-        node_id, _, output = node.partition(":")
-        return self._shapes[node_id][int(output or 0)]
-
-    def output_shapes(self, node: IRNode | str) -> tuple[Shape, ...]:
-        return self._shapes[node if isinstance(node, str) else node.id]
+            return node.shape
+        node_id, output = split_value(node)
+        return self._nodes[node_id].shapes[output]
 
     def consumers(self, node: IRNode | str) -> list[str]:
         """The nodes reading any output of `node`, in execution order."""
@@ -104,26 +98,27 @@ class View:
         return found
 
     # --- changing the graph ---
-    def apply(self, root: IRNode, matched: set[str], replacement: "Replacement", rule: str) -> Step:
-        """Put `replacement` in place of `root` (see archspec.rewrite.engine for the contract)."""
-        self._check(root, matched, replacement, rule)
-        step = Step()
-        new_ids = {node.id for node in replacement.nodes}
+    def apply(self, root: IRNode, matched: set[str], nodes: tuple[IRNode, ...], value: str, rule: str) -> Step:
+        """Put `nodes` where `root` was, its readers reading `value` (archspec.rewrite.engine's
+        Replacement: the contract is there); `matched`: the ids the pattern matched."""
+        self._check(root, matched, nodes, rule)
+        new_ids = {node.id for node in nodes}
+        step = Step(added={i for i in new_ids if i not in self._nodes})
         base = self.key[root.id]
         for node_id in dict.fromkeys([root.id, *(i for i in new_ids if i in self._nodes)]):
             self._take_out(node_id, step)
-        for index, node in enumerate(replacement.nodes):
+        for index, node in enumerate(nodes):
             self._enter(node, base + (index,))
-        if replacement.value != root.id:
-            self._redirect_readers(root.id, replacement.value, new_ids, step)
+        if value != root.id:
+            self._redirect_readers(root.id, value, new_ids, step)
         if root.id not in new_ids:
             if self._consumers[root.id] or root.id in self.outputs:
                 raise AssertionError(f"rule {rule}: '{root.id}' is removed but still read; the replacement's `value` must differ")
             self._forget(root.id, step)
         self._drop_dead(matched - new_ids - {root.id} - set(self.template.inputs.values()), step)
-        for node in (*replacement.nodes, *(self._nodes[i] for i in step.redirected)):
+        for node in (*nodes, *(self._nodes[i] for i in step.redirected)):
             self._check_inputs(node, rule)
-        self._infer_shapes([*(node.id for node in replacement.nodes), *step.redirected], step)
+        self._infer_shapes([*(node.id for node in nodes), *step.redirected], step)
         self._mark_area(step, new_ids)
         return step
 
@@ -134,15 +129,12 @@ class View:
                       source=ir.source, params=dict(ir.params), init=ir.init)
         for node in self.nodes():
             out.add(node)
-            shapes = self._shapes[node.id]
-            for index, shape in enumerate(shapes):
-                out.shapes[value_name(node.id, index, len(shapes))] = shape
         out.verify()
         return out
 
     # --- the pieces of a change ---
-    def _check(self, root: IRNode, matched: set[str], replacement: "Replacement", rule: str) -> None:
-        for node in replacement.nodes:
+    def _check(self, root: IRNode, matched: set[str], nodes: tuple[IRNode, ...], rule: str) -> None:
+        for node in nodes:
             if node.id in self._nodes and node.id not in matched:
                 raise AssertionError(f"rule {rule}: new node '{node.id}' would overwrite a node the pattern did not match")
             if node.id != root.id and node.id in self._nodes and not set(self._consumers[node.id]) <= matched:
@@ -167,16 +159,16 @@ class View:
     def _take_out(self, node_id: str, step: Step) -> None:
         """Unlink a node from its producers (its own readers stay: they may read its successor)."""
         node = self._nodes.pop(node_id)
-        step.before.setdefault(node_id, (node, self._shapes[node_id], self.key[node_id]))
-        step.area.update(producer_of(value) for value in node.inputs)
+        step.before.setdefault(node_id, (node, self.key[node_id]))
         for value in node.inputs:
+            step.area.add(producer_of(value))
             self._consumers[producer_of(value)].pop(node_id, None)
         self._users[node.module] -= 1
         if node.module != node_id:
             step.area.add(node.module)  # the owner may no longer be shared
 
     def _forget(self, node_id: str, step: Step) -> None:
-        del self._consumers[node_id], self._shapes[node_id], self.key[node_id]
+        del self._consumers[node_id], self.key[node_id]
         step.removed.append(node_id)
 
     def _redirect_readers(self, old: str, new: str, skip: set[str], step: Step) -> None:
@@ -193,6 +185,7 @@ class View:
             if value == old:
                 self.graph_outputs[name] = new
         self.outputs = {producer_of(value) for value in self.graph_outputs.values()}
+        step.area.add(producer_of(new))  # it has new readers (and may be an output now)
 
     def _drop_dead(self, candidates: set[str], step: Step) -> None:
         """Matched nodes left without a reader (and no graph output) go too, e.g. the flatten whose
@@ -206,7 +199,8 @@ class View:
                 self._forget(node_id, step)
 
     def _infer_shapes(self, starts: list[str], step: Step) -> None:
-        """Infer the shapes of the new and redirected nodes again, and downstream while they change."""
+        """Infer the shapes of the new and redirected nodes again, and downstream while they change.
+        A node a rule made carries the shapes of the node it was made from (or none) until then."""
         heap = [(self.key[i], i) for i in dict.fromkeys(starts)]
         heapq.heapify(heap)
         queued = {node_id for _, node_id in heap}
@@ -214,13 +208,11 @@ class View:
             _, node_id = heapq.heappop(heap)
             node = self._nodes[node_id]
             shapes = output_shapes(node, {value: self.shape(value) for value in node.inputs})
-            previous = self._shapes.get(node_id)  # for a new node that took a matched node's id: that node's
-            if previous == shapes:
+            if node.shapes == shapes:
                 continue
-            if previous is not None:
-                step.before.setdefault(node_id, (node, previous, self.key[node_id]))
-                step.reshaped.append(node_id)
-            self._shapes[node_id] = shapes
+            if node_id not in step.added:
+                step.before.setdefault(node_id, (node, self.key[node_id]))
+            self._nodes[node_id] = replace(node, shapes=shapes)
             for reader in self._consumers[node_id]:
                 if reader not in queued:
                     queued.add(reader)
@@ -233,11 +225,3 @@ class View:
             node = self._nodes.get(node_id)
             if node is not None:
                 step.area.update(producer_of(value) for value in node.inputs)
-
-
-def node_values(ir: IRGraph, node: IRNode) -> list[str]:
-    """The names of a node's outputs: its id, or `id:0`, `id:1`, ... for an op with several."""
-    if node.op == "input":
-        return [node.id]
-    count = lookup(node.op).output_count(node.args, [ir.shapes[value] for value in node.inputs])
-    return [value_name(node.id, index, count) for index in range(count)]

@@ -30,7 +30,7 @@ def transfer_weights(module_before: Any, ir_before: IRGraph, ir_after: IRGraph) 
     source = module_before.state_dict()
     state: dict[str, Any] = {}
     for node in ir_after.nodes():
-        if node.op == "input" or node.module != node.id:
+        if node.is_input or node.module != node.id:
             continue
         op = lookup(node.op)
         in_shapes = [ir_after.shapes[i] for i in node.inputs]

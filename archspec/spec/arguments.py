@@ -8,6 +8,7 @@ the first error of an item, the spec checker (`archspec.spec.lint`) every one.
 """
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any, Iterable, Literal, Union
@@ -21,6 +22,9 @@ from archspec.spec.expressions import free_names
 from archspec.spec.yaml_source import SourceMap
 
 RESERVED_KEYS = ("name", "from", "repeat", "trainable", "when")
+MAX_REPEAT = 1000
+REPEAT_INDEX = "i"  # the name bound to the repetition index inside a repeated item
+NAME_PART = re.compile(r"\{([^{}]*)\}")  # an `{expression}` inside a name (`denselayer{i + 1}`)
 
 # how a `parallel` (or a block with `branches`) may join its branches: any op with the "merge"
 # trait, by its own name (as archspec.ir.constructs)
@@ -30,7 +34,7 @@ Merge = Literal[MERGES]  # type: ignore[valid-type]
 
 # --- the shapes of the constructs and the reserved keys ---------------------------------------------
 class _Keys(BaseModel):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 Reference = Union[StrictStr, StrictInt]

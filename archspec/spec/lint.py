@@ -10,7 +10,6 @@ the builder, as are references, shapes and limits. Nothing here builds a graph.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,16 +18,14 @@ from pydantic import ValidationError
 from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ops.catalog import all_ops, lookup
 from archspec.spec.arguments import (
-    CONSTRUCTS, RESERVED_KEYS, argument_errors, key_errors, quoting_hint, reserved_errors, split_item,
+    CONSTRUCTS, MAX_REPEAT, NAME_PART, REPEAT_INDEX, RESERVED_KEYS, argument_errors, key_errors, quoting_hint,
+    reserved_errors, split_item,
 )
 from archspec.spec.document import LoadedSpec, check_name
 from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate, free_names
 from archspec.spec.yaml_source import SourceList, SourceMap
 
-MAX_REPEAT = 1000  # as archspec.ir.build
-MAX_NESTING = 64  # scopes inside each other; deeper is the builder's error to report
-REPEAT_INDEX = "i"
-NAME_PART = re.compile(r"\{([^{}]*)\}")  # an `{expression}` inside a name, as archspec.ir.build
+MAX_NESTING = 64  # scopes inside each other, as archspec.ir.build: deeper is the builder's error to report
 
 
 class _Unknowable(Exception):
@@ -67,7 +64,7 @@ def join(prefix: str, name: str) -> str:
 
 
 def lint(spec: LoadedSpec, params: dict[str, Any] | None = None) -> list[SpecError]:
-    """Every independent error of `spec`, in the order of the file. `params`: the overrides
+    """Every independent error of `spec`, in the order the builder meets them. `params`: the overrides
     (`--set`); the values over them are left to the builder, which checks the overrides."""
     checker = _Checker(spec)
     env, unknown = checker.spec_params(params or {})
@@ -364,7 +361,7 @@ def _is_template(name: Any) -> bool:
 
 
 def _template(value: str, env: dict[str, Any]) -> str:
-    def part(match: "re.Match[str]") -> str:
+    def part(match: Any) -> str:
         result = evaluate(match.group(1), env)
         if isinstance(result, float) and result.is_integer():
             result = int(result)

@@ -234,7 +234,7 @@ def write_report(spec_plan: Plan, folder: Path) -> list[str]:
     """report.html in the run folder: the spec's report (at the trained sizes) with the curves."""
     from archspec.render.html import write_reports
 
-    _, notes = write_reports([(spec_plan.loaded, spec_plan.ir, spec_plan.analysis)], True, "html", folder, run=folder)
+    _, notes = write_reports([spec_plan.compiled], True, "html", folder, run=folder)
     return notes
 
 

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archspec.files import write_atomic
+from archspec.runs import MAIN_METRICS
 
 if TYPE_CHECKING:
     import torch
 
-# the metric a task's run is judged and plotted by (render.html reads it back from metrics.jsonl)
-MAIN_METRICS = {"classification": "accuracy", "segmentation": "iou", "embedding": "triplet_accuracy"}
-
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """rows: true class, columns: predicted class (pixels for segmentation)."""
-    import torch  # torch-free at import: file reports read MAIN_METRICS
+    import torch  # only when a metric is computed: importing the module stays torch-free
 
     index = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
     return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
