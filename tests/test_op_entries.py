@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from archspec.ops.catalog import entries, lookup
-from archspec.ops.registry import FAMILIES, Op
+from archspec.ops.registry import FAMILIES, TRAITS, Op
 
 OPS = entries()
 
@@ -107,3 +107,67 @@ def test_leaky_relu_label_shows_its_slope():
     lost it and every leaky ReLU read `leaky_relu`."""
     assert label("leaky_relu", negative_slope=0.2) == "leaky_relu 0.2"
     assert label("leaky_relu") == "leaky_relu 0.01"  # PyTorch's default slope
+
+
+# --- every entry against torch: shapes, outputs, parameters, FLOPs, saved-for-backward ----------
+# arguments for ops whose smallest valid arguments do not fit a small input; every other op is
+# tried with `minimal_args` on each candidate input until one is accepted
+EXAMPLES = {
+    "reshape": {"shape": [6, 48]},
+    "permute": {"dims": [1, 2, 0]},
+    "split": {"sizes": [3, 5]},
+    "channel_shuffle": {"groups": 2},
+    "groupnorm": {"groups": 2},
+    "upsample": {"scale": 2},
+    "crop": {"size": 4},
+    "pad": {"amount": 1},
+}
+CANDIDATES = [(8, 6, 6), (8,), (4, 8)]
+
+
+def _one_op_spec(tmp_path, op: Op, shape, args: dict):
+    import yaml
+
+    inputs = {f"x{k}": list(shape) for k in range(max(op.arity[0], 1))}
+    item = {op.name: {**args, "from": list(inputs)} if len(inputs) > 1 else args}
+    path = tmp_path / f"{op.name}_{len(shape)}.yaml"
+    path.write_text(yaml.safe_dump({"name": f"one_{op.name}", "inputs": inputs, "layers": [item]}))
+    return path, list(inputs)
+
+
+def _first_accepted(tmp_path, op: Op):
+    from archspec import SpecError
+    from archspec.pipeline import compile
+
+    sampled = {name: _sample(f.annotation, 2) for name, f in op.args.model_fields.items() if f.is_required()}
+    args = EXAMPLES.get(op.name, sampled)
+    for shape in CANDIDATES:
+        path, names = _one_op_spec(tmp_path, op, shape, args)
+        try:
+            return compile(path), shape, names
+        except SpecError:
+            continue
+    raise AssertionError(f"{op.name}: no candidate input accepted with {args}")
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_every_entry_agrees_with_its_torch_lowering(op, tmp_path):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    compiled, shape, names = _first_accepted(tmp_path, op)
+    node = compiled.ir.nodes()[-1]
+    module = compiled.module().eval()
+    feeds = {name: torch.randn(2, *shape) for name in names}
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        result = module(**feeds)
+    pieces = result if isinstance(result, (tuple, list)) else (result,)
+    assert len(node.shapes) == op.output_count(node.args, [shape] * len(names))
+    assert tuple(tuple(p.shape[1:]) for p in pieces[: len(node.shapes)])[:1] == node.shapes[:1]
+    assert compiled.analysis.totals.params == sum(p.numel() for p in module.parameters())
+    assert compiled.analysis.totals.buffers == sum(b.numel() for b in module.buffers())
+    assert compiled.analysis.totals.flops * 2 == counter.get_total_flops()  # counts are per sample, fed 2
+    output = node.shape if len(node.shapes) == 1 else list(node.shapes)
+    saved = op.saved(node.args, [shape] * len(names), output)
+    assert all(0 <= index < len(names) for index in saved.inputs)
+    assert op.traits <= TRAITS and (op.explain is None or callable(op.explain))
