@@ -13,7 +13,8 @@ from typing import Any
 from archspec.errors import ArchspecError, SpecError
 from archspec.ir.graph import IRGraph
 from archspec.passes.counts import Analysis
-from archspec.pipeline import Compiled, compile
+from archspec import pipeline
+from archspec.pipeline import Compiled, compile  # noqa: F401  (the public archspec.compile)
 from archspec.spec.document import LoadedSpec, load_spec
 
 __all__ = ["ArchspecError", "SpecError", "Compiled", "compile", "load_spec", "compile_spec", "analyze_spec", "build_module"]
@@ -24,7 +25,7 @@ Shapes = dict[str, tuple[int, ...]]
 
 def compile_spec(spec: str | Path | LoadedSpec, params: dict[str, Any] | None = None, inputs: Shapes | None = None) -> IRGraph:
     """The IR of a spec (loaded first if given a path) for these parameters and input shapes."""
-    return compile(spec, params, inputs).ir
+    return pipeline.compile(spec, params, inputs).ir
 
 
 def analyze_spec(
@@ -35,7 +36,7 @@ def analyze_spec(
     dtype_bytes: int = 4,
 ) -> Analysis:
     """Static analysis (no torch): shapes, parameters, MACs, FLOPs, activations per layer."""
-    return compile(spec, params, inputs, batch=batch, dtype_bytes=dtype_bytes).analysis
+    return pipeline.compile(spec, params, inputs, batch=batch, dtype_bytes=dtype_bytes).analysis
 
 
 def build_module(spec: str | Path | LoadedSpec | IRGraph, inputs: Shapes | None = None, **params: Any):
@@ -45,4 +46,4 @@ def build_module(spec: str | Path | LoadedSpec | IRGraph, inputs: Shapes | None 
         from archspec.lower.fx import lower
 
         return lower(spec)
-    return compile(spec, params, inputs).module()
+    return pipeline.compile(spec, params, inputs).module()

@@ -46,7 +46,7 @@ def validate(
 ) -> None:
     """Check specs (schema, references, shapes); report every bad one with its location: each
     unknown key, op, argument or value of a file, then (when there is none) its first other error."""
-    from archspec.pipeline import compile
+    from archspec import pipeline
     from archspec.spec.document import load_spec
     from archspec.spec.lint import lint
 
@@ -56,7 +56,7 @@ def validate(
             loaded = load_spec(spec)
             errors = lint(loaded, parse_sets(sets))
             if not errors:
-                analysis = compile(loaded, parse_sets(sets)).analysis
+                analysis = pipeline.compile(loaded, parse_sets(sets)).analysis
         except ArchspecError as err:
             errors = [err]
         if errors:

@@ -158,9 +158,9 @@ def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 def compile_options(spec_path: Path, sets, inputs, batch: int = 1) -> "Compiled":
     """One spec compiled under the `--set` and `--input` options (archspec.pipeline.compile)."""
-    from archspec.pipeline import compile
+    from archspec import pipeline
 
-    return compile(spec_path, parse_sets(sets), parse_inputs(inputs), batch=batch)
+    return pipeline.compile(spec_path, parse_sets(sets), parse_inputs(inputs), batch=batch)
 
 
 def library_specs() -> list[Path]:

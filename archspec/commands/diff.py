@@ -47,11 +47,11 @@ class Side:
 
     def __init__(self, path: Path, sets: dict[str, Any], inputs: list[str], batch: int, dtype: str, optimizer: str):
         from archspec.passes.memory import DTYPE_BYTES
-        from archspec.pipeline import compile
+        from archspec import pipeline
 
         self.path = path
         self.sets = sets
-        compiled = compile(path, sets, parse_inputs(inputs), batch=batch)
+        compiled = pipeline.compile(path, sets, parse_inputs(inputs), batch=batch)
         self.ir = compiled.ir
         self.analysis = compiled.analysis
         self.memory = compiled.memory(dtype, optimizer)

@@ -112,12 +112,12 @@ def _check_round_trip(text: str, expected):
     bug, and nothing is written). Returns the loaded spec."""
     import tempfile
 
-    from archspec.pipeline import compile
+    from archspec import pipeline
 
     with tempfile.TemporaryDirectory(prefix="archspec-rewrite-") as folder:
         path = Path(folder) / "rewritten.yaml"
         path.write_text(text, encoding="utf-8")
-        again = compile(path)
+        again = pipeline.compile(path)
         analysis = again.analysis
     if analysis.totals != expected.totals or list(analysis.outputs.values()) != list(expected.outputs.values()):
         raise ArchspecError("the rewritten spec does not reload to the rewritten graph (a bug in archspec: please report it)")
@@ -128,7 +128,7 @@ def _larger_input_note(loaded, final, ir, changed: bool) -> str:
     """Whether the convolutionalized graph gives a grid on larger inputs: the smallest growth of the
     input (up to MAX_GROWTH pixels a side) that adds output positions is the windows' stride."""
     from archspec.errors import SpecError
-    from archspec.pipeline import compile
+    from archspec import pipeline
 
     if not changed:
         return "nothing to convolutionalize: no linear layer reads a flattened map"
@@ -141,7 +141,7 @@ def _larger_input_note(loaded, final, ir, changed: bool) -> str:
     for growth in range(1, MAX_GROWTH + 1):
         larger = {name: (c, h + growth, w + growth) for name, (c, h, w) in images.items()}
         try:
-            grown = compile(loaded, None, larger).ir
+            grown = pipeline.compile(loaded, None, larger).ir
         except SpecError:
             continue
         shapes = [grown.shapes[node] for node in grown.outputs.values()]

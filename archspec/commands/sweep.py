@@ -122,7 +122,7 @@ def grid(sets: dict[str, list[Any]], inputs: list[list[tuple[str, tuple[int, ...
 
 # --- evaluating the grid -------------------------------------------------------------------------------
 def evaluate(spec: Path, points, batch: int, dtype: str, optimizer: str) -> tuple[Any, list[dict[str, Any]]]:
-    from archspec.pipeline import compile, resolve_inputs
+    from archspec import pipeline
     from archspec.spec.document import load_spec
 
     loaded = load_spec(spec)
@@ -130,9 +130,9 @@ def evaluate(spec: Path, points, batch: int, dtype: str, optimizer: str) -> tupl
     for params, given in points:
         row: dict[str, Any] = {"set": params, "inputs": {}}
         try:
-            shapes = resolve_inputs(loaded, given)
+            shapes = pipeline.resolve_inputs(loaded, given)
             row["inputs"] = {k: list(v) for k, v in shapes.items()}
-            compiled = compile(loaded, params, shapes, batch=batch)
+            compiled = pipeline.compile(loaded, params, shapes, batch=batch)
             analysis = compiled.analysis
             figures = totals_figures(analysis, compiled.memory(dtype, optimizer))
         except ArchspecError as err:

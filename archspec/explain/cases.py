@@ -20,7 +20,8 @@ from archspec.ops.catalog import lookup
 from archspec.ops.common import pair
 from archspec.ops.registry import numel
 from archspec.passes.counts import LayerStats
-from archspec.pipeline import Compiled, compile as compile_spec
+from archspec import pipeline
+from archspec.pipeline import Compiled
 
 CASE_SPECS = Path(__file__).resolve().parent / "case_specs"
 CASE_NAMES = ("inception-bottleneck", "depthwise-separable", "lenet5", "conv-output-size", "transposed-conv")
@@ -61,7 +62,7 @@ def explain_case(name: str, lang: str | None = None) -> CaseResult:
 
 # --- compiling a case's spec ---------------------------------------------------------------------
 def _compiled(name: str) -> Compiled:
-    return compile_spec(CASE_SPECS / f"{name}.yaml")
+    return pipeline.compile(CASE_SPECS / f"{name}.yaml")
 
 
 def _explained(compiled: Compiled, msg: Messages) -> dict[str, Explanation]:
@@ -202,7 +203,7 @@ def _lenet5_rows(compiled: Compiled) -> list[tuple[str, tuple[int, ...], int]]:
 def _lenet5(msg: Messages) -> tuple[str, dict]:
     if LENET5_FILE.is_file():
         source = str(LENET5_FILE.relative_to(LENET5_FILE.parents[1]))
-        compiled = compile_spec(LENET5_FILE)
+        compiled = pipeline.compile(LENET5_FILE)
     else:
         source = "lenet5"
         compiled = _compiled("lenet5")

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from archspec.errors import ArchspecError
-from archspec.pipeline import Compiled, compile as compile_spec
+from archspec import pipeline
+from archspec.pipeline import Compiled
 
 TASKS = ("classification", "segmentation", "embedding")
 
@@ -94,7 +95,7 @@ def plan(spec_path: Path, params: dict[str, Any], inputs: dict[str, tuple[int, .
     spec_path = Path(spec_path)
     loaded = load_spec(spec_path)
     params = _fit_classes(loaded, params, num_classes)
-    compiled = compile_spec(loaded, params, inputs)
+    compiled = pipeline.compile(loaded, params, inputs)
     task = task_of(loaded.document.task, compiled.analysis.outputs)
     _check_classes(compiled, task, num_classes)
     return Plan(spec_path, spec_path.read_text(encoding="utf-8"), params, task, compiled)
@@ -109,7 +110,7 @@ def for_classes(spec_plan: Plan, num_classes: int) -> Plan:
     defaults = loaded.document.params or {}
     changed = any(params.get(k, defaults.get(k)) != spec_plan.params.get(k, defaults.get(k))
                   for k in set(params) | set(spec_plan.params))
-    compiled = compile_spec(loaded, params, spec_plan.shapes) if changed else spec_plan.compiled
+    compiled = pipeline.compile(loaded, params, spec_plan.shapes) if changed else spec_plan.compiled
     _check_classes(compiled, spec_plan.task, num_classes)
     return Plan(spec_plan.spec_path, spec_plan.spec_text, params, spec_plan.task, compiled)
 
