@@ -2,6 +2,8 @@
 (every spec), a hand count for LeNet-5, and torch.cuda.max_memory_allocated where a GPU is."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -65,6 +67,19 @@ def test_lenet5_by_hand():
     adam = estimate_memory(archspec.compile_spec("specs/lenet5.yaml"), optimizer="adam", dtype="bf16")
     assert adam.optimizer_state == 2 * 62_006 * 2
     assert memory.training_peak > memory.inference_peak > params
+
+
+def test_a_long_chain_is_estimated_in_one_pass(write_spec):
+    # 20,000 relus on a 3x8x8 map: no weights, and while relu k runs, only relu k - 1's output
+    # (its input) and its own are alive, so the inference peak is two maps of 3 * 8 * 8 floats.
+    # The graph input does not require a gradient, so nothing is recorded or saved.
+    spec = write_spec("name: chain\ninputs: {x: [3, 8, 8]}\nlayers:\n" + "  - relu: {repeat: 1000}\n" * 20)
+    ir = archspec.compile_spec(spec)
+    start = time.perf_counter()
+    memory = estimate_memory(ir, batch=BATCH)
+    assert time.perf_counter() - start < 10  # a bound far above one linear pass (well under a second)
+    assert memory.inference_peak == 2 * 3 * 8 * 8 * 4 * BATCH
+    assert memory.saved_activations == 0 and len(memory.layers) == 20_000
 
 
 def test_report_memory_json():

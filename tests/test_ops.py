@@ -63,13 +63,16 @@ def run_and_compare(write_spec, layers: list, shape: Shape = (4, 8, 8), seed: in
     assert analysis.totals.flops == flops
     assert analysis.totals.flops == 2 * analysis.totals.macs  # FlopCounterMode's convention
 
-    # every intermediate shape: the lowering emits one fx node per IR node, in IR order
+    # every intermediate shape: the lowering emits one fx node per IR node, in IR order, and a
+    # node with several outputs is followed by one `getitem` per output
     with torch.no_grad():
         ShapeProp(module).propagate(x.clone())
     fx_nodes = [n for n in module.graph.nodes if n.op != "output"]
-    assert len(fx_nodes) == len(ir.order)
-    for node_id, fx_node in zip(ir.order, fx_nodes):
-        assert ir.shapes[node_id] == tuple(fx_node.meta["tensor_meta"].shape[1:]), node_id
+    values = [v for node in ir.nodes() for v in ([node.id] if len(node.values) == 1 else [None, *node.values])]
+    assert len(fx_nodes) == len(values)
+    for value, fx_node in zip(values, fx_nodes):
+        if value is not None:  # the call of a multi-output op gives a tuple; its getitems follow
+            assert ir.shapes[value] == tuple(fx_node.meta["tensor_meta"].shape[1:]), value
 
     # per layer: the tensors the analysis lists are exactly the submodule's, shape for shape
     for layer in analysis.layers:
@@ -456,6 +459,20 @@ CASES: list[Case] = [
         # channels [0..5] in 3 groups of 2 -> [0, 2, 4, 1, 3, 5]
         reference=lambda m, x: x[:, [0, 2, 4, 1, 3, 5]],
     ),
+    # --- split, chunk (several outputs, read as `node.k`), permute, mish ------------------------
+    Case("split", [{"split": {"sizes": [1, 3]}}], reference=lambda m, x: torch.split(x, [1, 3], dim=1)[0]),
+    Case(
+        "split",
+        [{"split": {"sizes": [1, 3], "name": "s"}}, {"relu": {"from": "s.1"}}],
+        reference=lambda m, x: torch.relu(torch.split(x, [1, 3], dim=1)[1]),
+    ),
+    Case(
+        "chunk",
+        [{"chunk": {"chunks": 2, "name": "k"}}, {"add": {"from": ["k.0", "k.1"]}}],
+        reference=lambda m, x: sum(torch.chunk(x, 2, dim=1)),
+    ),
+    Case("permute", [{"permute": {"dims": [1, 2, 0]}}], reference=lambda m, x: x.permute(0, 2, 3, 1)),
+    Case("mish", ["mish"], reference=lambda m, x: F.mish(x)),
 ]
 
 
@@ -469,7 +486,8 @@ def test_op_against_torch(write_spec, case: Case):
     out = tuple(run.y.shape[1:])
     macs = case.macs(case.shape, out) if callable(case.macs) else case.macs
     assert run.analysis.totals.macs == BATCH * macs
-    assert run.analysis.totals.activations == sum(math.prod(layer.output_shape) for layer in run.analysis.layers) * BATCH
+    # every output of every op node (a split's pieces each count)
+    assert run.analysis.totals.activations == sum(math.prod(shape) for layer in run.analysis.layers for shape in layer.output_shapes) * BATCH
     if case.reference is not None:
         with torch.no_grad():
             expected = case.reference(run.module, run.x)

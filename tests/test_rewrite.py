@@ -69,6 +69,13 @@ def trained(ir, seed: int = 0) -> torch.nn.Module:
     return module.eval()
 
 
+def agree(actual: torch.nn.Module, expected: torch.nn.Module, shape: tuple[int, ...], seed: int) -> bool:
+    """The two modules give the same outputs, within TOLERANCE, on one seeded random batch."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return relative_error(actual(x), expected(x)) < TOLERANCE
+
+
 def rewritten(module_before, ir_before, ir_after, weights=transfer_weights) -> torch.nn.Module:
     module = lower(ir_after)
     module.load_state_dict(weights(module_before, ir_before, ir_after))  # strict: every tensor mapped
@@ -77,6 +84,17 @@ def rewritten(module_before, ir_before, ir_after, weights=transfer_weights) -> t
 
 def ops(ir) -> list[str]:
     return [node.op for node in ir.nodes()]
+
+
+def check_windows(grid, classifier, x, window: int, cells: int, stride: int = 2) -> torch.Tensor:
+    """Cell (i, j) of the grid's output is the classifier on the crop at (stride·i, stride·j)."""
+    with torch.no_grad():
+        out = grid(x)
+        for i in range(cells):
+            for j in range(cells):
+                crop = x[:, :, stride * i : stride * i + window, stride * j : stride * j + window]
+                assert relative_error(out[:, :, i, j], classifier(crop)) < TOLERANCE
+    return out
 
 
 def write_flat(ir, tmp_path, filename: str = "flat.yaml"):
@@ -128,9 +146,7 @@ def test_fold_bn_resnet18():
     module_after = rewritten(module, ir, folded, fold_bn_weights)
     assert sum(p.numel() for p in module_after.parameters()) == after.params
     # the lowered module reads sizes at run time: a 64x64 input keeps the CPU test quick
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert relative_error(module_after(x), module(x)) < TOLERANCE
+    assert agree(module_after, module, (2, 3, 64, 64), seed=1)
 
 
 FOLD_SPEC = """
@@ -169,9 +185,7 @@ def test_fold_bn_small_spec_with_random_statistics(write_spec):
 
     module = trained(ir, seed=3)
     module_after = rewritten(module, ir, folded)
-    x = torch.randn(4, 3, 12, 12, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        assert relative_error(module_after(x), module(x)) < TOLERANCE
+    assert agree(module_after, module, (4, 3, 12, 12), seed=2)
 
 
 def test_fold_bn_leaves_shared_weights_alone():
@@ -209,15 +223,9 @@ def test_sliding_window_classifier_as_convolutions(tmp_path):
     assert big.shapes[big.outputs["output"]] == (4, 2, 2)
     grid = lower(big)
     grid.load_state_dict(flat_state_dict(state, conv))
-    grid.eval()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    assert check_windows(grid.eval(), classifier, x, window=14, cells=2).shape == (2, 4, 2, 2)
     with torch.no_grad():
-        out = grid(x)
-        assert out.shape == (2, 4, 2, 2)
-        for i in range(2):
-            for j in range(2):
-                window = classifier(x[:, :, 2 * i : 2 * i + 14, 2 * j : 2 * j + 14])
-                assert relative_error(out[:, :, i, j], window) < TOLERANCE
         # and at the original size, the same numbers as the classifier
         small = x[:, :, :14, :14]
         assert relative_error(rewritten(classifier, ir, conv)(small).flatten(1), classifier(small)) < TOLERANCE
@@ -253,14 +261,8 @@ def test_convolutionalize_moves_flatten_past_bn_dropout_softmax(write_spec, tmp_
     assert big.shapes[big.outputs["output"]] == (10, 3, 3)  # stride 2: (16 - 12) / 2 + 1 windows a side
     grid = lower(big)
     grid.load_state_dict(flat_state_dict(state, conv))
-    grid.eval()
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(8))
-    with torch.no_grad():
-        out = grid(x)
-        for i in range(3):
-            for j in range(3):
-                window = classifier(x[:, :, 2 * i : 2 * i + 12, 2 * j : 2 * j + 12])
-                assert relative_error(out[:, :, i, j], window) < TOLERANCE
+    check_windows(grid.eval(), classifier, x, window=12, cells=3)
 
 
 def test_convolutionalize_needs_a_flatten_before_a_linear():

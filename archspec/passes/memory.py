@@ -61,8 +61,9 @@ def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer:
     result = MemoryEstimate(batch, dtype, optimizer)
     nodes = ir.nodes()
     owners = storage_owners(ir)  # value -> the value whose storage it is
-    shapes = {value: shape for node in nodes for value, shape in zip(node.values, node.shapes)}
-    producer = {value: node.id for node in nodes for value in node.values}
+    values = {node.id: node.values for node in nodes}  # each node's output names
+    shapes = {value: shape for node in nodes for value, shape in zip(values[node.id], node.shapes)}
+    producer = {value: node.id for node in nodes for value in values[node.id]}
     saved_storages: set[str] = set()  # storages (owner values) already counted as saved
     recorded: set[str] = set()  # nodes autograd records (graph inputs do not require grad)
     for node in nodes:
@@ -84,13 +85,13 @@ def estimate_memory(ir: IRGraph, batch: int = 1, dtype: str = "fp32", optimizer:
         if node.id in recorded:  # autograd keeps nothing of an op none of whose inputs needs a gradient
             output = node.shapes[0] if len(node.shapes) == 1 else list(node.shapes)
             saved = op.saved(node.args, in_shapes, output)
-            kept = [node.inputs[i] for i in saved.inputs if i < len(node.inputs)] + (node.values if saved.output else [])
+            kept = [node.inputs[i] for i in saved.inputs if i < len(node.inputs)] + (values[node.id] if saved.output else [])
             for tensor in kept:
                 if owners[tensor] not in saved_storages:
                     saved_storages.add(owners[tensor])
                     layer.saved += math.prod(shapes[tensor]) * batch * width
             layer.saved += sum(elements * (batch if per_sample else 1) * kinds[kind] for elements, kind, per_sample in saved.extra)
-    _totals(result, _live_peak(ir, nodes, owners, shapes, batch * width))
+    _totals(result, _live_peak(ir, nodes, values, owners, shapes, batch * width))
     return result
 
 
@@ -107,20 +108,20 @@ def _totals(result: MemoryEstimate, live_peak: int) -> None:
     )
 
 
-def _live_peak(ir: IRGraph, nodes: list, owners: dict[str, str], shapes: dict, bytes_per_element: int) -> int:
+def _live_peak(ir: IRGraph, nodes: list, values: dict, owners: dict[str, str], shapes: dict, bytes_per_element: int) -> int:
     """The most activation bytes alive at once when nodes run in order, each storage freed after
     the last reader of any value in it (graph outputs stay to the end). Linear: one pass finds
     each storage's last reader, one more allocates and frees."""
     last_use = {}  # storage -> index of the last node that reads (or makes) a value in it
     for index, node in enumerate(nodes):
-        for value in [*node.values, *node.inputs]:
+        for value in [*values[node.id], *node.inputs]:
             last_use[owners[value]] = index
     for output in ir.outputs.values():
         last_use[owners[output]] = len(nodes)
     alive, peak = 0, 0
     frees: dict[int, int] = {}  # node index -> bytes freed after it runs
     for index, node in enumerate(nodes):
-        for value in node.values:
+        for value in values[node.id]:
             if owners[value] == value:  # an in-place op allocates nothing
                 size = math.prod(shapes[value]) * bytes_per_element
                 alive += size

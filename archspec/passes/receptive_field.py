@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
@@ -31,7 +32,7 @@ from archspec.ops.field import SAME_POSITIONS, WHOLE, AffineRead, NotAffine, Ran
 NOT_AFFINE = "not affine"  # a node's reads, when its rule does not give an exact affine map
 SAME = (SAME_POSITIONS, SAME_POSITIONS)
 # anchors worked out for all the fields asked at once: a field costs one step per non-affine
-# layer on its paths (U-Net: 5), so only a graph with thousands of them comes near the limit
+# layer on its paths (U-Net: at most 4), so only a graph with hundreds of them nears the limit
 MAX_FIELD_WORK = 100_000
 MAX_ROUTES = 8  # anchors a summary may refer to; a node that would need more becomes an anchor
 
@@ -56,8 +57,7 @@ def receptive_fields(ir: IRGraph, nodes: list[str] | None = None) -> dict[str, R
     return {target: fields.field(target) for target in targets}
 
 
-@dataclass(frozen=True)
-class AxisSummary:
+class AxisSummary(NamedTuple):  # a tuple: made once per node and axis, so kept cheap
     """Where positions [a, b] of a node read the graph input, on one axis: the union of the
     interval [jump·a + lo, jump·b + hi] (`moving`: (jump, lo, hi); None when no path moves with
     the position) and `fixed` (paths that read a broadcast 1x1 map, as a squeeze-excitation gate)."""
