@@ -94,7 +94,7 @@ pstats.Stats(profile).sort_stats("tottime").print_stats(12)
 
 # the whole `report` command in one process, its table sent to /dev/null: where the time goes
 PROFILE_REPORT = """
-import cProfile, io, os, pstats, sys
+import cProfile, os, pstats, sys
 from archspec.cli import main
 sys.argv = ["archspec", "report", sys.argv[1]]
 profile, stdout = cProfile.Profile(), sys.stdout
@@ -172,6 +172,7 @@ def profile(folder: Path, script: str) -> str:
     spec.write_text(residual_chain(10_000))
     out = run_child([PYTHON, "-c", script, str(spec), str(folder / "small.yaml")])[2]
     lines = [line.rstrip() for line in out.splitlines() if line.strip()]
+    lines = [line for i, line in enumerate(lines) if i == 0 or line != lines[i - 1]]  # pstats repeats its header
     start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
     return "\n".join(lines[max(start - 3, 0):])
 
@@ -207,10 +208,11 @@ def verdicts(rows: list[dict]) -> list[str]:
         analysed = _cpu(row, "compile") + _cpu(row, "analysis")
         everything = analysed + _cpu(row, "memory") + _cpu(row, "fields")
         passes = everything - _cpu(row, "compile")
+        share = _cpu(row, "compile") / everything
         lines.append(f"- {row['kind']}, 10,000 nodes: compile + analysis {analysed:.2f} s (target < {TARGET_ANALYSIS:.0f} s: "
                      f"{_verdict(analysed, TARGET_ANALYSIS)}), with memory and fields {everything:.2f} s (target < "
                      f"{TARGET_ALL:.0f} s: {_verdict(everything, TARGET_ALL)}); the passes alone (analysis, memory, "
-                     f"fields, without the YAML load and IR build) {passes:.2f} s.")
+                     f"fields, without the YAML load and IR build) {passes:.2f} s; compile is {share:.0%} of the whole.")
     for kind in SIZES:
         mine = [r for r in rows if r["kind"] == kind]
         for key, name in (("report", "`report`"), ("report_fields", "`report --receptive-field`")):
@@ -257,7 +259,7 @@ def main() -> int:
     args = parser.parse_args()
     command = shlex.join([".venv/bin/python", "benchmarks/bench_scale.py", *sys.argv[1:]])
     started, host = _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), machine()
-    _children_cpu()
+    _children_cpu()  # from here on, only the children this script starts
     with tempfile.TemporaryDirectory(prefix="archspec-scale-") as folder:
         rows = measure(Path(folder), args.repeat)
         profiles = profile(Path(folder), PROFILE), profile(Path(folder), PROFILE_REPORT)

@@ -229,7 +229,7 @@ class Expander:
             group.names[str(index)] = binding
             current = [binding.output]
         self.repeats.pop()
-        return Binding(current[0], group.path, self.ir.order[start:], item.inputs, group.names)
+        return Binding(current[0], group.path, self.ir.added_since(start), item.inputs, group.names)
 
     def _unrolled(self, item: Item, count: Any) -> str:
         """`repeat` with a templated name: the copies go directly into the scope, each named by the

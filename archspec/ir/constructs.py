@@ -46,7 +46,7 @@ def block_call(ex: Builder, item: Item) -> Binding:
             out = resolve(block.output, inner, block_raw.value_loc("output")).output
     finally:
         ex.block_stack.pop()
-    return Binding(out, inner.path, ex.ir.order[start:], item.inputs, inner.names)
+    return Binding(out, inner.path, ex.ir.added_since(start), item.inputs, inner.names)
 
 
 def _block_env(ex: Builder, item: Item, block, block_raw) -> ChainMap:
@@ -83,7 +83,7 @@ def parallel(ex: Builder, item: Item) -> Binding:
     group = item.scope.child(item.name, "parallel")
     start = len(ex.ir.graph)
     out = branches(ex, item.body["branches"], merge, fit, group, item.inputs, item.value_loc("branches"), item)
-    return Binding(out, group.path, ex.ir.order[start:], item.inputs, group.names)
+    return Binding(out, group.path, ex.ir.added_since(start), item.inputs, group.names)
 
 
 def branches(ex: Builder, written: Any, merge: str, fit: str, scope: Scope, inputs: list[str], loc: Location | None,
@@ -99,7 +99,7 @@ def branches(ex: Builder, written: Any, merge: str, fit: str, scope: Scope, inpu
             sub = scope.child(branch_name, "branch")
             start = len(ex.ir.graph)
             out = ex.sequence(branch, sub, inputs)
-            scope.names[branch_name] = Binding(out, sub.path, ex.ir.order[start:], inputs, sub.names)
+            scope.names[branch_name] = Binding(out, sub.path, ex.ir.added_since(start), inputs, sub.names)
         else:
             out = ex.item(branch, written.value_loc(branch_name), scope, inputs[0], default_name=branch_name)
         outputs.append(out)
@@ -118,7 +118,7 @@ def seq(ex: Builder, item: Item) -> Binding:
     start = len(ex.ir.graph)
     out = ex.sequence(item.body["layers"], group, item.inputs)
     children = {**group.flat.bindings, **group.names} if index_names else group.names
-    return Binding(out, group.path, ex.ir.order[start:], item.inputs, children)
+    return Binding(out, group.path, ex.ir.added_since(start), item.inputs, children)
 
 
 def reuse(ex: Builder, item: Item) -> Binding:

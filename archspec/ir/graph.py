@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Iterator
 
 import networkx as nx
@@ -151,6 +152,12 @@ class IRGraph:
     @property
     def order(self) -> list[str]:
         return list(self.graph)
+
+    def added_since(self, count: int) -> list[str]:
+        """The ids of the nodes added after the first `count`, in order: read from the end of the
+        graph's node dict, so a block call pays for its own nodes, not for the whole graph."""
+        new = len(self.graph) - count
+        return list(islice(reversed(self.graph._node), new))[::-1] if new > 0 else []
 
     def node(self, node_id: str) -> IRNode:
         return self.graph.nodes[node_id]["node"]

@@ -55,6 +55,8 @@ class OpArgs(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _evaluate_expressions(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, (str, list, tuple)):
+            return value  # a plain number or boolean: nothing to evaluate (most arguments)
         names = (info.context or {}).get("names", {})
         annotation = cls.model_fields[info.field_name].annotation
         return _evaluate_strings(value, annotation, names)

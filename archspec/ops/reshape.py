@@ -366,14 +366,11 @@ def _permute_shape(args: PermuteArgs, inputs: list[Shape]) -> Shape:
 
 
 def _permute_field(args: PermuteArgs, ranges, inputs: list[Shape], output: Shape):
-    """Spatial axes that stay spatial carry their ranges along (a transpose of H and W swaps them);
-    once the channels move onto a spatial axis, a position reads the whole input map."""
-    from archspec.ops.field import whole_ranges
-
-    if len(inputs[0]) != 3 or len(output) != 3 or not set(args.dims[1:]) <= {1, 2}:
-        return [whole_ranges(inputs[0])]
-    by_input_axis = {args.dims[k]: ranges[k - 1] for k in (1, 2)}
-    return [(by_input_axis[1], by_input_axis[2])]
+    """Only the identity on the spatial axes keeps positions where they were; any other order
+    (a transpose of H and W, channels moved onto a spatial axis) makes a position of the output
+    stand for another axis of the input, so the field is the whole input map, a global field."""
+    keeps_positions = len(inputs[0]) == 3 and list(args.dims[1:]) == [1, 2]
+    return [ranges if keeps_positions else WHOLE]
 
 
 OPS.append(

@@ -103,11 +103,14 @@ def analyze(ir: IRGraph, batch: int = 1, dtype_bytes: int = 4) -> Analysis:
         layers.append(layer)
         totals.add(layer.figures)
         _check_counts(totals, node, "the network's total ")
+        shape = layer.output_shape
         for depth, (path, kind) in enumerate(zip(node.scopes, node.scope_kinds), start=1):
-            block = blocks.setdefault(path, BlockStats(path, kind, depth, node.shape))
+            block = blocks.get(path)
+            if block is None:
+                block = blocks[path] = BlockStats(path, kind, depth, shape)
             block.figures.add(layer.figures)
             block.layers += 1
-            block.output_shape = node.shape  # the last node of a block (in order) gives its output
+            block.output_shape = shape  # the last node of a block (in order) gives its output
     return Analysis(
         name=ir.name,
         batch=batch,

@@ -58,9 +58,10 @@ def receptive_fields(ir: IRGraph, nodes: list[str] | None = None) -> dict[str, R
 
 
 class AxisSummary(NamedTuple):  # a tuple: made once per node and axis, so kept cheap
-    """Where positions [a, b] of a node read the graph input, on one axis: the union of the
-    interval [jump·a + lo, jump·b + hi] (`moving`: (jump, lo, hi); None when no path moves with
-    the position) and `fixed` (paths that read a broadcast 1x1 map, as a squeeze-excitation gate)."""
+    """Which positions of an anchor (the graph input, or a node whose reads are not affine)
+    positions [a, b] of a node read, on one axis: the union of [jump·a + lo, jump·b + hi]
+    (`moving`: (jump, lo, hi); None when no path moves with the position) and `fixed` (paths
+    that read a broadcast 1x1 map, as a squeeze-excitation gate)."""
 
     moving: tuple[int, int, int] | None
     fixed: tuple[int, int] | None = None
@@ -201,8 +202,8 @@ class _Fields:
         """The input intervals that these ranges of a node read (None: they read no input).
 
         The node's summary gives the ranges asked of each anchor; anchors are then worked out
-        latest first (each once, with everything asked of it) by their own rules, as the old
-        exact walk did, and their inputs' summaries pass the ranges on to earlier anchors."""
+        latest first (so each once, with everything asked of it) by their own rules, and their
+        inputs' summaries pass the ranges on to earlier anchors."""
         summary = self.summaries[node_id]
         found = [summary.whole] if summary.whole else None
         asked_of, queue = {}, []
@@ -227,8 +228,8 @@ class _Fields:
         return found
 
     def _ask(self, summary: Summary, demand: list[Ranges], asked_of: dict, queue: list) -> None:
-        for anchor, axes in summary.routes.items():
-            ranges = [tuple(axis.read(lo, hi) for axis, (lo, hi) in zip(axes, asked)) for asked in demand]
+        for anchor, (height, width) in summary.routes.items():
+            ranges = [(height.read(*rows), width.read(*columns)) for rows, columns in demand]
             if anchor not in asked_of:
                 heapq.heappush(queue, (-self.position[anchor], anchor))
             asked_of[anchor] = _united(asked_of.get(anchor), ranges)
