@@ -77,3 +77,9 @@ def window_text(kernel: int | tuple[int, int], stride: int | tuple[int, int] | N
 def number_text(value: float) -> str:
     """A rate or factor as written: 0.5, 2, 1e-05."""
     return f"{value:g}"
+
+
+def transposed_axes(args) -> list[tuple[int, int, int, int, int]]:
+    """(kernel, stride, padding, output_padding, dilation) of each spatial axis of a transposed
+    convolution (height, width): its shape rule and its explanation read them alike."""
+    return list(zip(pair(args.kernel), pair(args.stride), pair(args.padding), pair(args.output_padding), pair(args.dilation)))

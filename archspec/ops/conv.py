@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal, Union
 
 from archspec.ops.common import (
+    transposed_axes,
     IntPair,
     NonNegativePair,
     PositiveInt,
@@ -197,15 +198,7 @@ def _transposed_shape(args: ConvTransposeArgs, inputs: list[Shape]) -> Shape:
     if channels % args.groups or args.out % args.groups:
         raise ShapeError(f"groups={args.groups} must divide both the input channels ({channels}) and out ({args.out})")
     sizes = []
-    for axis, n, k, s, p, op, d in zip(
-        ("height", "width"),
-        (height, width),
-        pair(args.kernel),
-        pair(args.stride),
-        pair(args.padding),
-        pair(args.output_padding),
-        pair(args.dilation),
-    ):
+    for axis, n, (k, s, p, op, d) in zip(("height", "width"), (height, width), transposed_axes(args)):
         if op >= max(s, d):
             raise ShapeError(f"output_padding {op} must be smaller than stride {s} or dilation {d} ({axis})")
         # (n - 1)s - 2p + d(k - 1) + output_padding + 1

@@ -11,7 +11,7 @@ imports archspec.explain or archspec.ops.conv, so no import comes back to the op
 """
 from __future__ import annotations
 
-from archspec.ops.common import pair
+from archspec.ops.common import pair, transposed_axes
 
 
 def explain_conv(ctx) -> None:
@@ -81,17 +81,7 @@ def explain_conv_transpose(ctx) -> None:
     args = ctx.args
     cin, height, width = ctx.in_shapes[0]
     ctx.line(ctx.msg("transposed_intro"))
-    values = list(
-        zip(
-            (height, width),
-            pair(args.kernel),
-            pair(args.stride),
-            pair(args.padding),
-            pair(args.output_padding),
-            pair(args.dilation),
-            ctx.out[1:],
-        )
-    )
+    values = [(n, *axis, out) for n, axis, out in zip((height, width), transposed_axes(args), ctx.out[1:])]
     for axis, (n, f, s, p, extra, d, out) in ctx.per_axis(values):
         _transposed_axis(ctx, axis, n, f, s, p, extra, d, out)
     ctx.line(ctx.msg("channels_filters", c=ctx.out[0]))
