@@ -148,3 +148,20 @@ def test_a_cycle_is_found_and_located_through_the_graph():
     with pytest.raises(SpecError) as caught:
         ir.verify()
     assert "cycle" in str(caught.value) and caught.value.loc.line in (3, 4)
+
+
+def test_memory_fields_and_diff_follow_each_output(write_spec):
+    """The memory estimate counts both pieces of a split as live values; the receptive field of
+    the conv on piece 1 is its 3x3 window; `diff` against a spec with other split sizes names
+    the changed output shapes."""
+    compiled = compile(write_spec(SPLIT_NET))
+    memory = compiled.memory()
+    # while conv c runs, both pieces (3 and 5 channels) and its 5-channel output are alive: fp32
+    assert memory.inference_peak >= 4 * 6 * 6 * (3 + 5 + 5)
+    assert compiled.fields["c"].size == (3, 3)
+    other = write_spec(SPLIT_NET.replace("sizes: [3, 5]", "sizes: [5, 3]").replace("out: 5, kernel", "out: 3, kernel"), "other.yaml")
+    result = run_cli("diff", str(write_spec(SPLIT_NET)), str(other), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    split = next(node for node in json.loads(result.stdout)["nodes"] if node["name"] == "s")
+    change = next(c for c in split["changes"] if c["field"] == "output_shape")
+    assert change["old"] == [[3, 6, 6], [5, 6, 6]] and change["new"] == [[5, 6, 6], [3, 6, 6]]

@@ -171,3 +171,61 @@ def test_every_entry_agrees_with_its_torch_lowering(op, tmp_path):
     saved = op.saved(node.args, [shape] * len(names), output)
     assert all(0 <= index < len(names) for index in saved.inputs)
     assert op.traits <= TRAITS and (op.explain is None or callable(op.explain))
+
+
+# --- the registry's own invariants ----------------------------------------------------------------
+def _entry(**changes):
+    from dataclasses import replace
+
+    return replace(lookup("relu"), **changes)
+
+
+def test_register_refuses_a_name_or_alias_that_is_taken():
+    from archspec.ops.registry import Registry
+
+    registry = Registry()
+    registry.register(_entry(name="twice"))
+    with pytest.raises(ValueError, match="'twice' is registered twice"):
+        registry.register(_entry(name="twice"))
+    with pytest.raises(ValueError, match="'twice' is registered twice"):
+        registry.register(_entry(name="other", aliases=("twice",)))
+    assert list(registry.entries()) == ["twice"]  # a refused entry leaves nothing behind
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        (dict(module=lambda a, i: None), "exactly one torch builder"),  # relu already has a function
+        (dict(function=None), "exactly one torch builder"),
+        (dict(family="sparkly"), "family 'sparkly'"),
+        (dict(traits=frozenset({"shiny"})), "unknown traits"),
+        (dict(in_place_form=None), "come together"),
+        (dict(summary=""), "needs a `summary`"),
+        (dict(name="Relu"), "lower-case identifier"),
+        (dict(arity=(2, 1)), "arity"),
+    ],
+)
+def test_register_checks_each_entry(changes, words):
+    from archspec.ops.registry import Registry
+
+    with pytest.raises(ValueError, match="not a valid entry") as caught:
+        Registry().register(_entry(**changes))
+    assert words in str(caught.value)
+
+
+def test_the_catalog_lists_its_modules_explicitly():
+    """No discovery by import side effects: every op module under archspec/ops/ that defines OPS
+    is named in the catalog, and the registry holds exactly their entries."""
+    import importlib
+    import pkgutil
+
+    import archspec.ops
+    from archspec.ops import catalog
+
+    with_ops = []
+    for info in pkgutil.iter_modules(archspec.ops.__path__):
+        module = importlib.import_module(f"archspec.ops.{info.name}")
+        if hasattr(module, "OPS"):
+            with_ops.append(module)
+    assert set(with_ops) == set(catalog.MODULES)
+    assert [op.name for op in entries()] == [op.name for module in catalog.MODULES for op in module.OPS]
