@@ -79,7 +79,8 @@ class IRNode:
     @property
     def values(self) -> list[str]:
         """The names of this node's outputs, in order."""
-        return [value_id(self.id, k, len(self.shapes)) for k in range(len(self.shapes))]
+        count = len(self.shapes)
+        return [self.id] if count == 1 else [value_id(self.id, k, count) for k in range(count)]
 
 
 class ShapeTable(MutableMapping):
@@ -176,25 +177,31 @@ class IRGraph:
 
     def verify(self) -> None:
         """Check the invariants every pass relies on; raise SpecError on the first broken one:
-        every input exists and is produced before its consumer, outputs exist, and the graph
-        has no cycle (found through networkx, reported at a node on it)."""
+        every input exists and is produced before its consumer, outputs exist, and the graph has
+        no cycle. Inputs produced before their use prove there is none; where one is produced
+        after, networkx finds the cycle, which is reported at a node on it."""
         position = {node_id: index for index, node_id in enumerate(self.graph)}
+        backwards = None
         for node in self.nodes():
             for value in node.inputs:
                 producer, output = split_value(value)
                 if producer not in position:
                     raise SpecError(f"input '{value}' does not exist", node.loc, node.id)
-                if output >= len(self.node(producer).shapes) and self.node(producer).shapes:
+                shapes = self.node(producer).shapes
+                if shapes and output >= len(shapes):
                     raise SpecError(f"'{producer}' has no output {output}", node.loc, node.id)
+                if backwards is None and position[producer] >= position[node.id]:
+                    backwards = (value, node)
+        if backwards is not None:
+            self._report_cycle(*backwards)
+        for name, value in self.outputs.items():
+            if split_value(value)[0] not in position:
+                raise SpecError(f"output '{name}' refers to a missing node '{value}'")
+
+    def _report_cycle(self, value: str, node: IRNode) -> None:
         if not nx.is_directed_acyclic_graph(self.graph):
             cycle = nx.find_cycle(self.graph)
             first = self.node(cycle[0][0])
             path = " -> ".join([*(u for u, _ in cycle), cycle[0][0]])
             raise SpecError(f"the graph has a cycle: {path}", first.loc, first.id, hint="references point to earlier nodes")
-        for node in self.nodes():
-            for value in node.inputs:
-                if position[split_value(value)[0]] >= position[node.id]:
-                    raise SpecError(f"input '{value}' is produced after its use", node.loc, node.id)
-        for name, value in self.outputs.items():
-            if split_value(value)[0] not in position:
-                raise SpecError(f"output '{name}' refers to a missing node '{value}'")
+        raise SpecError(f"input '{value}' is produced after its use", node.loc, node.id)
