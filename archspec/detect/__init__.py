@@ -1,0 +1,1 @@
+"""Object detection as the course teaches it: boxes, IoU and NMS, YOLO targets and loss (imports torch)."""
