@@ -33,7 +33,7 @@ def lower(ir: IRGraph) -> fx.GraphModule:
     frozen: list[str] = []
     in_place = in_place_nodes(ir)
     for node in ir.nodes():
-        name = _python_name(node.id)
+        name = python_name(node.id)
         if node.is_input:
             values[node.id] = graph.placeholder(name)
             continue
@@ -112,7 +112,7 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     current.add_module(leaf, module)
 
 
-def _python_name(node_id: str) -> str:
+def python_name(node_id: str) -> str:
     name = re.sub(r"\W", "_", node_id)
     name = name if name[:1].isalpha() or name[:1] == "_" else f"n_{name}"
     return f"{name}_" if name == "self" else name  # a local `self` would hide the module
