@@ -1,5 +1,6 @@
 """`archspec explain`: each layer's formulas with the numbers filled in, the way the course writes
-them, and the course's worked examples. Static (never imports torch).
+them, and the course's worked examples. Static (never imports torch), except the detection and
+style-transfer cases, which run the library's torch code (archspec.explain.detection_cases).
 
     explain_layers(ir, analysis, nodes, lang) -> [Explanation]   per-layer formulas
     format_explanations(explanations) -> str                      the printed text

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from archspec.errors import SpecError, did_you_mean
+from archspec.explain.detection_cases import DETECTION_BUILDERS, DETECTION_CASES
 from archspec.explain.explanation import Explanation, format_explanations
 from archspec.explain.layers import explain_layers
 from archspec.explain.messages import EN, Messages, num
@@ -24,7 +25,8 @@ from archspec import pipeline
 from archspec.pipeline import Compiled
 
 CASE_SPECS = Path(__file__).resolve().parent / "case_specs"
-CASE_NAMES = ("inception-bottleneck", "depthwise-separable", "lenet5", "conv-output-size", "transposed-conv")
+CASE_NAMES = ("inception-bottleneck", "depthwise-separable", "lenet5", "conv-output-size", "transposed-conv",
+              *DETECTION_CASES)
 # name -> one-line description (English; `case_descriptions(lang)` for another language)
 CASES: dict[str, str] = {name: EN[f"case.{name}"] for name in CASE_NAMES}
 
@@ -290,4 +292,5 @@ _BUILDERS: dict[str, Callable[[Messages], tuple[str, dict]]] = {
     "lenet5": _lenet5,
     "conv-output-size": _output_size,
     "transposed-conv": _transposed,
+    **DETECTION_BUILDERS,
 }
