@@ -251,6 +251,9 @@ app.command("train")(train_commands.train)
 app.command("evaluate")(train_commands.evaluate)
 app.command("bench")(train_commands.bench)
 
+from archspec.commands import style  # noqa: E402
+app.command("style-transfer")(style.command)
+
 
 def main() -> None:
     app()
