@@ -132,7 +132,7 @@ class IRGraph:
     named_outputs: bool = False
     source: str | None = None  # the spec file
     params: dict[str, Any] = field(default_factory=dict)  # the spec parameters it was built with
-    init: str = "torch"  # the spec's weight initialisation (archspec.lower.fx.initialise)
+    init: Any = "torch"  # the spec's `init`: a scheme name or InitScheme (archspec.spec.init_scheme)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph, repr=False)
 
     def __post_init__(self) -> None:

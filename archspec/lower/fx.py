@@ -23,6 +23,7 @@ from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ir.in_place import in_place_nodes
 from archspec.lower.cost import check_lowering_cost
+from archspec.lower.init import initialise
 
 
 def lower(ir: IRGraph) -> fx.GraphModule:
@@ -51,7 +52,7 @@ def lower(ir: IRGraph) -> fx.GraphModule:
     module = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     for path in frozen:
         module.get_submodule(path).requires_grad_(False)
-    initialise(module, ir.init)
+    initialise(module, ir)
     return module
 
 
@@ -68,19 +69,6 @@ def _call(graph: fx.Graph, root: nn.Module, node, args: list, in_shapes: list, i
         function, keywords = op.in_place_form(function, keywords)
     call_args = (args,) if op.inputs_as_list else tuple(args)
     return graph.create_node("call_function", function, call_args, keywords, name=name)
-
-
-def initialise(module: nn.Module, scheme: str) -> None:
-    """The spec's `init`: "torch" keeps each layer's own reset_parameters; "kaiming_normal" draws
-    conv and linear weights from N(0, 2 / fan_in) with zero biases (He et al., 2015), the
-    initialisation the U-Net paper prescribes for deep ReLU nets without normalisation."""
-    if scheme == "torch":
-        return
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
 
 
 @functools.cache

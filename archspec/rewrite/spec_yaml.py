@@ -71,7 +71,7 @@ def ir_to_spec_yaml(ir: IRGraph, name: str | None = None, summary: str | None = 
         "summary": summary or f"{ir.name} as a flat spec (one layer per node), written by archspec",
     }
     if ir.init != "torch":
-        header["init"] = ir.init
+        header["init"] = ir.init if isinstance(ir.init, str) else ir.init.model_dump()
     header["inputs"] = {input_name: list(ir.shapes[node_id]) for input_name, node_id in ir.inputs.items()}
     outputs = _outputs(ir, names)
     if outputs is not None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ops.merge import DEFAULT_MERGE, Fit
 from archspec.spec.arguments import Merge, choices
+from archspec.spec.init_scheme import InitChoice
 from archspec.spec.reading import file_kind
 from archspec.spec.yaml_source import MAX_VALUES, SourceList, SourceMap, TooManyValues, loc_of, parse_yaml_counted, read_text
 
@@ -58,8 +59,8 @@ class SpecDocument(_Strict):
     summary: Optional[str] = None
     paper: Optional[str] = None
     task: Optional[Literal["classification", "segmentation", "embedding", "detection"]] = None
-    # how the lowered module's weights start (archspec.lower.fx.initialise)
-    init: Literal["torch", "kaiming_normal"] = "torch"
+    # how the lowered module's weights start (archspec.spec.init_scheme, archspec.lower.init)
+    init: InitChoice = "torch"
     extends: Optional[str] = None
     use: list[str] = Field(default_factory=list)
     params: dict[str, ParamValue] = Field(default_factory=dict)
