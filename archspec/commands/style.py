@@ -156,48 +156,24 @@ def _taps(module, content_layer: str, nodes: list[str]):
 
 
 # --- the optimisation and its cost curve -----------------------------------------------------------------
-def _components(tapped, image, targets, settings) -> tuple[float, float, float]:
-    """(J, J_content, J_style) of one image, with the costs of archspec.style.costs."""
-    import torch
-
-    from archspec.style.costs import content_cost, layer_style_cost_from_gram, total_cost
-
-    content_target, style_grams, content_layer = targets
-    with torch.no_grad():
-        features = tapped(image)
-        j_content = content_cost(content_target, features[content_layer])
-        j_style = torch.stack([layer_style_cost_from_gram(gram, features[name]) for name, gram in style_grams.items()]).sum()
-        j = total_cost(j_content, j_style, settings["alpha"], settings["beta"])
-    return float(j), float(j_content), float(j_style)
-
-
-def _targets(tapped, content, style, content_layer: str, nodes: list[str]):
-    import torch
-
-    from archspec.style.costs import gram_matrix
-
-    with torch.no_grad():
-        content_target = tapped(content)[content_layer]
-        style_features = tapped(style)
-    return content_target, {name: gram_matrix(style_features[name]) for name in nodes}, content_layer
-
-
 def _run(module, content, style, content_layer: str, nodes: list[str], settings: dict):
     """Optimise G (archspec.style.transfer) under a progress bar on stderr; return G and the curve:
-    one (J, J_content, J_style) row for the image after 0, 1, ..., steps updates."""
-    from archspec.style.transfer import initial_image, transfer
+    one (J, J_content, J_style) row for the image after 0, 1, ..., steps updates. Row k is what
+    transfer measured before update k+1; the last row is the final image's."""
+    import torch
+
+    from archspec.style.transfer import cost_terms, targets, transfer
 
     content, style = content[None], style[None]
     tapped = _taps(module, content_layer, nodes)
     module.eval()  # as transfer runs it: dropout off, batch norm on its running statistics
-    targets = _targets(tapped, content, style, content_layer, nodes)
-    curve = [_components(tapped, initial_image(content, settings["init"], settings["seed"]), targets, settings)]
+    curve: list[tuple[float, float, float]] = []
     with _progress() as progress:
-        task = progress.add_task("style transfer", total=settings["steps"], cost=curve[0][0])
+        task = progress.add_task("style transfer", total=settings["steps"], cost=float("nan"))
 
-        def record(step: int, _cost: float, image) -> None:  # `image` is after this step's update
-            curve.append(_components(tapped, image, targets, settings))
-            progress.update(task, advance=1, cost=curve[-1][0])
+        def record(step: int, terms: tuple[float, float, float], image) -> None:
+            curve.append(terms)
+            progress.update(task, advance=1, cost=terms[0])
 
         try:
             image, _ = transfer(module, content, style, content_layer, nodes, settings["alpha"], settings["beta"],
@@ -205,6 +181,9 @@ def _run(module, content, style, content_layer: str, nodes: list[str], settings:
                                 optimizer=settings["optimizer"], seed=settings["seed"])
         except ValueError as err:  # transfer's own checks of --init and --optimizer
             raise ArchspecError(str(err)) from None
+    with torch.no_grad():
+        goal = targets(tapped, content, style, content_layer, nodes)
+        curve.append(tuple(float(term) for term in cost_terms(tapped, image, goal, settings["alpha"], settings["beta"])))
     return image[0], curve
 
 

@@ -7,6 +7,7 @@ fx rather than forward hooks, because function nodes (a relu, an add) have no mo
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -85,6 +86,34 @@ def _optimiser(image: torch.Tensor, name: str, lr: float) -> torch.optim.Optimiz
     raise ValueError(f"optimizer must be 'adam' or 'lbfgs', not {name!r}")
 
 
+@dataclass(frozen=True)
+class Targets:
+    """What G is compared with: the content activation and the style Gram matrices (computed once)."""
+
+    content_node: str
+    content: torch.Tensor
+    grams: dict[str, torch.Tensor]
+    style_weights: dict[str, float]
+
+
+def targets(tapped: fx.GraphModule, content: torch.Tensor, style: torch.Tensor, content_node: str,
+            style_nodes: Sequence[str], style_weights: dict[str, float] | None = None) -> Targets:
+    with torch.no_grad():
+        content_features = tapped(content)[content_node]
+        style_features = tapped(style)
+    grams = {name: gram_matrix(style_features[name]) for name in style_nodes}
+    return Targets(content_node, content_features, grams, style_weights or {})
+
+
+def cost_terms(tapped: fx.GraphModule, image: torch.Tensor, goal: Targets, alpha: float, beta: float):
+    """(J, J_content, J_style) of one image, as tensors (J differentiable in the image)."""
+    features = tapped(image)
+    styles = [goal.style_weights.get(name, 1.0) * layer_style_cost_from_gram(gram, features[name])
+              for name, gram in goal.grams.items()]
+    j_content, j_style = content_cost(goal.content, features[goal.content_node]), torch.stack(styles).sum()
+    return total_cost(j_content, j_style, alpha, beta), j_content, j_style
+
+
 def transfer(
     module: fx.GraphModule,
     content: torch.Tensor,
@@ -96,7 +125,7 @@ def transfer(
     steps: int,
     lr: float,
     init: str = "noise",
-    callback: Callable[[int, float, torch.Tensor], None] | None = None,
+    callback: Callable[[int, tuple[float, float, float], torch.Tensor], None] | None = None,
     *,
     style_weights: dict[str, float] | None = None,
     optimizer: str = "adam",
@@ -106,32 +135,30 @@ def transfer(
 
     `content` and `style` are single images (1, C, H, W) in the module's input layout. The network
     runs in eval mode with its weights frozen (restored afterwards). Returns the generated image and
-    J at every step, measured before that step's update; `callback(step, J, image)` sees each."""
+    J at every step, measured before that step's update; `callback(step, (J, J_content, J_style),
+    image)` sees each step's terms (measured before its update) and the image after it."""
     tapped = tap(module, [content_node, *style_nodes])
-    weights = style_weights or {}
-    with _frozen(tapped), torch.no_grad():
-        content_target = tapped(content)[content_node]
-        style_features = tapped(style)
-        style_grams = {name: gram_matrix(style_features[name]) for name in style_nodes}
+    with _frozen(tapped):
+        goal = targets(tapped, content, style, content_node, style_nodes, style_weights)
     image = initial_image(content, init, seed).requires_grad_(True)
     solver = _optimiser(image, optimizer, lr)
     costs: list[float] = []
+    measured: list[tuple[float, float, float]] = []  # the first evaluation of each step
 
     def cost() -> torch.Tensor:
         solver.zero_grad()
-        features = tapped(image)
-        styles = [weights.get(name, 1.0) * layer_style_cost_from_gram(gram, features[name])
-                  for name, gram in style_grams.items()]
-        cost_value = total_cost(content_cost(content_target, features[content_node]), torch.stack(styles).sum(), alpha, beta)
-        cost_value.backward()
-        return cost_value
+        terms = cost_terms(tapped, image, goal, alpha, beta)
+        terms[0].backward()
+        if len(measured) == len(costs):
+            measured.append(tuple(float(term.detach()) for term in terms))
+        return terms[0]
 
     with _frozen(tapped):
         for step in range(steps):
             value = solver.step(cost) if optimizer == "lbfgs" else _adam_step(solver, cost)
             costs.append(float(value.detach()))
             if callback is not None:
-                callback(step, costs[-1], image.detach())
+                callback(step, measured[-1], image.detach())
     return image.detach(), costs
 
 
