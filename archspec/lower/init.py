@@ -46,19 +46,16 @@ def _torchvision_resnet(module: nn.Module) -> None:
 
 def residual_branch_norms(ir: IRGraph) -> list[str]:
     """Module paths of the normalisation layers that end a residual branch: the producer of the
-    first (main) input of each residual sum. A residual sum is a merge whose inputs all have the
-    output's shape and that takes them one by one (a concat changes the shape; a squeeze-excitation
-    product broadcasts a C×1×1 scale). The shortcut's own projection BN is the second input."""
+    first (main) input of each residual sum (an op with the "residual" trait) that keeps the shape.
+    The shortcut's own projection BN is the second input and stays as it is."""
     paths = []
     for node in ir.nodes():
-        op = node.entry
-        if op is None or "merge" not in op.traits or op.inputs_as_list:
+        if node.entry is None or not node.entry.is_("residual"):
             continue
-        output = ir.shapes[node.id]
-        if any(ir.shapes[value] != output for value in node.inputs):
-            continue
-        main = ir.node(node.inputs[0].split(":")[0])
-        if main.entry is not None and "normalisation" in main.entry.traits and main.module:
+        if any(ir.shapes[value] != node.shape for value in node.inputs):
+            continue  # a `fit: crop|pad` bridge, not a residual
+        main = ir.node(ir.producer(node.inputs[0]))
+        if main.entry is not None and main.entry.is_("normalisation"):
             paths.append(main.module)
     return paths
 

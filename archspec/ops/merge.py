@@ -195,7 +195,7 @@ OPS.append(
         explain=_explain_add,
         label=lambda a: "+",  # drawn as a circled +, whatever the fit
         family="merge",
-        traits=frozenset({"merge"}),
+        traits=frozenset({"merge", "residual"}),
         saved=saves_nothing,
         summary="elementwise sum of its inputs (residual connection)",
         args=AddArgs,

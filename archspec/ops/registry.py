@@ -159,6 +159,7 @@ TRAITS = frozenset({
     "activation",    # a nonlinearity (diagram family, explain)
     "normalisation", # a normalisation layer
     "merge",         # combines several inputs position by position (add, mul, concat)
+    "residual",      # the sum that closes a residual branch (out = branch + identity): zero_init_residual
     "removable",     # the identity at inference (dropout, drop_path, identity): strip_dropout removes it
     # for the rewrites (archspec.rewrite): which removable ops are dropout, and which op is a flatten
     "stochastic",    # random in training, the identity at inference (dropout, drop_path)
