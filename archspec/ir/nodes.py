@@ -23,11 +23,9 @@ def op_call(ex: Builder, op: Op, item: Item) -> Binding:
     """One op item -> its node (and the nodes its expansion inserts); the binding of its name
     has one child per output when the op has several (`split1.0`, `split1.1`)."""
     node = op_node(ex, op, item)
-    binding = Binding(node.values[0], node.id, [node.id], item.inputs)
-    if len(node.values) > 1:
-        binding.output = node.values[0]
-        binding.children = {str(k): Binding(value, node.id, [node.id], item.inputs) for k, value in enumerate(node.values)}
-    return binding
+    values = node.values
+    children = {str(k): Binding(value, node.id, [node.id], item.inputs) for k, value in enumerate(values)} if len(values) > 1 else {}
+    return Binding(values[0], node.id, [node.id], item.inputs, children)
 
 
 def op_node(ex: Builder, op: Op, item: Item) -> IRNode:
