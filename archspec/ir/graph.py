@@ -39,6 +39,11 @@ def value_id(node_id: str, output: int, outputs: int) -> str:
     return node_id if outputs == 1 else f"{node_id}:{output}"
 
 
+def producer_of(value: str) -> str:
+    """The id of the node that computes a value (`node`, or `node:k`)."""
+    return value.partition(":")[0]
+
+
 def split_value(value: str) -> tuple[str, int]:
     """A value name -> (producing node id, output index)."""
     node_id, _, output = value.partition(":")
@@ -169,7 +174,7 @@ class IRGraph:
 
     def producer(self, value: str) -> str:
         """The id of the node that computes a value."""
-        return split_value(value)[0]
+        return producer_of(value)
 
     def consumers(self, node_id: str) -> list[str]:
         """The nodes that read any output of `node_id`, in creation order of the edges."""

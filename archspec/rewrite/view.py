@@ -16,15 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
-from archspec.ir.graph import IRGraph, IRNode, Shape, split_value
+from archspec.ir.graph import IRGraph, IRNode, Shape, producer_of, split_value
 from archspec.passes.shapes import output_shapes
 
 Key = tuple[int, ...]
-
-
-def producer_of(value: str) -> str:
-    """The node that computes a value: `node`, or `node:k` for output k of a node with several."""
-    return split_value(value)[0]
 
 
 @dataclass
