@@ -123,14 +123,36 @@ EXAMPLES = {
     "pad": {"amount": 1},
 }
 CANDIDATES = [(8, 6, 6), (8,), (4, 8)]
+# ops whose inputs differ in shape, given one shape per input: RoI pooling takes a map and the
+# K = 3 boxes of each image, rows (batch_index, x1, y1, x2, y2)
+INPUT_SHAPES = {"roi_pool": [(8, 6, 6), (3, 5)], "roi_align": [(8, 6, 6), (3, 5)]}
 
 
-def _one_op_spec(tmp_path, op: Op, shape, args: dict):
+def _candidates(op: Op) -> list[list[tuple[int, ...]]]:
+    if op.name in INPUT_SHAPES:
+        return [INPUT_SHAPES[op.name]]
+    return [[shape] * max(op.arity[0], 1) for shape in CANDIDATES]
+
+
+def _feed(shape, batch: int):
+    """Random values of one input; [K, 5] boxes are valid ones on a 6x6 map (x1 <= x2, y1 <= y2),
+    column 0 the sample's own index."""
+    import torch
+
+    if len(shape) != 2 or shape[1] != 5:
+        return torch.randn(batch, *shape)
+    corners = torch.rand(batch, shape[0], 2, 2) * 5
+    low, high = corners.min(dim=2).values, corners.max(dim=2).values
+    index = torch.arange(batch, dtype=torch.float32).reshape(batch, 1, 1).expand(batch, shape[0], 1)
+    return torch.cat([index, low, high], dim=2)
+
+
+def _one_op_spec(tmp_path, op: Op, shapes, args: dict):
     import yaml
 
-    inputs = {f"x{k}": list(shape) for k in range(max(op.arity[0], 1))}
+    inputs = {f"x{k}": list(shape) for k, shape in enumerate(shapes)}
     item = {op.name: {**args, "from": list(inputs)} if len(inputs) > 1 else args}
-    path = tmp_path / f"{op.name}_{len(shape)}.yaml"
+    path = tmp_path / f"{op.name}_{len(shapes[0])}.yaml"
     path.write_text(yaml.safe_dump({"name": f"one_{op.name}", "inputs": inputs, "layers": [item]}))
     return path, list(inputs)
 
@@ -141,10 +163,10 @@ def _first_accepted(tmp_path, op: Op):
 
     sampled = {name: _sample(f.annotation, 2) for name, f in op.args.model_fields.items() if f.is_required()}
     args = EXAMPLES.get(op.name, sampled)
-    for shape in CANDIDATES:
-        path, names = _one_op_spec(tmp_path, op, shape, args)
+    for shapes in _candidates(op):
+        path, names = _one_op_spec(tmp_path, op, shapes, args)
         try:
-            return compile(path), shape, names
+            return compile(path), shapes, names
         except SpecError:
             continue
     raise AssertionError(f"{op.name}: no candidate input accepted with {args}")
@@ -155,20 +177,20 @@ def test_every_entry_agrees_with_its_torch_lowering(op, tmp_path):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    compiled, shape, names = _first_accepted(tmp_path, op)
+    compiled, shapes, names = _first_accepted(tmp_path, op)
     node = compiled.ir.nodes()[-1]
     module = compiled.module().eval()
-    feeds = {name: torch.randn(2, *shape) for name in names}
+    feeds = {name: _feed(shape, 2) for name, shape in zip(names, shapes)}
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         result = module(**feeds)
     pieces = result if isinstance(result, (tuple, list)) else (result,)
-    assert len(node.shapes) == op.output_count(node.args, [shape] * len(names))
+    assert len(node.shapes) == op.output_count(node.args, shapes)
     assert tuple(tuple(p.shape[1:]) for p in pieces[: len(node.shapes)])[:1] == node.shapes[:1]
     assert compiled.analysis.totals.params == sum(p.numel() for p in module.parameters())
     assert compiled.analysis.totals.buffers == sum(b.numel() for b in module.buffers())
     assert compiled.analysis.totals.flops * 2 == counter.get_total_flops()  # counts are per sample, fed 2
     output = node.shape if len(node.shapes) == 1 else list(node.shapes)
-    saved = op.saved(node.args, [shape] * len(names), output)
+    saved = op.saved(node.args, shapes, output)
     assert all(0 <= index < len(names) for index in saved.inputs)
     assert op.traits <= TRAITS and (op.explain is None or callable(op.explain))
 

@@ -187,6 +187,13 @@ CASES: list[Case] = [
     ),
     Case("linear", ["global_avgpool", {"fc": {"out": 5, "bias": False}}], macs=4 * 5),
     Case("linear", [{"linear": {"out": 7}}, {"linear": {"out": 3}}], shape=(12,), macs=12 * 7 + 7 * 3),
+    Case(  # rows: the last dimension, as nn.Linear
+        "linear",
+        [{"reshape": {"shape": [6, 8]}}, {"linear": {"out": 5}}],
+        shape=(48,),
+        macs=6 * 8 * 5,
+        reference=lambda m, x: F.linear(x.reshape(-1, 6, 8), m.linear1.weight, m.linear1.bias),
+    ),
     # --- normalisation ---------------------------------------------------------------------------
     Case("bn", ["bn"]),
     Case("bn", [{"bn": {"affine": False, "eps": 0.001, "momentum": 0.5}}]),
@@ -262,6 +269,10 @@ CASES: list[Case] = [
     Case("adaptive_maxpool", [{"adaptive_maxpool": {"size": 10}}], shape=(2, 7, 7)),
     Case("global_avgpool", ["global_avgpool"], reference=lambda m, x: x.mean((2, 3))),
     Case("global_avgpool", ["global_avgpool"], shape=(3, 5, 7), reference=lambda m, x: x.mean((2, 3))),
+    # RoI pooling reads its K boxes from a second input; this harness has one, so the boxes are the
+    # input's 80 values as 16 rows of 5 (arbitrary boxes; tests/test_roi.py checks the values)
+    Case("roi_pool", [{"reshape": {"name": "boxes", "shape": [16, 5]}}, {"roi_pool": {"from": ["x", "boxes"], "output": 2}}], shape=(5, 4, 4)),
+    Case("roi_align", [{"reshape": {"name": "boxes", "shape": [16, 5]}}, {"roi_align": {"from": ["x", "boxes"], "output": [2, 3]}}], shape=(5, 4, 4)),
     # --- flatten -------------------------------------------------------------------------------
     Case("flatten", ["flatten"], reference=lambda m, x: x.reshape(BATCH, -1)),
     Case("flatten", ["flatten", "flatten"], shape=(2, 3, 5), reference=lambda m, x: x.reshape(BATCH, -1)),

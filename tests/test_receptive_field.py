@@ -26,7 +26,12 @@ from conftest import LIBRARY
 SMALLER_INPUT = {"unet": (1, 188, 188), "unet_padded": (3, 64, 64), "densenet121": (3, 96, 96), "vgg19": (3, 96, 96), "vgg16": (3, 96, 96), "vgg16_bn": (3, 96, 96),
                  "vgg11": (3, 96, 96), "densenet169": (3, 96, 96), "resnet152": (3, 128, 128),
                  "resnet101": (3, 128, 128), "efficientnet_b3": (3, 160, 160), "pspnet": (3, 128, 128),
-                 "fcn_resnet50": (3, 96, 96), "deeplabv3_resnet50": (3, 96, 96), "yolo_v1": (3, 224, 224)}
+                 "fcn_resnet50": (3, 96, 96), "deeplabv3_resnet50": (3, 96, 96), "yolo_v1": (3, 224, 224),
+                 "fast_rcnn_vgg16": (3, 96, 96)}
+# specs with a layer that reads where run-time data says: Fast R-CNN's RoI pooling reads where its
+# boxes lie, so its static field is global (a box may cover the map) while one measurement sees
+# one box; only their spatial nodes, before it, are compared (tests/test_roi.py checks the rest)
+READS_BY_DATA = {"fast_rcnn_vgg16"}
 
 
 def _measured(ir, probes: list[str]) -> dict[str, list[tuple[int, int]]]:
@@ -91,6 +96,8 @@ def test_static_receptive_field_equals_gradient_support(spec):
     inputs = {next(iter(loaded.document.inputs)): shape} if shape else None
     ir = archspec.compile_spec(loaded, inputs=inputs)
     probes = _probes(ir)
+    if spec.stem in READS_BY_DATA:
+        probes = [probe for probe in probes if len(ir.node(probe).shapes[0]) == 3]
     if not probes:
         pytest.skip("no node depends on the first input")
     measured = _measured(archspec.compile_spec(loaded, inputs=inputs), probes)

@@ -6,10 +6,10 @@ alias that is taken.
 """
 from __future__ import annotations
 
-from archspec.ops import activation, conv, linear, merge, norm, pool, reshape
+from archspec.ops import activation, conv, linear, merge, norm, pool, reshape, roi
 from archspec.ops.registry import Op, Registry
 
-MODULES = (activation, conv, linear, merge, norm, pool, reshape)
+MODULES = (activation, conv, linear, merge, norm, pool, reshape, roi)
 
 _REGISTRY = Registry()
 for _module in MODULES:

@@ -115,7 +115,7 @@ class Saved:
     """What autograd keeps of one op for the backward pass (PyTorch's derivatives.yaml), for
     the memory estimate: which inputs' tensors, whether the output, and extra tensors as
     (elements, dtype kind, whether per sample) with kinds "act" (activation dtype), "fp32",
-    "int64" and "bool"."""
+    "int32", "int64" and "bool"."""
 
     inputs: tuple[int, ...] = (0,)
     output: bool = False

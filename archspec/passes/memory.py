@@ -26,7 +26,7 @@ from archspec.ops.catalog import lookup
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 OPTIMIZER_STATES = {"sgd": 1, "adam": 2}  # tensors of state per trainable parameter
-KIND_BYTES = {"fp32": 4, "int64": 8, "bool": 1}
+KIND_BYTES = {"fp32": 4, "int32": 4, "int64": 8, "bool": 1}
 
 
 @dataclass
