@@ -1,4 +1,5 @@
-"""`init: torchvision` and `zero_init_residual` (issue 14, point 4), against torchvision itself.
+"""`init: {scheme: torchvision, family: resnet}` and `zero_init_residual` (issue 14, point 4), against
+torchvision itself (the other families: tests/test_init_families.py).
 
 The reference is a freshly built torchvision model (random init). Weights are random, so they are
 compared by their per-tensor mean and std within sampling error: for n draws of spread σ the
@@ -41,7 +42,7 @@ def _theirs(name: str, **kwargs) -> dict[str, torch.Tensor]:
     return getattr(torchvision.models, name)(**kwargs).state_dict()
 
 
-def _assert_same_distribution(ours: dict, theirs: dict) -> None:
+def assert_same_distribution(ours: dict, theirs: dict) -> None:
     assert list(ours) == list(theirs)
     for key, reference in theirs.items():
         tensor = ours[key]
@@ -55,7 +56,7 @@ def _assert_same_distribution(ours: dict, theirs: dict) -> None:
 
 @pytest.mark.parametrize("name", RESNETS)
 def test_resnet_starts_from_torchvisions_distribution(name):
-    _assert_same_distribution(_ours(name), _theirs(name))
+    assert_same_distribution(_ours(name), _theirs(name))
 
 
 def test_resnet_conv_std_is_kaiming_fan_out():
@@ -66,10 +67,10 @@ def test_resnet_conv_std_is_kaiming_fan_out():
 
 
 def test_the_default_init_differs_from_torchvision():
-    # the comparison can fail: without `init: torchvision` the convs are not resnet's
+    # the comparison can fail: without torchvision's scheme the convs are not resnet's
     ours = _ours("resnet18", scheme="torch")
     with pytest.raises(AssertionError):
-        _assert_same_distribution(ours, _theirs("resnet18"))
+        assert_same_distribution(ours, _theirs("resnet18"))
 
 
 def _zeroed(state: dict) -> set[str]:
@@ -78,7 +79,7 @@ def _zeroed(state: dict) -> set[str]:
 
 @pytest.mark.parametrize("name, blocks", [("resnet18", 2 + 2 + 2 + 2), ("resnet50", 3 + 4 + 6 + 3)])
 def test_zero_init_residual_zeroes_each_branch_final_bn(name, blocks):
-    ours = _ours(name, scheme="torchvision", zero_init_residual=True)
+    ours = _ours(name, scheme="torchvision", family="resnet", zero_init_residual=True)
     theirs = _theirs(name, zero_init_residual=True)
     zeroed = _zeroed(ours)
     assert len(zeroed) == blocks  # one BN per residual block: bn2 (basic) or bn3 (bottleneck)
@@ -89,7 +90,7 @@ def test_zero_init_residual_zeroes_each_branch_final_bn(name, blocks):
         assert torch.count_nonzero(ours[key]) == 0
     # the projection shortcut's BN keeps γ = 1, as in torchvision
     assert torch.equal(ours["layer2.0.downsample.1.weight"], torch.ones(128 if name == "resnet18" else 512))
-    _assert_same_distribution(ours, theirs)
+    assert_same_distribution(ours, theirs)
 
 
 def _resnet18_with(tmp_path: Path, init: str) -> Path:
@@ -103,14 +104,14 @@ def _resnet18_with(tmp_path: Path, init: str) -> Path:
 
 
 def test_init_mapping_form_is_read_from_yaml(tmp_path):
-    spec = _resnet18_with(tmp_path, "{scheme: torchvision, zero_init_residual: true}")
+    spec = _resnet18_with(tmp_path, "{scheme: torchvision, family: resnet, zero_init_residual: true}")
     compiled = compile(spec)
-    assert compiled.ir.init == InitScheme(scheme="torchvision", zero_init_residual=True)
+    assert compiled.ir.init == InitScheme(scheme="torchvision", family="resnet", zero_init_residual=True)
     assert len(_zeroed(compiled.module().state_dict())) == 8
 
 
 def test_init_mapping_rejects_unknown_options(tmp_path):
-    spec = _resnet18_with(tmp_path, "{scheme: torchvision, zero_init: true}")
+    spec = _resnet18_with(tmp_path, "{scheme: torchvision, family: resnet, zero_init: true}")
     with pytest.raises(SpecError, match="unknown key .zero_init."):
         compile(spec)
 
@@ -118,9 +119,9 @@ def test_init_mapping_rejects_unknown_options(tmp_path):
 def test_init_mapping_survives_the_flat_spec_writer(tmp_path):
     from archspec.rewrite.spec_yaml import ir_to_spec_yaml
 
-    ir = compile(_resnet18_with(tmp_path, "{scheme: torchvision, zero_init_residual: true}")).ir
+    ir = compile(_resnet18_with(tmp_path, "{scheme: torchvision, family: resnet, zero_init_residual: true}")).ir
     flat = tmp_path / "flat.yaml"
     flat.write_text(ir_to_spec_yaml(ir))
     again = compile(flat)
-    assert again.ir.init == InitScheme(scheme="torchvision", zero_init_residual=True)
+    assert again.ir.init == InitScheme(scheme="torchvision", family="resnet", zero_init_residual=True)
     assert len(_zeroed(again.module().state_dict())) == 8  # the flat spec's adds keep the branch first

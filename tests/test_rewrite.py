@@ -329,8 +329,14 @@ def test_flat_spec_round_trip(name, tmp_path):
     assert first.totals == second.totals
     assert list(first.outputs.values()) == list(second.outputs.values())
     assert again.named_outputs == new.named_outputs or len(new.outputs) > 1
-    # the `init:` each spec file names (issue 14: the ResNets start as torchvision's do)
-    assert again.init == new.init == {"tiny_unet": "kaiming_normal", "resnet18": "torchvision"}.get(name, "torch")
+    # the `init:` each spec file names (issue 14: specs with a torchvision counterpart start as it does)
+    from archspec.spec.init_scheme import InitScheme
+
+    families = {"resnet18": "resnet", "googlenet": "googlenet", "mobilenet_v2": "mobilenet_v2", "vgg16_bn": "vgg",
+                "densenet121": "densenet"}
+    expected = (InitScheme(scheme="torchvision", family=families[name]) if name in families
+                else {"tiny_unet": "kaiming_normal"}.get(name, "torch"))
+    assert again.init == new.init == expected
 
 
 def _args(node):

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 from matplotlib import image as mpimg
+from typer.testing import CliRunner
 
-from conftest import run_cli
+from archspec.cli import app
+from conftest import SPECS, run_cli
 
 TINY = """\
 name: tiny_style
@@ -120,7 +122,9 @@ def _one_error_line(result, *words):
 def test_a_state_dict_of_another_network_names_the_keys(files):
     torch.save({"features.0.weight": torch.zeros(4, 3, 3, 3), "classifier.weight": torch.zeros(2, 4)}, files / "w.pth")
     result = run_cli(*transfer_args(files, "--steps", "1", "--weights", str(files / "w.pth")))
-    _one_error_line(result, "classifier.weight", "features.2.weight", "torchvision")
+    # neither by name nor by order: the names that differ and the first tensor out of line
+    _one_error_line(result, "classifier.weight", "features.2.weight", "tensor 2, features.0.bias (4,)",
+                    "torchvision")
 
 
 def _bad_spec(folder):
@@ -157,3 +161,105 @@ def test_bad_input_is_one_error_line(files, case):
     args, words = BAD_INPUTS[case](files)
     _one_error_line(run_cli(*args), *words)
     assert not (files / "out" / "G.png").exists()
+
+
+# --- torchvision's VGG-19 checkpoint (archspec.lower.foreign_weights) ----------------------------------
+@pytest.fixture(scope="module")
+def vgg19_checkpoint(tmp_path_factory):
+    """torchvision's vgg19 (random init: the mapping, not the pictures, is under test) and its
+    state_dict saved as the README says: torch.save(torchvision.models.vgg19().state_dict(), W)."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(7)
+    reference = torchvision.models.vgg19().eval()
+    path = tmp_path_factory.mktemp("vgg19") / "vgg19.pth"
+    torch.save(reference.state_dict(), path)
+    return path, reference
+
+
+def _vgg19_features_spec(folder):
+    """VGG-19's 16 convs and 5 pools under the names of the style-transfer papers (conv1_1 ...), not
+    torchvision's features.N: its tensors line up with torchvision's only by order and shape."""
+    lines = ["name: vgg19_features", "inputs: {image: [3, 32, 32]}", "layers:"]
+    for stage, (convs, width) in enumerate(zip([2, 2, 4, 4, 4], [64, 128, 256, 512, 512]), start=1):
+        for k in range(1, convs + 1):
+            lines += [f"  - conv: {{name: conv{stage}_{k}, out: {width}, kernel: 3, padding: 1}}",
+                      f"  - relu: {{name: relu{stage}_{k}}}"]
+        lines.append(f"  - maxpool: {{name: pool{stage}, kernel: 2, stride: 2}}")
+    (folder / "vgg19_features.yaml").write_text("\n".join(lines) + "\n")
+    return folder / "vgg19_features.yaml"
+
+
+def test_torchvision_vgg19_loads_into_specs_vgg19(vgg19_checkpoint, capsys):
+    from archspec.commands.style import _module
+    from archspec.style.transfer import tap
+    path, reference = vgg19_checkpoint
+    module = _module(SPECS / "vgg19.yaml", None, (32, 32), path).eval()
+    assert "loaded 38 tensors by name" in capsys.readouterr().err  # the spec keeps torchvision's names
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        features = tap(module, ["features.36"])(x)["features.36"]
+        torch.testing.assert_close(features, reference.features(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(module(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_torchvision_vgg19_maps_by_order_onto_other_names(vgg19_checkpoint, tmp_path, capsys):
+    from archspec.commands.style import _module
+
+    path, reference = vgg19_checkpoint
+    module = _module(_vgg19_features_spec(tmp_path), None, (32, 32), path).eval()
+    said = capsys.readouterr().err
+    assert "loaded 32 tensors by order and shape (conv1_1.weight <- features.0.weight" in said
+    assert "6 checkpoint tensors unused: classifier.0.weight" in said  # the classifier it has no place for
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), reference.features(x), rtol=1e-5, atol=1e-5)
+
+
+def _vgg19_args(files, weights):
+    """The command on specs/vgg19.yaml with 32x32 images (VGG's five 2x2 poolings need 32 at least)."""
+    rng = np.random.default_rng(1)
+    mpimg.imsave(files / "c.png", rng.random((32, 32, 3)))
+    mpimg.imsave(files / "s.png", rng.random((32, 32, 3)))
+    args = list(transfer_args(files, "--steps", "1", "--weights", str(weights)))
+    args[args.index("--spec") + 1] = str(SPECS / "vgg19.yaml")
+    return args
+
+
+def test_style_transfer_runs_on_torchvisions_vgg19(vgg19_checkpoint, files):
+    args = _vgg19_args(files, vgg19_checkpoint[0])
+    args[args.index("--content-layer") + 1] = "features.22"  # conv4_2's ReLU
+    args[args.index("--style-layers") + 1] = "features.1,features.6,features.11,features.20,features.29"
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "by name" in result.stderr and (files / "out" / "G.png").is_file()
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(files):
+    torchvision = pytest.importorskip("torchvision")
+    torch.save(torchvision.models.resnet18().state_dict(), files / "resnet18.pth")
+    result = CliRunner().invoke(app, _vgg19_args(files, files / "resnet18.pth"))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # an error, not a crash
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output
+    error = errors[0]
+    assert error.startswith("error: --weights") and "missing features.0.weight" in error
+    assert "tensor 1, features.0.weight (64, 3, 3, 3), meets the checkpoint's conv1.weight (64, 3, 7, 7)" in error
+    assert not (files / "out" / "G.png").exists()
+
+
+def _tensors(*shapes, dtype=torch.float32):
+    return {f"t{index}": torch.zeros(shape, dtype=dtype) for index, shape in enumerate(shapes)}
+
+
+def test_too_few_tensors_or_another_dtype_are_refused():
+    from archspec.errors import ArchspecError
+    from archspec.lower.foreign_weights import match_weights
+
+    own = {"a.weight": torch.zeros(4, 3), "a.bias": torch.zeros(4), "b.num_batches_tracked": torch.zeros((), dtype=torch.long)}
+    with pytest.raises(ArchspecError, match="too few tensors: 2 for the module's 3"):
+        match_weights(own, _tensors((4, 3), (4,)))
+    # a float where the module counts in integers lines up by shape but not by kind
+    with pytest.raises(ArchspecError, match=r"tensor 3, b.num_batches_tracked \(\) int64, meets the checkpoint's t2 \(\)"):
+        match_weights(own, _tensors((4, 3), (4,), ()))
+    matched = match_weights(own, {**_tensors((4, 3), (4,)), "t2": torch.tensor(5)})
+    assert matched.mapping == "by order and shape" and matched.state["b.num_batches_tracked"].item() == 5

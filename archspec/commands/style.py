@@ -17,8 +17,8 @@ import typer
 from archspec.commands.common import SetOption, handles_errors, parse_sets
 from archspec.errors import ArchspecError
 
-TORCHVISION_HINT = ("--weights takes a state_dict of this spec's lowered module; torchvision's checkpoints "
-                    "need a name mapping, which archspec does not have yet")
+WEIGHTS_HINT = ("--weights takes a state_dict whose tensors are the lowered module's, by name or by order and "
+                "shape, such as torchvision's vgg19().state_dict() for specs/vgg19.yaml")
 
 
 @handles_errors
@@ -29,7 +29,8 @@ def command(
     content_layer: str = typer.Option(..., "--content-layer", help="The node whose activation J_content compares."),
     style_layers: str = typer.Option(..., "--style-layers", help="Comma-separated nodes J_style sums over."),
     out: Path = typer.Option(..., "--out", help="The generated image G (.png); the cost curve goes beside it."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="A state_dict (.pth) of the lowered module."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="A state_dict (.pth, .safetensors) for the lowered "
+                                           "module, by name or by order and shape (torchvision's VGG-19)."),
     alpha: float = typer.Option(10.0, "--alpha", help="Weight of J_content in J(G)."),
     beta: float = typer.Option(40.0, "--beta", help="Weight of J_style in J(G)."),
     steps: int = typer.Option(200, "--steps", min=1, help="Optimisation steps on G's pixels."),
@@ -135,15 +136,28 @@ def _module(spec: Path, sets, image_shape: tuple[int, ...], weights: Optional[Pa
         typer.echo("warning: no --weights: the network has random weights; good pictures need pretrained "
                    "weights", err=True)
         return module
-    from archspec.train.checkpoint import load_weights
+    load_weights(module, weights)
+    return module
+
+
+def load_weights(module, weights: Path) -> None:
+    """--weights into `module`, by name or by order and shape (archspec.lower.foreign_weights),
+    saying on stderr which mapping it used."""
+    from archspec.lower.foreign_weights import match_weights
+    from archspec.train.checkpoint import read_checkpoint
 
     if not weights.is_file():
         raise ArchspecError(f"--weights {weights}: no such file")
     try:
-        load_weights(module, weights)
+        tensors = read_checkpoint(weights)[0]
     except ArchspecError as err:
-        raise ArchspecError(f"--weights: {err}; {TORCHVISION_HINT}") from None
-    return module
+        raise ArchspecError(f"--weights: {err}") from None
+    try:
+        matched = match_weights(module.state_dict(), tensors)
+    except ArchspecError as err:
+        raise ArchspecError(f"--weights {weights}: {err}; {WEIGHTS_HINT}") from None
+    module.load_state_dict(matched.state)
+    typer.echo(f"--weights {weights}: {matched.summary()}", err=True)
 
 
 def _taps(module, content_layer: str, nodes: list[str]):

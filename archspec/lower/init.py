@@ -1,17 +1,23 @@
 """The spec's `init` key applied to a lowered module (the schemes: archspec.spec.init_scheme).
 
 Layers are chosen by their torch class, as torchvision's own init loops choose them; the last BN
-of each residual branch is found in the IR, so that no op needs to be named here.
+of each residual branch is found in the IR, so that no op needs to be named here. Each of
+torchvision's families is one entry of TORCHVISION_FAMILIES, a copy of that family's init loop.
 """
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch.nn as nn
 
+from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
-from archspec.spec.init_scheme import scheme_of
+from archspec.spec.init_scheme import FAMILIES, scheme_of
 
 _WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 _AFFINE_NORMS = (nn.BatchNorm2d, nn.GroupNorm)
+BACKBONE = "backbone"  # the module path of the backbone in torchvision's segmentation models
 
 
 def initialise(module: nn.Module, ir: IRGraph) -> None:
@@ -20,7 +26,7 @@ def initialise(module: nn.Module, ir: IRGraph) -> None:
     if init.scheme == "kaiming_normal":
         _kaiming_fan_in(module)
     elif init.scheme == "torchvision":
-        _torchvision_resnet(module)
+        TORCHVISION_FAMILIES[init.family](module)
     if init.zero_init_residual:
         _zero_residual_branches(module, ir)
 
@@ -34,14 +40,119 @@ def _kaiming_fan_in(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
-def _torchvision_resnet(module: nn.Module) -> None:
-    # torchvision/models/resnet.py, ResNet.__init__; its linear layer keeps torch's default
+def _norms_to_one_and_zero(layer: nn.Module) -> None:
+    # γ = 1, β = 0; a norm without affine parameters (affine: false) has nothing to set
+    if layer.weight is not None:
+        nn.init.ones_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
+def _zero_bias(layer: nn.Module) -> None:
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+# --- torchvision's init loops, one per family (torchvision/models/<family>.py) --------------------------
+def _resnet(module: nn.Module) -> None:
+    # resnet.py, ResNet.__init__; its linear layer keeps torch's default
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(layer, _AFFINE_NORMS):
-            nn.init.constant_(layer.weight, 1)
-            nn.init.constant_(layer.bias, 0)
+            _norms_to_one_and_zero(layer)
+
+
+def _vgg(module: nn.Module) -> None:
+    # vgg.py, VGG.__init__ with init_weights=True (what every vgg* builder passes)
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            _zero_bias(layer)
+        elif isinstance(layer, nn.BatchNorm2d):
+            _norms_to_one_and_zero(layer)
+        elif isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0, 0.01)
+            _zero_bias(layer)
+
+
+def _densenet(module: nn.Module) -> None:
+    # densenet.py, DenseNet.__init__: kaiming_normal_ with its defaults (fan_in, leaky_relu, a = 0);
+    # the linear layer keeps torch's default weight and gets a zero bias
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight)
+        elif isinstance(layer, nn.BatchNorm2d):
+            _norms_to_one_and_zero(layer)
+        elif isinstance(layer, nn.Linear):
+            _zero_bias(layer)
+
+
+def _googlenet(module: nn.Module) -> None:
+    # googlenet.py, GoogLeNet.__init__ with init_weights=True; biases keep torch's default
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(layer.weight, mean=0.0, std=0.01, a=-2, b=2)
+        elif isinstance(layer, nn.BatchNorm2d):
+            _norms_to_one_and_zero(layer)
+
+
+def _mobilenet_v2(module: nn.Module) -> None:
+    # mobilenetv2.py, MobileNetV2.__init__: kaiming_normal_ fan_out with its default nonlinearity
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out")
+            _zero_bias(layer)
+        elif isinstance(layer, _AFFINE_NORMS):
+            _norms_to_one_and_zero(layer)
+        elif isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0, 0.01)
+            _zero_bias(layer)
+
+
+def _efficientnet(module: nn.Module) -> None:
+    # efficientnet.py, EfficientNet.__init__: as mobilenet_v2 but a uniform linear weight
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out")
+            _zero_bias(layer)
+        elif isinstance(layer, _AFFINE_NORMS):
+            _norms_to_one_and_zero(layer)
+        elif isinstance(layer, nn.Linear):
+            init_range = 1.0 / math.sqrt(layer.out_features)
+            nn.init.uniform_(layer.weight, -init_range, init_range)
+            _zero_bias(layer)
+
+
+def _torch_default(module: nn.Module) -> None:
+    # alexnet.py and shufflenetv2.py have no init loop: every layer keeps its reset_parameters
+    return None
+
+
+def _resnet_backbone(module: nn.Module) -> None:
+    # segmentation/fcn.py and deeplabv3.py: the backbone is a torchvision ResNet (initialised by
+    # ResNet.__init__), the heads are plain layers left at torch's default
+    try:
+        backbone = module.get_submodule(BACKBONE)
+    except AttributeError:
+        raise SpecError(f"torchvision's segmentation families initialise the `{BACKBONE}` scope as a ResNet, "
+                        f"and this spec has no `{BACKBONE}`",
+                        hint=f"name the backbone's scope `{BACKBONE}`, or use `family: resnet`") from None
+    _resnet(backbone)
+
+
+TORCHVISION_FAMILIES: dict[str, Callable[[nn.Module], None]] = {
+    "resnet": _resnet,
+    "vgg": _vgg,
+    "alexnet": _torch_default,
+    "densenet": _densenet,
+    "googlenet": _googlenet,
+    "mobilenet_v2": _mobilenet_v2,
+    "efficientnet": _efficientnet,
+    "shufflenet_v2": _torch_default,
+    "fcn": _resnet_backbone,
+    "deeplabv3": _resnet_backbone,
+}
+assert set(TORCHVISION_FAMILIES) == set(FAMILIES), "a family of archspec.spec.init_scheme has no init loop here"
 
 
 def residual_branch_norms(ir: IRGraph) -> list[str]:
