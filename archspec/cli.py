@@ -254,6 +254,10 @@ app.command("bench")(train_commands.bench)
 from archspec.commands import style  # noqa: E402
 app.command("style-transfer")(style.command)
 
+from archspec.commands import detect  # noqa: E402
+
+app.command("detect")(detect.command)
+
 
 def main() -> None:
     app()

@@ -318,7 +318,8 @@ def _indexed(count: int, y: torch.Tensor, num_classes: int, task: str):
 def test_task_objects_evaluate_and_score_by_hand():
     from archspec.train.runtime import Runtime
     from archspec.train.setup import plan
-    from archspec.train.tasks import Batch, make_task
+    from archspec.train.task_table import make_task
+    from archspec.train.tasks import Batch
 
     cpu = Runtime(torch.device("cpu"))
     # classification: argmax (0, 1, 2, 2) against (0, 1, 1, 2) is 3 of 4 right

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -33,7 +33,7 @@ def _weights_option(items: Optional[List[str]]) -> dict[str, float]:
 @handles_errors
 def train(
     spec: Optional[Path] = typer.Argument(None, help="The spec file (not needed with --resume)."),
-    data: str = typer.Option("digits", "--data", help="digits, shapes, fake, an .npz file (x, y) or an image folder root/<class>/*.png."),
+    data: str = typer.Option("digits", "--data", help="digits, shapes, fake, boxes[:COUNT] (detection), an .npz file (x, y), an image folder root/<class>/*.png or a YOLO folder (images/ + labels/)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 12)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Global batch size (split across --nproc processes)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 3e-3 adamw, 0.05 sgd); warm-up then cosine."),
@@ -149,7 +149,7 @@ def _launch_torchrun(nproc: int) -> None:
 def evaluate(
     spec: Path = typer.Argument(..., help="The spec file."),
     weights: Path = typer.Option(..., "--weights", help="A run folder, a .safetensors checkpoint or a torch state_dict file (.pt/.pth, read with weights_only)."),
-    data: str = typer.Option("digits", "--data", help="digits, shapes, fake, an .npz file or an image folder."),
+    data: str = typer.Option("digits", "--data", help="digits, shapes, fake, boxes, an .npz file, an image folder or a YOLO folder."),
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -157,13 +157,13 @@ def evaluate(
     memory_limit: float = MemoryLimitOption,
     force: bool = ForceOption,
 ) -> None:
-    """Test-set accuracy and confusion matrix (classification), IoU/Dice (segmentation), triplet accuracy (embedding)."""
+    """Test-set accuracy and confusion matrix (classification), IoU/Dice (segmentation), triplet accuracy
+    (embedding), mAP and AP per class (detection)."""
     from rich.table import Table
 
     from archspec.render.terminal import console
-    from archspec.train.metrics import iou_dice
     from archspec.train.runtime import Dist, Runtime, pick_device
-    from archspec.train.tasks import make_task
+    from archspec.train.task_table import make_task
 
     check_memory_limit(memory_limit)
     spec_plan, model, dataset = _evaluation(spec, weights, data, sets, inputs, batch_size, memory_limit, force)
@@ -171,61 +171,111 @@ def evaluate(
     model.to(runtime.device)
     metrics, matrix = make_task(spec_plan).evaluate(model, dataset, runtime, batch_size)
     out = console()
+    shown = metrics
+    if spec_plan.task == "detection":
+        from archspec.detect.evaluation import per_class
+
+        rows = per_class(metrics, dataset.class_names)
+        shown = {k: v for k, v in metrics.items() if not any(k.endswith("_" + name) for name, _, _ in rows)}
     table = Table(title=f"{spec_plan.name} on {dataset.name} ({len(dataset.x_test)} test samples)", header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in metrics.items():
+    for key, value in shown.items():
         table.add_row(key, f"{value:.4f}")
     out.print(table)
-    if matrix is not None and spec_plan.task == "classification":
-        cm = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
-        cm.add_column("")
-        for name in dataset.class_names:
-            cm.add_column(name, justify="right")
-        for i, name in enumerate(dataset.class_names):
-            cm.add_row(name, *[(f"[green]{v}[/green]" if i == j else (str(v) if v else "[dim]0[/dim]"))
-                               for j, v in enumerate(matrix[i].tolist())])
-        out.print(cm)
+    if spec_plan.task == "detection":
+        out.print(_ap_table(rows, dataset))
     elif matrix is not None:
-        iou, dice = iou_dice(matrix)
-        per = Table(title="per class", header_style="bold")
-        for header in ("class", "IoU", "Dice"):
-            per.add_column(header, justify="right" if header != "class" else "left")
-        for name, i, d in zip(dataset.class_names, iou, dice):
-            per.add_row(name, f"{i:.4f}", f"{d:.4f}")
-        out.print(per)
+        out.print(_confusion_table(matrix, dataset) if spec_plan.task == "classification" else _iou_table(matrix, dataset))
 
 
-def _evaluation(spec: Path, weights: Path, data: str, sets, inputs, batch_size: int, memory_limit: float, force: bool):
-    """The plan, the model with the checkpoint's weights, and the data set, in an order that refuses
-    crafted metadata, weights of another spec or dtype, and over-limit sizes before any data loads."""
-    import torch
+def _ap_table(rows, dataset):
+    from rich.table import Table
 
-    from archspec.train.checkpoint import build_metadata, check_fits, load_weights, read_checkpoint, weights_path
-    from archspec.train.data import load_data
-    from archspec.train.setup import for_classes, preflight
+    objects = (dataset.y_test[..., 0].long().flatten()).tolist()
+    per = Table(title="average precision per class (COCO, via torchmetrics)", header_style="bold")
+    for header in ("class", "test objects", "AP@0.5", "AP@[.5:.95]"):
+        per.add_column(header, justify="right" if header != "class" else "left")
+    for index, (name, ap50, ap) in enumerate(rows):
+        per.add_row(name, str(objects.count(index)), f"{ap50:.4f}", f"{ap:.4f}")
+    return per
+
+
+def _confusion_table(matrix, dataset):
+    from rich.table import Table
+
+    cm = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
+    cm.add_column("")
+    for name in dataset.class_names:
+        cm.add_column(name, justify="right")
+    for i, name in enumerate(dataset.class_names):
+        cm.add_row(name, *[(f"[green]{v}[/green]" if i == j else (str(v) if v else "[dim]0[/dim]"))
+                           for j, v in enumerate(matrix[i].tolist())])
+    return cm
+
+
+def _iou_table(matrix, dataset):
+    from rich.table import Table
+
+    from archspec.train.metrics import iou_dice
+
+    iou, dice = iou_dice(matrix)
+    per = Table(title="per class", header_style="bold")
+    for header in ("class", "IoU", "Dice"):
+        per.add_column(header, justify="right" if header != "class" else "left")
+    for name, i, d in zip(dataset.class_names, iou, dice):
+        per.add_row(name, f"{i:.4f}", f"{d:.4f}")
+    return per
+
+
+def checkpoint_plan(weights: Path, sets, inputs, make: Callable[[dict, dict], Any]):
+    """(what `make(params, shapes)` gives, the checkpoint): the spec planned with the checkpoint's
+    build parameters and inputs under the command line's. An error says which values came from
+    the checkpoint's metadata rather than the command line."""
+    from archspec.train.checkpoint import build_metadata, read_checkpoint, weights_path
 
     checkpoint = read_checkpoint(weights)
     path = weights_path(weights)
     build = build_metadata(checkpoint[1], path)
     given_params, given_shapes = parse_sets(sets), parse_inputs(inputs)
-    params, shapes = {**build["params"], **given_params}, {**build["inputs"], **given_shapes}
     try:
-        spec_plan, info, parts = preflight(spec, params, shapes, data, batch_size, training=False)
-    except ArchspecError as err:  # say which values came from the checkpoint, not the command line
+        return make({**build["params"], **given_params}, {**build["inputs"], **given_shapes}), checkpoint
+    except ArchspecError as err:
         from_file = [f"params.{k}" for k in build["params"] if k not in given_params]
         from_file += [f"inputs.{k}" for k in build["inputs"] if k not in given_shapes and "" not in given_shapes]
         if not from_file:
             raise
         raise ArchspecError(f"{err}\n  note: {', '.join(from_file[:8])} came from the metadata of checkpoint {path}") from None
-    refuse_over_limit(f"evaluating {spec_plan.name}", parts, memory_limit, force)
+
+
+def trained_model(spec_plan, weights: Path, checkpoint):
+    """The plan's module with the checkpoint's weights, checked on the meta device first (another
+    spec's or dtype's weights are refused before anything is allocated)."""
+    import torch
+
+    from archspec.train.checkpoint import check_fits, load_weights
+
     with torch.device("meta"):  # shapes and dtypes only: nothing allocated
         check_fits(spec_plan.build(), weights, checkpoint, spec_plan.spec_text)
+    model = spec_plan.build()
+    load_weights(model, weights, spec_plan.spec_text, checkpoint)
+    return model
+
+
+def _evaluation(spec: Path, weights: Path, data: str, sets, inputs, batch_size: int, memory_limit: float, force: bool):
+    """The plan, the model with the checkpoint's weights, and the data set, in an order that refuses
+    crafted metadata, weights of another spec or dtype, and over-limit sizes before any data loads."""
+    from archspec.train.data import load_data
+    from archspec.train.setup import for_classes, preflight
+
+    (spec_plan, info, parts), checkpoint = checkpoint_plan(
+        weights, sets, inputs, lambda params, shapes: preflight(spec, params, shapes, data, batch_size, training=False))
+    refuse_over_limit(f"evaluating {spec_plan.name}", parts, memory_limit, force)
+    model = trained_model(spec_plan, weights, checkpoint)
     dataset = load_data(data, next(iter(spec_plan.shapes.values())), num_classes=spec_plan.classes)
     if dataset.num_classes != (info.num_classes or spec_plan.classes):  # an .npz's
         spec_plan = for_classes(spec_plan, dataset.num_classes)
-    model = spec_plan.build()
-    load_weights(model, weights, spec_plan.spec_text, checkpoint)
+        model = trained_model(spec_plan, weights, checkpoint)
     return spec_plan, model, dataset
 
 

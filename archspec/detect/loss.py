@@ -14,7 +14,8 @@ predicted size may go negative early in training, so its root is taken as sign(x
 """
 import torch
 
-from archspec.detect.targets import BX, PC, slot_size
+from archspec.detect.boxes import box_iou, cxcywh_to_xyxy
+from archspec.detect.targets import BH, BW, BX, BY, PC, slot_size
 
 LAMBDA_COORD = 5.0
 LAMBDA_NOOBJ = 0.5
@@ -25,9 +26,34 @@ def signed_root(values: torch.Tensor) -> torch.Tensor:
     return torch.sign(values) * torch.sqrt(values.abs() + ROOT_EPS)
 
 
+def responsible(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """YOLO v1's assignment: each object (the one slot of a cell's target, (N, S, S, 1, 5 + C)) goes
+    to the one of the cell's B predicted boxes (N, S, S, B, 5 + C) whose box overlaps it best
+    (IoU in the cell's frame); the cell's other boxes are trained towards pc = 0."""
+    boxes = prediction.shape[-2]
+    assigned = torch.zeros(*target.shape[:3], boxes, target.shape[-1], dtype=target.dtype, device=target.device)
+    cells = torch.nonzero(target[..., 0, PC] == 1, as_tuple=True)
+    if not len(cells[0]):
+        return assigned
+    with torch.no_grad():  # the choice is made, not learned
+        wanted = target[cells][:, 0]  # (K, 5 + C)
+        predicted = prediction[cells].float()  # (K, B, 5 + C)
+
+        def frame(values: torch.Tensor) -> torch.Tensor:  # (.., [bx, by, bh, bw]) -> xyxy in cell units
+            sizes = torch.stack((values[..., BW], values[..., BH]), dim=-1).clamp(min=0)
+            return cxcywh_to_xyxy(torch.cat((values[..., BX:BY + 1], sizes), dim=-1))
+
+        overlaps = box_iou(frame(predicted).reshape(-1, 4), frame(wanted))  # (K * B, K)
+        k = torch.arange(len(wanted), device=target.device)
+        best = overlaps.reshape(len(wanted), boxes, len(wanted))[k, :, k].argmax(dim=1)
+    assigned[cells + (best,)] = wanted
+    return assigned
+
+
 def yolo_loss(prediction: torch.Tensor, target: torch.Tensor, num_classes: int,
               lambda_coord: float = LAMBDA_COORD, lambda_noobj: float = LAMBDA_NOOBJ) -> torch.Tensor:
-    """Loss of a prediction against targets, both (N, S, S, A * (5 + C)) in the layout of `targets`."""
+    """Loss of a prediction against targets in the layout of `targets`: (N, S, S, A * (5 + C)), or
+    slots (N, S, S, A, 5 + C) as archspec.detect.layout gives them."""
     size = slot_size(num_classes)
     predicted = prediction.reshape(-1, size)
     wanted = target.reshape(-1, size)

@@ -77,5 +77,7 @@ def decode(grid: torch.Tensor, num_classes: int, score_threshold: float = 0.5):
     found = slots[rows, columns, anchors]  # (K, 5 + C)
     cx = (columns + found[:, BX]) / grid_size
     cy = (rows + found[:, BY]) / grid_size
-    boxes = torch.stack((cx, cy, found[:, BW] / grid_size, found[:, BH] / grid_size), dim=-1)
+    # a size regressed below 0 (early in training) is a box of no extent, not an inside-out one
+    sizes = found[:, [BW, BH]].clamp(min=0) / grid_size
+    boxes = torch.stack((cx, cy, sizes[:, 0], sizes[:, 1]), dim=-1)
     return boxes, found[:, PC], found[:, 5:].argmax(dim=1)

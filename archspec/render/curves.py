@@ -1,5 +1,6 @@
 """A training run's curves: loss and the main metric per epoch, read from the run's
-metrics.jsonl, for the file report (`report --run RUN`) and the run's own curves.png."""
+metrics.jsonl, for the file report (`report --run RUN`) and the run's own curves.png; and a
+detection run's sample predictions (predictions.png)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ from typing import Any
 
 from archspec.errors import ArchspecError
 from archspec.render.charts import new_figure, svg_text
-from archspec.runs import MAIN_METRICS
+from archspec.runs import MAIN_METRICS, PREDICTIONS_FILE
 
 
 def read_run(run: Path) -> tuple[list[dict[str, Any]], str]:
@@ -54,3 +55,31 @@ def training_chart(run: Path) -> tuple[str, str]:
                        if key.startswith("test_") and isinstance(value, (int, float)))
     caption = f"Training run {run}: {len(rows)} epochs; final test {finals}"
     return caption, svg_text(curves_figure(rows, metric), "training")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PREDICTIONS_BYTES = 16 << 20
+
+
+def predictions_chart(run: Path) -> tuple[str, str] | None:
+    """(caption, SVG) showing a detection run's predictions.png, or None where the run has none.
+    The PNG goes in as a data URI of an <image>: the report never inlines markup read from a file."""
+    import base64
+    import struct
+
+    from archspec.spec.reading import read_bounded
+
+    path = Path(run) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = read_bounded(path, MAX_PREDICTIONS_BYTES)
+    except OSError as err:
+        raise ArchspecError(f"--run {run}: cannot read {path}: {err}") from None
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ArchspecError(f"--run {run}: {path} is not a PNG")
+    width, height = struct.unpack(">II", data[16:24])
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+           f'height="{height}"><image href="{uri}" width="{width}" height="{height}"/></svg>')
+    return "Sample test predictions (coloured: detected, with pc; white: ground truth)", svg

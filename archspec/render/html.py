@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from archspec.errors import ArchspecError
 from archspec.render.charts import memory_svg, scatter_svg, stages_svg
-from archspec.render.curves import training_chart
+from archspec.render.curves import predictions_chart, training_chart
 from archspec.files import safe_folder, write_atomic
 from archspec.render.html_page import SpecReport, library_html, spec_html
 from archspec.render.layout import auto_depth
@@ -58,6 +58,9 @@ def write_reports(
     report = spec_report(compiled, dtype, optimizer)
     if run is not None:
         report.charts["training"] = training_chart(run)
+        predictions = predictions_chart(run)
+        if predictions is not None:
+            report.charts["predictions"] = predictions
     notes = [report.diagram_note] if report.diagram_note else []
     if fmt == "html":
         return [write_atomic(folder / "report.html", spec_html(report))], notes

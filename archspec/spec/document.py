@@ -1,11 +1,11 @@
 """The spec document: its pydantic schema, and loading a file with its `extends` / `use` files.
 
-A spec file is YAML with these top-level keys (the README's "Spec language" documents them):
-`name`, `summary`, `paper`, `task`, `init`, `extends`, `use`, `params`, `inputs`, `outputs`,
-`blocks`, `layers`. Layer items are checked here only for their outer form; each op's arguments are checked
-against the op's own schema when the IR is built (they may be expressions over the parameters).
-The limits on what one spec reads (MAX_CHAIN, MAX_FILES, MAX_TOTAL_BYTES, MAX_TOTAL_VALUES) add up
-over the spec and all its `extends` and `use` files.
+A spec file is YAML with these top-level keys (the README's "Spec language" documents them): `name`,
+`summary`, `paper`, `task`, `init`, `detection`, `extends`, `use`, `params`, `inputs`, `outputs`,
+`blocks`, `layers`. Layer items are checked here only for their outer form; each op's arguments are
+checked against the op's own schema when the IR is built (they may be expressions over the
+parameters). The limits on what one spec reads (MAX_CHAIN, MAX_FILES, MAX_TOTAL_BYTES,
+MAX_TOTAL_VALUES) add up over the spec and all its `extends` and `use` files.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ops.merge import DEFAULT_MERGE, Fit
 from archspec.spec.arguments import Merge, choices
+from archspec.spec.detection_head import DetectionHead
 from archspec.spec.init_scheme import InitChoice
 from archspec.spec.reading import file_kind
 from archspec.spec.yaml_source import MAX_VALUES, SourceList, SourceMap, TooManyValues, loc_of, parse_yaml_counted, read_text
@@ -61,6 +62,7 @@ class SpecDocument(_Strict):
     task: Optional[Literal["classification", "segmentation", "embedding", "detection"]] = None
     # how the lowered module's weights start (archspec.spec.init_scheme, archspec.lower.init)
     init: InitChoice = "torch"
+    detection: Optional[DetectionHead] = None  # how a detector's output grid reads (spec.detection_head)
     extends: Optional[str] = None
     use: list[str] = Field(default_factory=list)
     params: dict[str, ParamValue] = Field(default_factory=dict)
@@ -167,11 +169,8 @@ def _included_path(base: Path, text: Any, loc: Location, what: str) -> Path:
 
 def _check_chain(chain: list[Path], loc: Location, what: str) -> None:
     if len(chain) >= MAX_CHAIN:  # also keeps the recursion over the chain shallow
-        raise SpecError(
-            f"the `{what}` chain is longer than {MAX_CHAIN} files",
-            loc,
-            hint=f"a chain of {MAX_CHAIN} files is almost certainly a mistake; include the files from fewer levels",
-        )
+        raise SpecError(f"the `{what}` chain is longer than {MAX_CHAIN} files", loc,
+                        hint=f"a chain of {MAX_CHAIN} files is almost certainly a mistake; include the files from fewer levels")
 
 
 def _apply_extends(raw: SourceMap, path: Path, shown: str, chain: list[Path],
@@ -323,11 +322,11 @@ def located_validation_error(err: ValidationError, raw: Any, default: Location, 
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "string_pattern_mismatch" and path and path[-1] == "name":
         message = "a name is 1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_'"
-    return SpecError(f"'{where}': {message}", loc)
+    return SpecError(f"'{where}': {message}", loc, hint=getattr(first.get("ctx", {}).get("error"), "hint", None))
 
 
 # pydantic names union members in error locations (`outputs.dict[str,str]`); they are not keys
-_UNION_TAGS = {"dict[str,str]", "list[str]", "str", "int", "list[union[int,str]]", "bool", "float", "list", "none"}
+_UNION_TAGS = {"dict[str,str]", "list[str]", "str", "int", "list[union[int,str]]", "bool", "float", "list", "none", "mapping"}
 
 # what the top-level keys whose type is a union look like, for errors that pydantic would
 # otherwise report once per union member

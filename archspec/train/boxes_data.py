@@ -193,7 +193,7 @@ def read_labels(path: Path, num_classes: int | None = None) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 5)
 
 
-def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+def read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """(3, H, W) float32 in [0, 1]; resized to `size` (H, W) when given."""
     from PIL import Image, ImageOps, UnidentifiedImageError  # Pillow comes with torchvision
 
@@ -259,7 +259,7 @@ def read_yolo_folder(path: str | os.PathLike, size: int | tuple[int, int] | None
     target = _image_size(size) if size is not None else None
     arrays, boxes = [], []
     for stem, image_path in images.items():
-        array = _read_image(image_path, target)
+        array = read_image(image_path, target)
         if arrays and array.shape != arrays[0].shape:
             raise ArchspecError(f"image {image_path} is {array.shape[1]}x{array.shape[2]} (HxW), the first "
                                 f"{arrays[0].shape[1]}x{arrays[0].shape[2]}; pass a size to resize them all")

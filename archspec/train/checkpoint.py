@@ -149,7 +149,9 @@ def _dense_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, to
 
 
 # --- the build metadata: drives evaluate, so it is checked like a spec ------------------------------------
-BUILD_KEYS = ("spec", "params", "inputs", "task")
+BUILD_KEYS = ("spec", "params", "inputs", "task", "class_names")
+MAX_CLASS_NAMES = 100_000
+MAX_CLASS_NAME = 200  # characters
 MAX_PARAM_VALUES = 10_000
 MAX_PARAM_DEPTH = 16
 MAX_PARAM_CHARS = 10_000  # one string value, as for a --set value
@@ -162,7 +164,7 @@ def build_metadata(metadata: dict[str, str], path: Path) -> dict[str, Any]:
     where = f"checkpoint {path}: metadata 'build'"
     text = metadata.get("build")
     if text is None:
-        return {"params": {}, "inputs": {}}
+        return {"params": {}, "inputs": {}, "class_names": []}
     try:
         build = json.loads(text)
     except (ValueError, RecursionError) as err:
@@ -182,7 +184,12 @@ def build_metadata(metadata: dict[str, str], path: Path) -> dict[str, Any]:
     counter = [0]
     for name, value in params.items():
         _check_plain(value, f"{where}: params.{_short(name)}", 1, counter)
-    return {"params": params, "inputs": _build_inputs(build.get("inputs", {}), where)}
+    names = build.get("class_names", [])
+    if (not isinstance(names, list) or len(names) > MAX_CLASS_NAMES
+            or not all(isinstance(n, str) and len(n) <= MAX_CLASS_NAME for n in names)):
+        raise ArchspecError(f"{where}: 'class_names' must be a list of at most {MAX_CLASS_NAMES:,} names of "
+                            f"at most {MAX_CLASS_NAME} characters")
+    return {"params": params, "inputs": _build_inputs(build.get("inputs", {}), where), "class_names": names}
 
 
 def _build_inputs(inputs: Any, where: str) -> dict[str, tuple[int, ...]]:

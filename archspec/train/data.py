@@ -2,13 +2,14 @@
 
 `digits` (scikit-learn's 1,797 real 8x8 handwritten digits), `shapes` (generated segmentation
 images with masks, numpy only), `fake` (random tensors, for throughput), an image folder
-(`root/<class>/*.png|jpg`) and an `.npz` file (arrays `x`, `y`). Every set is resized to the
+(`root/<class>/*.png|jpg`), an `.npz` file (arrays `x`, `y`), and the detection sets `boxes` and
+a YOLO txt folder (archspec.train.detection_data). Every set is resized to the
 spec's input (C, H, W) with `F.interpolate`; grey images are replicated to C channels.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,28 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from archspec.errors import ArchspecError
+from archspec.train import detection_data
+from archspec.train.dataset import SPLIT_SEED, DataSet, normalise, split
 
-SPLIT_SEED = 1234  # the train/test split is fixed, whatever --seed says
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
-
-
-@dataclass
-class DataSet:
-    name: str
-    task: str  # classification | segmentation
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
-    class_names: list[str] = field(default_factory=list)
-    default_augment: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.class_names:
-            self.class_names = [str(i) for i in range(self.num_classes)]
-
-
 DEVICE_DATA_LIMIT = 2 * 2**30  # bytes of a data set that may live on the GPU
 
 
@@ -49,12 +32,6 @@ def to_device(data: DataSet, device: torch.device) -> DataSet:
         return data
     x_train, y_train, x_test, y_test = (t.to(device) for t in tensors)
     return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-
-
-def _split(n: int, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)
-    n_test = max(1, int(round(n * test_fraction)))
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
 def fit_images(x: torch.Tensor, shape: tuple[int, ...], mode: str = "bilinear") -> torch.Tensor:
@@ -73,10 +50,6 @@ def fit_images(x: torch.Tensor, shape: tuple[int, ...], mode: str = "bilinear") 
     return x.contiguous()
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    return (x - 0.5) / 0.5
-
-
 def digits(shape: tuple[int, ...]) -> DataSet:
     try:
         from sklearn.datasets import load_digits
@@ -85,8 +58,8 @@ def digits(shape: tuple[int, ...]) -> DataSet:
     bunch = load_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
     labels = torch.tensor(bunch.target, dtype=torch.long)
-    x = _normalise(fit_images(images, shape))
-    train, test = _split(len(x))
+    x = normalise(fit_images(images, shape))
+    train, test = split(len(x))
     return DataSet("digits", "classification", x[train], labels[train], x[test], labels[test], 10,
                    default_augment=("crop",))
 
@@ -123,9 +96,9 @@ def shapes(shape: tuple[int, ...], count: int = 1200, seed: int = SPLIT_SEED) ->
             mask |= inside
         images[i] = image
         masks[i] = mask
-    x = _normalise(fit_images(torch.from_numpy(np.clip(images, 0, 1)), shape))
+    x = normalise(fit_images(torch.from_numpy(np.clip(images, 0, 1)), shape))
     y = torch.from_numpy(masks)
-    train, test = _split(count)
+    train, test = split(count)
     return DataSet("shapes", "segmentation", x[train], y[train], x[test], y[test], 2, ["background", "shape"],
                    default_augment=("flip",))
 
@@ -163,9 +136,9 @@ def image_folder(root: Path, shape: tuple[int, ...]) -> DataSet:
                 raise ArchspecError(f"cannot read image {path}: {err}") from None
             images.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
             labels.append(label)
-    x = _normalise(fit_images(torch.from_numpy(np.stack(images)), shape))
+    x = normalise(fit_images(torch.from_numpy(np.stack(images)), shape))
     y = torch.tensor(labels)
-    train, test = _split(len(x))
+    train, test = split(len(x))
     return DataSet(root.name, "classification", x[train], y[train], x[test], y[test], len(classes),
                    [c.name for c in classes])
 
@@ -198,7 +171,7 @@ def npz(path: Path, shape: tuple[int, ...]) -> DataSet:
     task = "segmentation" if y.ndim == 3 else "classification"
     if task == "segmentation" and y.shape[-2:] != shape[1:]:
         y = F.interpolate(y[:, None].float(), size=shape[1:], mode="nearest")[:, 0].long()
-    train, test = _split(len(x))
+    train, test = split(len(x))
     return DataSet(path.stem, task, x[train], y[train], x[test], y[test], int(y.max()) + 1)
 
 
@@ -229,6 +202,8 @@ def data_classes(name: str) -> int | None:
     if name in ("digits", "shapes"):
         return 10 if name == "digits" else 2
     path = Path(name)
+    if detection_data.is_boxes(name) or detection_data.is_yolo_folder(path):
+        return footprint_of_detection(name)[2]
     try:
         if path.suffix != ".npz" and path.is_dir():
             return len(_class_folders(path)) or None
@@ -250,6 +225,8 @@ def data_footprint(name: str, shape: tuple[int, ...]) -> DataInfo:
         generated = height * width * (3 * 4 + 8 + 8)
         return DataInfo(name, SHAPES_COUNT, SHAPES_COUNT * (per_sample + generated), 2)
     path = Path(name)
+    if detection_data.is_boxes(name) or detection_data.is_yolo_folder(path):
+        return DataInfo(path.name, *footprint_of_detection(name, shape))
     if path.suffix == ".npz":
         header = _npz_header(path, "x")
         if header is None:
@@ -266,6 +243,13 @@ def data_footprint(name: str, shape: tuple[int, ...]) -> DataInfo:
     except OSError:
         pass  # an unreadable folder: `image_folder` says so when it loads
     return DataInfo(name, None, 0, None)
+
+
+def footprint_of_detection(name: str, shape: tuple[int, ...] = (3, 1, 1)) -> tuple[int | None, int, int | None]:
+    try:
+        return detection_data.footprint(name, shape)
+    except OSError:
+        return None, 0, None  # an unreadable folder: loading it says so
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -315,11 +299,15 @@ def load_data(name: str, shape: tuple[int, ...], num_classes: int | None = None)
     if name == "fake":
         return fake(shape, num_classes or 10)
     path = Path(name)
+    if detection_data.is_boxes(name):
+        return detection_data.boxes_set(name, shape)
+    if detection_data.is_yolo_folder(path):
+        return detection_data.yolo_folder_set(path, shape, num_classes)
     if path.suffix == ".npz":
         return npz(path, shape)
     if path.exists() and path.is_dir():
         return image_folder(path, shape)
-    raise ArchspecError(f"--data {name}: not digits, shapes, fake, an .npz file or an image folder "
+    raise ArchspecError(f"--data {name}: not digits, shapes, fake, boxes, an .npz file, an image folder or a YOLO folder "
                         f"({'no such path' if not path.exists() else 'not a folder'})")
 
 

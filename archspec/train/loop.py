@@ -24,7 +24,8 @@ from archspec.train.metrics import MetricLog
 from archspec.train.runtime import Dist, Runtime, close_distributed, device_kind, init_distributed, pick_device
 from archspec.train.setup import Plan, for_classes, plan as make_plan
 from archspec.train.state import Running, RunState, freeze_until, seed_everything, step_generator
-from archspec.train.tasks import Batch, Task, make_task
+from archspec.train.task_table import make_task
+from archspec.train.tasks import Batch, Task
 
 RUNS_FOLDER = Path("runs")
 
@@ -203,11 +204,13 @@ class Trainer:
 
     def save(self) -> None:
         if self.dist.main:
-            self.state.save(self.folder, self.plan.spec_text, self.plan.build_info(), self.config)
+            build = {**self.plan.build_info(), "class_names": list(self.data.class_names)}
+            self.state.save(self.folder, self.plan.spec_text, build, self.config)
 
     def finish(self) -> None:
-        """curves.png and report.html in the run folder; the process group closed."""
+        """curves.png, the task's samples and report.html in the run folder; the process group closed."""
         if self.dist.main:
+            self.task.write_samples(self.state.model, self.data, self.runtime, self.folder)
             note = write_curves(self.folder, self.log.rows, self.task.metric)
             for line in [note] if note else write_report(self.plan, self.folder):
                 self.echo(line)

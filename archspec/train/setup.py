@@ -15,7 +15,7 @@ from archspec.errors import ArchspecError
 from archspec import pipeline
 from archspec.pipeline import Compiled
 
-TASKS = ("classification", "segmentation", "embedding")
+TASKS = ("classification", "segmentation", "embedding", "detection")
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,16 @@ class Plan:
 
     @property
     def classes(self) -> int:
-        """The size of the main output's first dimension: classes (or an embedding's width)."""
+        """The classes: a detector's from its `detection` key, else the size of the main output's
+        first dimension (or an embedding's width)."""
+        if self.task == "detection":
+            return self.detection.num_classes
         return self.outputs[self.main_output][0]
+
+    @cached_property
+    def detection(self):
+        """How a detection spec's output grid reads (archspec.detect.layout.GridLayout)."""
+        return detection_layout(self.compiled, self.params)
 
     def build(self) -> torch.nn.Module:
         return self.compiled.module()
@@ -97,7 +105,7 @@ def plan(spec_path: Path, params: dict[str, Any], inputs: dict[str, tuple[int, .
     params = _fit_classes(loaded, params, num_classes)
     compiled = pipeline.compile(loaded, params, inputs)
     task = task_of(loaded.document.task, compiled.analysis.outputs)
-    _check_classes(compiled, task, num_classes)
+    _check_classes(compiled, task, num_classes, params)
     return Plan(spec_path, spec_path.read_text(encoding="utf-8"), params, task, compiled)
 
 
@@ -111,24 +119,43 @@ def for_classes(spec_plan: Plan, num_classes: int) -> Plan:
     changed = any(params.get(k, defaults.get(k)) != spec_plan.params.get(k, defaults.get(k))
                   for k in set(params) | set(spec_plan.params))
     compiled = pipeline.compile(loaded, params, spec_plan.shapes) if changed else spec_plan.compiled
-    _check_classes(compiled, spec_plan.task, num_classes)
+    _check_classes(compiled, spec_plan.task, num_classes, params)
     return Plan(spec_plan.spec_path, spec_plan.spec_text, params, spec_plan.task, compiled)
 
 
 def _fit_classes(loaded, params: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
     """The build parameters with the data's num_classes where the spec has that parameter (only
-    an embedding is never inferred from the outputs, so the declared task decides)."""
+    an embedding is never inferred from the outputs, so the declared task decides); a detector's
+    is the parameter its `detection.classes` names."""
     params = dict(params)
-    if num_classes is None or loaded.document.task == "embedding":
+    document = loaded.document
+    if num_classes is None or document.task == "embedding":
         return params
-    if "num_classes" in (loaded.document.params or {}):
-        if "num_classes" in params and params["num_classes"] != num_classes:
-            raise ArchspecError(f"--set num_classes={params['num_classes']} but the data has {num_classes} classes")
-        params["num_classes"] = num_classes
+    name = "num_classes"
+    if document.task == "detection" and document.detection is not None:
+        name = document.detection.classes
+    if isinstance(name, str) and name in (document.params or {}):
+        if name in params and params[name] != num_classes:
+            raise ArchspecError(f"--set {name}={params[name]} but the data has {num_classes} classes")
+        params[name] = num_classes
     return params
 
 
-def _check_classes(compiled: Compiled, task: str, num_classes: int | None) -> None:
+def detection_layout(compiled: Compiled, params: dict[str, Any]):
+    from archspec.detect.layout import layout_of
+
+    document = compiled.loaded.document
+    return layout_of(document.detection, {**(document.params or {}), **params}, dict(compiled.analysis.outputs),
+                     document.name)
+
+
+def _check_classes(compiled: Compiled, task: str, num_classes: int | None, params: dict[str, Any] | None = None) -> None:
+    if task == "detection":
+        layout = detection_layout(compiled, params or {})
+        if num_classes is not None and layout.num_classes != num_classes:
+            raise ArchspecError(f"the spec's detection head has {layout.num_classes} classes but the data has "
+                                f"{num_classes}, and its `detection.classes` names no parameter to set")
+        return
     if num_classes is None or task == "embedding":
         return
     for out_name, shape in compiled.analysis.outputs.items():

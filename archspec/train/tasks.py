@@ -1,5 +1,6 @@
-"""The three training tasks. Each owns its loss on a training batch, the data it accepts, what the
-progress bar and metric rows show, and its evaluation on the test set:
+"""The training tasks. Each owns its loss on a training batch, the data it accepts, what the
+progress bar and metric rows show, and its evaluation on the test set (archspec.train.task_table
+names them all; detection lives in archspec.train.detection):
 
 - classification: weighted cross-entropy; accuracy and the confusion matrix;
 - segmentation: per-pixel cross-entropy (+ soft Dice), masks centre-cropped to the output; IoU/Dice;
@@ -74,6 +75,9 @@ class Task:
 
     def _evaluate(self, model, data: DataSet, runtime: Runtime, batch_size: int):
         raise NotImplementedError
+
+    def write_samples(self, model, data: DataSet, runtime: Runtime, folder) -> None:
+        """Files a finished run adds to its folder for its report (a detector's sample predictions)."""
 
 
 def held_out_batches(data: DataSet, batch_size: int, runtime: Runtime) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -166,12 +170,3 @@ class Embedding(Task):
             count += len(x)
         extra = {"loss": loss_sum / max(1, count), "triplet_accuracy": correct / max(1, count)}
         return summary(self.name, None, extra), None
-
-
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Classification, Segmentation, Embedding)}
-
-
-def make_task(plan: Plan, weights: dict[str, float] | None = None, margin: float = 0.2,
-              segmentation_loss: str = "ce+dice") -> Task:
-    """The task object of a plan's task, with its loss options."""
-    return TASKS[plan.task](plan, weights, margin, segmentation_loss)
