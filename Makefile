@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lock run test library fuzz bench clean train train-unet docs
+.PHONY: setup lock run test library fuzz bench clean train train-unet train-detect docs
 
 setup: $(STAMP)
 
@@ -46,6 +46,10 @@ train: setup
 # the README's segmentation run: the padded U-Net (64x64 inputs, base 16) on generated shapes (IoU >= 0.9)
 train-unet: setup
 	$(BIN)/archspec train specs/unet_padded.yaml --data shapes --input 3x64x64 --set base=16 --batch-size 8 --epochs 15
+
+# the README's detection run: the course's 3x3x8 YOLO toy on generated boxes (mAP@0.5 >= 0.7)
+train-detect: setup
+	$(BIN)/archspec train specs/yolo_grid_toy.yaml --data boxes --epochs 12 --batch-size 16
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

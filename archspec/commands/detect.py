@@ -3,6 +3,7 @@ JSON and drawn on each image as a PNG."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -33,7 +34,10 @@ def command(
     if len(images) > MAX_IMAGES:
         raise ArchspecError(f"{len(images):,} images in one command; the limit is {MAX_IMAGES:,}")
     records = detect(spec, weights, images, out, score, iou, sets, inputs, device)
-    typer.echo(json.dumps(records, indent=1))
+    # one line per number list: a box reads as [x1, y1, x2, y2]
+    text = re.sub(r"\[\s+([-0-9.,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                  json.dumps(records, indent=1))
+    typer.echo(text)
 
 
 def detect(spec: Path, weights: Path, images: list[Path], out: Path, score: float, iou: float, sets, inputs,
