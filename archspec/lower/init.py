@@ -96,8 +96,9 @@ def _googlenet(module: nn.Module) -> None:
             _norms_to_one_and_zero(layer)
 
 
-def _mobilenet_v2(module: nn.Module) -> None:
-    # mobilenetv2.py, MobileNetV2.__init__: kaiming_normal_ fan_out with its default nonlinearity
+def _fan_out_convs(module: nn.Module, linear_weight) -> None:
+    # mobilenetv2.py and efficientnet.py, __init__: convs kaiming_normal_ fan_out with its default
+    # nonlinearity, zero biases, norms at 1 and 0; they differ only in the linear weight
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_out")
@@ -105,22 +106,20 @@ def _mobilenet_v2(module: nn.Module) -> None:
         elif isinstance(layer, _AFFINE_NORMS):
             _norms_to_one_and_zero(layer)
         elif isinstance(layer, nn.Linear):
-            nn.init.normal_(layer.weight, 0, 0.01)
+            linear_weight(layer)
             _zero_bias(layer)
+
+
+def _mobilenet_v2(module: nn.Module) -> None:
+    _fan_out_convs(module, lambda layer: nn.init.normal_(layer.weight, 0, 0.01))
 
 
 def _efficientnet(module: nn.Module) -> None:
-    # efficientnet.py, EfficientNet.__init__: as mobilenet_v2 but a uniform linear weight
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out")
-            _zero_bias(layer)
-        elif isinstance(layer, _AFFINE_NORMS):
-            _norms_to_one_and_zero(layer)
-        elif isinstance(layer, nn.Linear):
-            init_range = 1.0 / math.sqrt(layer.out_features)
-            nn.init.uniform_(layer.weight, -init_range, init_range)
-            _zero_bias(layer)
+    def uniform(layer: nn.Linear) -> None:
+        init_range = 1.0 / math.sqrt(layer.out_features)
+        nn.init.uniform_(layer.weight, -init_range, init_range)
+
+    _fan_out_convs(module, uniform)
 
 
 def _torch_default(module: nn.Module) -> None:

@@ -167,37 +167,15 @@ _CONVENTION = (
     "input pixels, giving (K, C, h, w) per image"
 )
 
-OPS.append(
-    Op(
-        name="roi_pool",
-        summary="RoI max pooling (Fast R-CNN; torchvision.ops.roi_pool): each box, scaled by spatial_scale and "
-        "rounded to map pixels, max-pooled into h x w bins" + _CONVENTION,
-        args=RoIPoolArgs,
-        shape=_roi_shape("roi_pool"),
-        extra_ops=_roi_pool_ops,
-        arity=(2, 2),
-        function=_build_roi_pool,
-        receptive_field=_roi_field,
-        saved=_roi_pool_saved,
-        fresh_output=True,
-        family="pool",
-        label=_roi_label("roi_pool"),
-    )
-)
-OPS.append(
-    Op(
-        name="roi_align",
-        summary="RoI align (Mask R-CNN; torchvision.ops.roi_align): each box, scaled by spatial_scale without "
-        "rounding, averaged from bilinear samples into h x w bins" + _CONVENTION,
-        args=RoIAlignArgs,
-        shape=_roi_shape("roi_align"),
-        extra_ops=_roi_align_ops,
-        arity=(2, 2),
-        function=_build_roi_align,
-        receptive_field=_roi_field,
-        saved=_roi_align_saved,
-        fresh_output=True,
-        family="pool",
-        label=_roi_label("roi_align"),
-    )
-)
+def _roi_op(name: str, summary: str, args, extra_ops, function, saved) -> Op:
+    return Op(name=name, summary=summary + _CONVENTION, args=args, shape=_roi_shape(name), extra_ops=extra_ops,
+              arity=(2, 2), function=function, receptive_field=_roi_field, saved=saved, fresh_output=True,
+              family="pool", label=_roi_label(name))
+
+
+OPS.append(_roi_op("roi_pool", "RoI max pooling (Fast R-CNN; torchvision.ops.roi_pool): each box, scaled by "
+                   "spatial_scale and rounded to map pixels, max-pooled into h x w bins",
+                   RoIPoolArgs, _roi_pool_ops, _build_roi_pool, _roi_pool_saved))
+OPS.append(_roi_op("roi_align", "RoI align (Mask R-CNN; torchvision.ops.roi_align): each box, scaled by "
+                   "spatial_scale without rounding, averaged from bilinear samples into h x w bins",
+                   RoIAlignArgs, _roi_align_ops, _build_roi_align, _roi_align_saved))
