@@ -387,14 +387,14 @@ def test_runs_of_one_op_say_which_op(tmp_path):
 
 
 def test_a_spec_too_big_at_full_depth_is_drawn_at_a_block_level_that_fits(tmp_path):
-    """70 calls of a 10-op block: 700 ops are too many boxes, 70 blocks are not."""
+    """90 calls of a 10-op block: 900 ops are too many boxes, 90 blocks are not."""
     block = "blocks:\n  unit:\n    layers: [" + ", ".join(["relu"] * 10) + "]\n"
     spec = tmp_path / "spec.yaml"
-    spec.write_text(H.replace("layers:\n", block + "layers:\n") + "  - unit: {repeat: 70}\n")
+    spec.write_text(H.replace("layers:\n", block + "layers:\n") + "  - unit: {repeat: 90}\n")
     ir = archspec.compile_spec(spec)
-    assert len(layout(ir).units) == 700 + 2 > MAX_DRAWN
+    assert len(layout(ir).units) == 900 + 2 > MAX_DRAWN
     nodes = drawn_nodes(diagram_source(ir))
-    assert sum(1 for n in nodes if n.startswith("[block] ")) == 70
+    assert sum(1 for n in nodes if n.startswith("[block] ")) == 90
     assert not any(n.startswith("[run] ") for n in nodes)
 
 

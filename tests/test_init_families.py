@@ -34,6 +34,17 @@ FAMILY_SPECS = {
     "efficientnet_b0": False,
     "fcn_resnet50": False,
     "deeplabv3_resnet50": False,
+    "regnet_y_400mf": False,
+    "convnext_tiny": False,
+    "vit_b_16": False,
+    "mobilenet_v3_large": False,
+    "squeezenet1_1": False,
+    "inception_v3": False,
+    "mnasnet1_0": False,
+    "resnext50_32x4d": False,
+    "efficientnet_v2_s": False,
+    "swin_t": False,
+    "maxvit_t": False,
 }
 
 
@@ -76,9 +87,12 @@ def test_segmentation_heads_keep_torchs_default():
 
 def _family_of(builder: str) -> str:
     """The family torchvision builds `builder` in: its module's name (segmentation.fcn -> fcn),
-    mobilenetv2 and shufflenetv2 spelt with an underscore, as archspec names them."""
+    mobilenetv2, mobilenetv3 and shufflenetv2 spelt with an underscore, vision_transformer as vit,
+    swin_transformer as swin, inception as inception_v3 (googlenet.py is Inception v1), as archspec names them."""
     module = torchvision.models.get_model_builder(builder).__module__.rsplit(".", 1)[1]
-    return {"mobilenetv2": "mobilenet_v2", "shufflenetv2": "shufflenet_v2"}.get(module, module)
+    return {"mobilenetv2": "mobilenet_v2", "mobilenetv3": "mobilenet_v3", "shufflenetv2": "shufflenet_v2",
+            "vision_transformer": "vit", "inception": "inception_v3",
+            "swin_transformer": "swin"}.get(module, module)
 
 
 @pytest.mark.parametrize("name", list(COUNTERPARTS))

@@ -15,6 +15,8 @@ from conftest import LIBRARY, SPECS
 from torch.utils.flop_counter import FlopCounterMode
 
 from archspec import SpecError, analyze_spec, build_module
+from archspec.ops.catalog import lookup
+from archspec.ops.registry import tensor_key
 
 LENET = SPECS / "lenet5.yaml"
 RESNET18 = SPECS / "resnet18.yaml"
@@ -128,15 +130,16 @@ def test_lowered_module_runs_on_cpu_and_agrees_with_static_analysis(spec):
     module = build_module(spec, inputs=sizes)
     result = check_against_analysis(module, analysis, random_inputs(analysis))
     assert all(torch.isfinite(t).all() for t in result.values())
-    if sizes is None or not any(entry.op == "flatten" for entry in analysis.layers):
-        # only a flatten -> linear (its in_features) ties weights to the input size
+    if sizes is None or not any(entry.op in ("flatten", "param") for entry in analysis.layers):
+        # only a flatten -> linear (its in_features) or a param sized from the input (ViT's
+        # position embedding, one per patch) ties weights to the input size
         assert analysis.totals.params == analyze_spec(spec).totals.params
 
 
 def test_state_dict_keys_follow_the_spec_hierarchy(lowered):
     analysis, module = lowered.analysis, lowered.module
     expected = {
-        f"{entry.module}.{tensor}"
+        tensor_key(entry.module, tensor)
         for entry in analysis.layers
         if entry.module == entry.name  # owners only: shared weights appear once
         for tensor in [*entry.tensors, *entry.buffer_tensors]
@@ -144,7 +147,7 @@ def test_state_dict_keys_follow_the_spec_hierarchy(lowered):
     state = module.state_dict()
     assert set(state) == expected
     # each key's shape is the one the analysis gives
-    shapes = {f"{e.module}.{t}": s for e in analysis.layers for t, s in {**e.tensors, **e.buffer_tensors}.items()}
+    shapes = {tensor_key(e.module, t): s for e in analysis.layers for t, s in {**e.tensors, **e.buffer_tensors}.items()}
     for key, value in state.items():
         assert tuple(value.shape) == shapes[key], key
 
@@ -156,9 +159,11 @@ def test_lowered_forward_is_straight_line_code(lowered):
     assert not words & {"for", "while", "if", "lambda"}
     assert code.count("def ") == 1  # one function: forward
     # one assignment line per op node (an in-place residual add reads `bn2 += identity;  add1 = bn2`),
-    # and one more per output of a node with several (`halves_0 = halves[0]`)
+    # one more per output of a node with several (`halves_0 = halves[0]`), and one per read of a
+    # free tensor (`class_token_tensor = self.class_token`)
     outputs = sum(len(layer.output_shapes) for layer in analysis.layers if len(layer.output_shapes) > 1)
-    assert len([line for line in code.splitlines() if re.match(r"\s+\w+ \+?= ", line)]) == len(analysis.layers) + outputs
+    reads = sum(1 for layer in analysis.layers if lookup(layer.op).tensor is not None)
+    assert len([line for line in code.splitlines() if re.match(r"\s+\w+ \+?= ", line)]) == len(analysis.layers) + outputs + reads
 
 
 def test_resnet18_state_dict_names_match_torchvision_style():

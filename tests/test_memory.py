@@ -11,6 +11,7 @@ import archspec
 from archspec.lower.fx import lower
 from archspec.passes.memory import estimate_memory
 from conftest import LIBRARY, run_cli
+from saved_tensors import saved_bytes_measured
 
 # the biggest specs are measured at a reduced input to keep CI fast
 SMALLER_INPUT = {"unet": (1, 188, 188), "unet_padded": (3, 128, 128), "vgg19": (3, 64, 64), "vgg16": (3, 64, 64),
@@ -21,22 +22,6 @@ SMALLER_INPUT = {"unet": (1, 188, 188), "unet_padded": (3, 128, 128), "vgg19": (
 BATCH = 2
 
 
-def saved_bytes_measured(module: torch.nn.Module, inputs: dict) -> int:
-    """Bytes of the distinct storages autograd saves during one training forward (weights excluded)."""
-    weights = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers()]}
-    storages: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        module(**inputs)
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("spec", LIBRARY, ids=lambda p: p.stem)
 def test_saved_activations_within_10_percent_of_torch(spec):
     loaded = archspec.load_spec(spec)
@@ -45,7 +30,7 @@ def test_saved_activations_within_10_percent_of_torch(spec):
     estimate = estimate_memory(ir, batch=BATCH).saved_activations
     module = lower(ir).train()
     inputs = {name: torch.randn(BATCH, *ir.shapes[node]) for name, node in ir.inputs.items()}
-    measured = saved_bytes_measured(module, inputs)
+    measured = saved_bytes_measured(module, **inputs)
     ratio = estimate / measured
     assert 0.9 <= ratio <= 1.1, f"estimate {estimate:,} vs measured {measured:,} bytes (ratio {ratio:.3f})"
 

@@ -67,7 +67,8 @@ def run_and_compare(write_spec, layers: list, shape: Shape = (4, 8, 8), seed: in
     # node with several outputs is followed by one `getitem` per output
     with torch.no_grad():
         ShapeProp(module).propagate(x.clone())
-    fx_nodes = [n for n in module.graph.nodes if n.op != "output"]
+    # (a free tensor's get_attr feeds its node's call: not a node of its own)
+    fx_nodes = [n for n in module.graph.nodes if n.op not in ("output", "get_attr")]
     values = [v for node in ir.nodes() for v in ([node.id] if len(node.values) == 1 else [None, *node.values])]
     assert len(fx_nodes) == len(values)
     for value, fx_node in zip(values, fx_nodes):
@@ -76,6 +77,9 @@ def run_and_compare(write_spec, layers: list, shape: Shape = (4, 8, 8), seed: in
 
     # per layer: the tensors the analysis lists are exactly the submodule's, shape for shape
     for layer in analysis.layers:
+        if "" in layer.tensors:  # a param: the tensor at the node's own path
+            assert layer.tensors == {"": tuple(module.get_parameter(layer.module).shape)}, layer.name
+            continue
         sub = _submodule(module, layer.module)
         params = {n: tuple(p.shape) for n, p in sub.named_parameters()} if sub is not None else {}
         buffers = {n: tuple(b.shape) for n, b in sub.named_buffers()} if sub is not None else {}
@@ -124,6 +128,40 @@ def crop_centre(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def pad_centre(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     dh, dw = height - t.shape[-2], width - t.shape[-1]
     return F.pad(t, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+
+
+def torch_attention(ours: nn.Module, x: torch.Tensor, heads: int) -> torch.Tensor:
+    """torch's own nn.MultiheadAttention with our tensors, called as torchvision's ViT calls it."""
+    reference = nn.MultiheadAttention(x.shape[-1], heads, batch_first=True).eval()
+    reference.load_state_dict(ours.state_dict())  # strict: the same names and shapes
+    return reference(x, x, x, need_weights=False)[0]
+
+
+def torchvision_window_attention(ours: nn.Module, x: torch.Tensor, heads: int, window: int, shift: int) -> torch.Tensor:
+    """torchvision's Swin attention module built on its own, with our tensors (a strict load)."""
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    reference = ShiftedWindowAttention(x.shape[-1], [window, window], [shift, shift], heads).eval()
+    reference.load_state_dict(ours.state_dict())
+    return reference(x)
+
+
+def torchvision_partition_attention(ours: nn.Module, x: torch.Tensor, head_dim: int, partition: str, size: int) -> torch.Tensor:
+    """torchvision's MaxViT attention layer built on its own, with our tensors (a strict load)."""
+    from torchvision.models.maxvit import PartitionAttentionLayer
+
+    channels, height, width = x.shape[1:]
+    reference = PartitionAttentionLayer(channels, head_dim, size, partition, (height, width), 4, nn.GELU, nn.LayerNorm, 0.0, 0.0, 0.0).eval()
+    reference.load_state_dict(ours.state_dict())
+    return reference(x)
+
+
+def merged_by_hand(ours: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Swin's patch merging: pad H and W to even, concatenate the 2x2 group (rows first), norm, linear."""
+    x = F.pad(x, (0, 0, 0, x.shape[2] % 2, 0, x.shape[1] % 2))
+    grouped = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+    normed = F.layer_norm(grouped, grouped.shape[-1:], ours.norm.weight, ours.norm.bias)
+    return normed @ ours.reduction.weight.T
 
 
 CASES: list[Case] = [
@@ -187,6 +225,12 @@ CASES: list[Case] = [
     ),
     Case("linear", ["global_avgpool", {"fc": {"out": 5, "bias": False}}], macs=4 * 5),
     Case("linear", [{"linear": {"out": 7}}, {"linear": {"out": 3}}], shape=(12,), macs=12 * 7 + 7 * 3),
+    Case(  # a channels-last map (H, W, C): the MLP of a ConvNeXt block
+        "linear",
+        [{"permute": {"dims": [1, 2, 0]}}, {"linear": {"out": 6}}],
+        macs=8 * 8 * 4 * 6,
+        reference=lambda m, x: F.linear(x.permute(0, 2, 3, 1), m.linear1.weight, m.linear1.bias),
+    ),
     Case(  # rows: the last dimension, as nn.Linear
         "linear",
         [{"reshape": {"shape": [6, 8]}}, {"linear": {"out": 5}}],
@@ -207,7 +251,18 @@ CASES: list[Case] = [
     ),
     Case("groupnorm", [{"groupnorm": {"groups": 4, "affine": False}}], reference=lambda m, x: F.group_norm(x, 4)),
     Case("groupnorm", [{"groupnorm": {"groups": 1, "eps": 0.01}}]),
-    Case("layernorm", ["layernorm"], reference=lambda m, x: F.layer_norm(x, (8,))),
+    Case("layernorm", [{"layernorm": {"over": "last"}}], reference=lambda m, x: F.layer_norm(x, (8,))),
+    Case("layernorm", ["layernorm"], shape=(5, 8), reference=lambda m, x: F.layer_norm(x, (8,))),  # tokens (T, C)
+    Case(  # LayerNorm2d: the channels at each position (ConvNeXt), eps as torchvision's
+        "layernorm",
+        [{"layernorm": {"over": "channels", "eps": 1e-6}}],
+        reference=lambda m, x: F.layer_norm(x.permute(0, 2, 3, 1), (4,), m.layernorm1.weight, m.layernorm1.bias, 1e-6).permute(0, 3, 1, 2),
+    ),
+    Case(  # channels-last: permute, then the last axis
+        "layernorm",
+        [{"permute": {"dims": [1, 2, 0]}}, {"layernorm": {"over": "last", "affine": False}}],
+        reference=lambda m, x: F.layer_norm(x.permute(0, 2, 3, 1), (4,)),
+    ),
     Case("layernorm", [{"layernorm": {"dims": 2}}], reference=lambda m, x: F.layer_norm(x, (8, 8))),
     Case("layernorm", [{"layernorm": {"dims": 3}}], reference=lambda m, x: F.layer_norm(x, (4, 8, 8))),
     Case("layernorm", [{"layernorm": {"dims": 3, "affine": False}}]),
@@ -340,6 +395,34 @@ CASES: list[Case] = [
         [{"global_avgpool": {"name": "g"}}, {"linear": {"out": 4, "name": "w"}}, {"mul": {"from": ["w", "g"]}}],
         macs=4 * 4,
         reference=lambda m, x: m.w(x.mean((2, 3))) * x.mean((2, 3)),
+    ),
+    # --- add broadcasting: a (C, 1, 1) term -------------------------------------------------------
+    Case(
+        "add",
+        [{"adaptive_avgpool": {"name": "m"}}, {"add": {"from": ["x", "m"]}}],
+        reference=lambda m, x: x + x.mean((2, 3), keepdim=True),
+        id="add-broadcast-c11",
+    ),
+    # --- param: a learned tensor, its key the node's path -----------------------------------------
+    Case(  # ConvNeXt's layer_scale (C, 1, 1) times a map
+        "param",
+        [{"conv": {"out": 4, "kernel": 1, "name": "c"}}, {"param": {"name": "scale", "shape": [4, 1, 1], "value": 0.5}},
+         {"mul": {"from": ["scale", "c"]}}],
+        macs=conv_macs((1, 1)),
+        reference=lambda m, x: 0.5 * m.c(x),
+    ),
+    Case(  # ViT's class token: (1, 1, C) expanded to the batch, in front of the tokens
+        "param",
+        [{"param": {"name": "token", "shape": [1, 1, 8], "init": "ones", "batch": "expand"}}, {"concat": {"from": ["token", "x"]}}],
+        shape=(5, 8),
+        reference=lambda m, x: torch.cat([torch.ones(2, 1, 8), x], dim=1),
+    ),
+    Case(  # ViT's position embedding (1, T, C): its leading 1 broadcasts over the batch
+        "param",
+        [{"param": {"name": "pos", "shape": [1, 5, 8], "init": "normal", "std": 0.02, "batch": "leading"}},
+         {"add": {"from": ["x", "pos"]}}],
+        shape=(5, 8),
+        reference=lambda m, x: x + m.pos,
     ),
     # --- concat --------------------------------------------------------------------------------
     Case(
@@ -483,6 +566,52 @@ CASES: list[Case] = [
         reference=lambda m, x: sum(torch.chunk(x, 2, dim=1)),
     ),
     Case("permute", [{"permute": {"dims": [1, 2, 0]}}], reference=lambda m, x: x.permute(0, 2, 3, 1)),
+    # --- axis ops and attention (archspec.ops.axes, archspec.ops.attention) ----------------------
+    Case("transpose", [{"transpose": {"dim0": 0, "dim1": -1}}], reference=lambda m, x: x.transpose(1, 3)),
+    Case("slice", [{"slice": {"dim": 1, "start": 1, "stop": -1, "step": 2}}], reference=lambda m, x: x[:, :, 1:-1:2]),
+    Case("slice", [{"slice": {"dim": -1, "start": -3}}], shape=(5, 8), reference=lambda m, x: x[:, :, -3:]),
+    Case("select", [{"select": {"dim": 0, "index": 0}}], shape=(5, 8), reference=lambda m, x: x[:, 0]),  # ViT's class token
+    Case("select", [{"select": {"dim": 2, "index": -1}}], reference=lambda m, x: x[:, :, :, -1]),
+    Case("roll", [{"roll": {"shifts": [-3, -3], "dims": [1, 2]}}], reference=lambda m, x: torch.roll(x, (-3, -3), (2, 3))),
+    Case("roll", [{"roll": {"shifts": 2, "dims": 0}}], shape=(5, 8), reference=lambda m, x: torch.roll(x, 2, 1)),
+    Case("mean", [{"mean": {"dims": [1, 2]}}], reference=lambda m, x: x.mean((2, 3))),
+    Case("mean", [{"mean": {"dims": 0, "keepdim": True}}], shape=(5, 8), reference=lambda m, x: x.mean(1, keepdim=True)),
+    Case(  # Q·Kᵀ of tokens: T·T·C multiply-accumulates
+        "matmul",
+        [{"transpose": {"dim0": 0, "dim1": 1, "name": "kt"}}, {"matmul": {"from": ["x", "kt"]}}],
+        shape=(5, 8),
+        macs=5 * 5 * 8,
+        reference=lambda m, x: x @ x.transpose(1, 2),
+    ),
+    Case("matmul", [{"matmul": {"from": ["x", "x"]}}], shape=(4, 8, 8), macs=4 * 8 * 8 * 8, reference=lambda m, x: x @ x),
+    Case(  # tokens (T, d) = (5, 8), 2 heads: 4·T·d² + 2·T²·d MACs (projections, then Q·Kᵀ and A·V)
+        "attention",
+        [{"attention": {"heads": 2}}],
+        shape=(5, 8),
+        macs=4 * 5 * 8 * 8 + 2 * 5 * 5 * 8,
+        reference=lambda m, x: torch_attention(m.attention1, x, heads=2),
+    ),
+    Case(  # a 6x5 map padded to 8x8 (64 tokens) in 4x4 windows (N = 16), C = 8: 4·64·C² + 2·64·N·C
+        "window_attention",
+        [{"window_attention": {"heads": 2, "window": 4, "shift": 2}}],
+        shape=(6, 5, 8),
+        macs=4 * 64 * 8 * 8 + 2 * 64 * 16 * 8,
+        reference=lambda m, x: torchvision_window_attention(m.window_attention1, x, heads=2, window=4, shift=2),
+    ),
+    Case(  # 7x9x4 -> 4x5x8 (padded to even): 4·5 positions · 16 · 8
+        "patch_merging",
+        [{"patch_merging": {}}],
+        shape=(7, 9, 4),
+        macs=4 * 5 * 16 * 8,
+        reference=lambda m, x: merged_by_hand(m.patch_merging1, x),
+    ),
+    Case(  # MaxViT grid attention, C = 8, an 8x8 map (T = 64) in a 4x4 grid (N = 16): attention 4·T·C², MLP 8·T·C², 2·T·N·C
+        "partition_attention",
+        [{"partition_attention": {"head_dim": 4, "partition": "grid", "size": 4}}],
+        shape=(8, 8, 8),
+        macs=(4 + 8) * 64 * 8 * 8 + 2 * 64 * 16 * 8,
+        reference=lambda m, x: torchvision_partition_attention(m.partition_attention1, x, head_dim=4, partition="grid", size=4),
+    ),
     Case("mish", ["mish"], reference=lambda m, x: F.mish(x)),
 ]
 
@@ -760,10 +889,28 @@ def test_spatial_op_after_flatten(write_spec, op):
     assert error.node == f"{op}1"
 
 
-def test_linear_on_a_feature_map(write_spec):
-    error = spec_error(write_spec, [{"conv": {"out": 2, "kernel": 3}}, {"linear": {"out": 10}}])
-    assert_mentions(error, "linear", "vector", "2x6x6", "flatten")
-    assert error.node == "linear1"
+def test_linear_on_a_feature_map_acts_on_its_last_axis(write_spec):
+    """Any rank is accepted, as nn.Linear: on a (C, H, W) map it mixes the width (W -> out), and
+    the explanation says it acts along the last axis."""
+    run = run_and_compare(write_spec, [{"conv": {"out": 2, "kernel": 3}}, {"linear": {"out": 10}}])
+    assert run.analysis.outputs["output"] == (2, 6, 10)
+    explained = explain_text(write_spec, [{"conv": {"out": 2, "kernel": 3}}, {"linear": {"out": 10}}])
+    assert "along the last axis (6 values) at each of the 12 other positions" in explained
+
+
+def explain_text(write_spec, layers: list, shape: Shape = (4, 8, 8)) -> str:
+    from archspec.explain import explain_spec
+
+    return explain_spec(write_spec(spec_text(layers, shape), "explained.yaml"), lang="en")
+
+
+def test_layernorm_on_a_map_must_say_its_axes(write_spec):
+    """A bare layernorm on a (C, H, W) map would normalise its width: refused, naming both choices."""
+    error = spec_error(write_spec, ["layernorm"])
+    assert_mentions(error, "layernorm", "4x8x8", "over: channels", "over: last")
+    assert error.hint and "width" in error.hint
+    assert_mentions(spec_error(write_spec, [{"layernorm": {"over": "channels", "dims": 2}}]), "over: channels", "no `dims`")
+    assert_mentions(spec_error(write_spec, [{"layernorm": {"over": "channels"}}], shape=(4, 8)), "(C, H, W)", "4x8")
 
 
 def test_concat_with_mismatched_spatial_sizes_names_both_producers(write_spec):

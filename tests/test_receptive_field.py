@@ -27,11 +27,18 @@ SMALLER_INPUT = {"unet": (1, 188, 188), "unet_padded": (3, 64, 64), "densenet121
                  "vgg11": (3, 96, 96), "densenet169": (3, 96, 96), "resnet152": (3, 128, 128),
                  "resnet101": (3, 128, 128), "efficientnet_b3": (3, 160, 160), "pspnet": (3, 128, 128),
                  "fcn_resnet50": (3, 96, 96), "deeplabv3_resnet50": (3, 96, 96), "yolo_v1": (3, 224, 224),
-                 "fast_rcnn_vgg16": (3, 96, 96)}
+                 "fast_rcnn_vgg16": (3, 96, 96),
+                 # squeezenet's first conv (3x3, stride 2, no padding) never reads the last row of an
+                 # even-sized input, while later zero padding maps onto it: at 223 every row is read
+                 "squeezenet1_1": (3, 223, 223)}
 # specs with a layer that reads where run-time data says: Fast R-CNN's RoI pooling reads where its
 # boxes lie, so its static field is global (a box may cover the map) while one measurement sees
 # one box; only their spatial nodes, before it, are compared (tests/test_roi.py checks the rest)
 READS_BY_DATA = {"fast_rcnn_vgg16"}
+# specs the constant-weight probe cannot measure: with every linear weight equal all channels are
+# equal, and a LayerNorm over the channels turns them into 0 with no gradient (ConvNeXt's
+# classifier.1); their fields are the global marker after the first channels-last permute
+NORMALISED_TO_ZERO = {"convnext_tiny", "convnext_small"}
 
 
 def _measured(ir, probes: list[str]) -> dict[str, list[tuple[int, int]]]:
@@ -91,6 +98,8 @@ def _probes(ir) -> list[str]:
 
 @pytest.mark.parametrize("spec", LIBRARY, ids=lambda p: p.stem)
 def test_static_receptive_field_equals_gradient_support(spec):
+    if spec.stem in NORMALISED_TO_ZERO:
+        pytest.skip("the constant-weight probe gives LayerNorm equal channels: no gradient to measure")
     loaded = archspec.load_spec(spec)
     shape = SMALLER_INPUT.get(spec.stem)
     inputs = {next(iter(loaded.document.inputs)): shape} if shape else None

@@ -35,6 +35,7 @@ from archspec.commands.common import (
     parse_sets,
     print_result,
 )
+from archspec.ops.registry import tensor_key
 from archspec.render.figures import FIGURES, TOTALS, format_shape, shapes_text, totals_figures
 
 FORMAT_VERSION = 1
@@ -85,7 +86,7 @@ class Side:
         found: dict[str, tuple[int, ...]] = {}
         for layer in self.analysis.layers:
             for key, shape in {**layer.tensors, **layer.buffer_tensors}.items():
-                found[f"{layer.module}.{key}"] = tuple(shape)
+                found[tensor_key(layer.module, key)] = tuple(shape)
         return found
 
     def describe(self) -> dict[str, Any]:

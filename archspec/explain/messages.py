@@ -101,6 +101,38 @@ EN: dict[str, str] = {
     "identity": "passes its input through unchanged ({shape})",
     "groupnorm_groups": "group normalisation over {g} groups of channels: shape unchanged ({shape})",
     "layernorm_dims": "layer normalisation over the last {dims} dimension(s): shape unchanged ({shape})",
+    "layernorm_channels": (
+        "layer normalisation over the {c} channels at each position (channels-last LayerNorm2d): shape unchanged ({shape})"
+    ),
+    "linear_last_axis": "applied along the last axis ({n} values) at each of the {rows} other positions",
+    "param_batch_none": "a learned tensor {stored}, one for all samples (broadcast over the batch): {shape} per sample",
+    "param_batch_leading": "a learned tensor {stored} whose leading 1 stands for the batch (broadcast): {shape} per sample",
+    "param_batch_expand": "a learned tensor {stored} whose leading 1 is expanded to the batch: {shape} per sample",
+    "param_params": "parameters = its elements: {eq}",
+    "attention_heads": (
+        "self-attention over T = {t} tokens of width d = {d}: {h} heads of d/h = {dh}; every token attends to all T "
+        "(params: in_proj 3d·d + 3d for q, k, v and out_proj d·d + d)"
+    ),
+    "attention_flops_token": "FLOPs per token = 2·(4d² + 2T·d) (projections 4d², Q·Kᵀ and A·V 2T·d): {eq}",
+    "window_attention_windows": (
+        "shifted-window self-attention on a {h}×{w} map of C = {c} channels (channels last): {windows} windows of "
+        "{wh}×{ww} = {n} tokens (padded at the bottom and right to whole windows where needed), cyclic shift "
+        "{shift}; {heads} heads of {dh}; each token attends to the N = {n} tokens of its window, plus a learned "
+        "relative-position bias"
+    ),
+    "window_attention_flops_token": "FLOPs per token = 2·(4C² + 2N·C) (qkv and proj 4C², Q·Kᵀ and A·V 2N·C): {eq}",
+    "patch_merging_groups": (
+        "merges each 2×2 group of positions: {h}×{w}×{c} → {ho}×{wo}×{c4} (concatenated), LayerNorm over {c4}, "
+        "then a linear {c4} → {c2} without bias"
+    ),
+    "partition_attention_groups": "MaxViT {partition} attention on a {h}×{w} map, C = {c}: {groups} groups of {s}×{s} = {n} tokens "
+    "{spacing} apart; in each, LayerNorm, {heads} heads of {dh} + relative-position bias, LayerNorm, MLP {c} → {hidden} → {c} (GELU), each added back",
+    "matmul_product": "matrix product {a} @ {b} → {shape}: each output sums k products (no parameters)",
+    "transpose_dims": "swaps dims {dim0} and {dim1}: {cin} → {cout}, the same values, no parameters",
+    "slice_kept": "keeps [{bounds}] of dim {dim}: {cin} → {cout}",
+    "select_index": "takes index {index} of dim {dim} and drops that dim: {cin} → {cout}",
+    "roll_shift": "shifts by {shifts} along dims {dims} with wrap-around: shape unchanged ({cout})",
+    "mean_over": "mean over dims {dims} (keepdim {keepdim}): {cin} → {cout}",
     "lrn_size": "local response normalisation over {size} neighbouring channels: shape unchanged ({shape})",
     "channel_shuffle_groups": "interleaves the {c} channels across {g} groups of {per}: shape unchanged",
     "reshape": "reshape: the same {n} values arranged as {shape}",
@@ -231,6 +263,35 @@ KO: dict[str, str] = {
     "identity": "입력을 그대로 전달 ({shape})",
     "groupnorm_groups": "그룹 정규화: 채널을 {g}개 그룹으로 나눠 정규화; 모양은 그대로 ({shape})",
     "layernorm_dims": "층 정규화: 마지막 {dims}개 차원에 대해 정규화; 모양은 그대로 ({shape})",
+    "layernorm_channels": "층 정규화: 위치마다 채널 {c}개에 대해 정규화 (채널 마지막 LayerNorm2d); 모양은 그대로 ({shape})",
+    "linear_last_axis": "마지막 축({n}개 값)을 따라, 나머지 {rows}개 위치마다 같은 가중치로 적용",
+    "param_batch_none": "학습되는 텐서 {stored}, 모든 샘플이 공유 (배치로 브로드캐스트): 샘플당 {shape}",
+    "param_batch_leading": "학습되는 텐서 {stored}, 맨 앞의 1이 배치 자리 (브로드캐스트): 샘플당 {shape}",
+    "param_batch_expand": "학습되는 텐서 {stored}, 맨 앞의 1을 배치 크기로 확장: 샘플당 {shape}",
+    "param_params": "파라미터 수 = 원소 수: {eq}",
+    "attention_heads": (
+        "셀프 어텐션: 너비 d = {d}인 토큰 T = {t}개, 헤드 {h}개(헤드당 d/h = {dh}); 토큰마다 T개 전부를 참조 "
+        "(파라미터: q, k, v의 in_proj 3d·d + 3d, out_proj d·d + d)"
+    ),
+    "attention_flops_token": "토큰당 FLOPs = 2·(4d² + 2T·d) (투영 4d², Q·Kᵀ와 A·V 2T·d): {eq}",
+    "window_attention_windows": (
+        "이동 윈도 셀프 어텐션: 채널 C = {c}개인 {h}×{w} 맵(채널 마지막), {wh}×{ww} = {n}토큰 윈도 {windows}개 "
+        "(필요하면 아래와 오른쪽을 윈도 크기의 배수로 패딩), 순환 이동 {shift}; 헤드 {heads}개(헤드당 {dh}); "
+        "토큰마다 자기 윈도의 N = {n}개 토큰과 학습된 상대 위치 편향을 참조"
+    ),
+    "window_attention_flops_token": "토큰당 FLOPs = 2·(4C² + 2N·C) (qkv와 proj 4C², Q·Kᵀ와 A·V 2N·C): {eq}",
+    "patch_merging_groups": (
+        "2×2 위치를 하나로 합침: {h}×{w}×{c} → {ho}×{wo}×{c4} (이어 붙임), {c4}에 대한 LayerNorm, "
+        "편향 없는 선형 {c4} → {c2}"
+    ),
+    "partition_attention_groups": "MaxViT {partition} 어텐션: 채널 C = {c}개인 {h}×{w} 맵에서 {spacing}칸 간격의 토큰 {s}×{s} = {n}개씩 "
+    "그룹 {groups}개; 그룹마다 LayerNorm, 헤드 {heads}개(헤드당 {dh}) + 상대 위치 편향, LayerNorm, MLP {c} → {hidden} → {c} (GELU), 각각 더함",
+    "matmul_product": "행렬 곱 {a} @ {b} → {shape}: 출력마다 k개의 곱을 더함 (파라미터 없음)",
+    "transpose_dims": "{dim0}번과 {dim1}번 차원을 맞바꿈: {cin} → {cout}, 값은 그대로, 파라미터 없음",
+    "slice_kept": "{dim}번 차원의 [{bounds}]만 남김: {cin} → {cout}",
+    "select_index": "{dim}번 차원의 {index}번째만 취하고 그 차원을 없앰: {cin} → {cout}",
+    "roll_shift": "{dims}번 차원을 따라 {shifts}만큼 순환 이동: 모양은 그대로 ({cout})",
+    "mean_over": "{dims}번 차원에 대한 평균 (keepdim {keepdim}): {cin} → {cout}",
     "lrn_size": "인접한 {size}개 채널에 대한 지역 응답 정규화(LRN): 모양은 그대로 ({shape})",
     "channel_shuffle_groups": "채널 {c}개를 {g}개 그룹({per}개씩)에 걸쳐 섞음: 모양은 그대로",
     "reshape": "모양 바꾸기(reshape): 같은 {n}개의 값을 {shape}로 배치",

@@ -6,7 +6,8 @@ The builder walks the layer lists in order. Each item is one of
 - `parallel: {branches: {...}, merge: concat|add}`: branches from the same input, merged;
 - `seq: {layers: [...]}`: a named group (a scope, like nn.Sequential);
 - `reuse: {node: NAME}`: the node or block NAME applied again, with the same weights.
-and may carry the reserved keys `name`, `from`, `repeat`, `trainable`, `when`.
+and may carry the reserved keys `name`, `from`, `repeat`, `trainable`, `when`. `from` may be an
+expression that chooses among names (`from: [proj if project else input, f]`).
 
 A name may hold `{expression}` parts (`denselayer{i + 1}`), evaluated over the parameters in
 scope. A repeated item with such a name places its copies directly in the enclosing scope, each
@@ -28,7 +29,9 @@ from archspec.ir.graph import INPUT, IRGraph, IRNode, Shape
 from archspec.ir.nodes import MAX_INPUTS, MAX_NODES, op_call  # noqa: F401  (limits, re-exported)
 from archspec.ir.resolve import resolve
 from archspec.ir.scope import Binding, Item, Scope, join
-from archspec.ir.values import check_override, condition, integer, is_template, kind_of, name_of, param_value, value_text
+from archspec.ir.values import (
+    check_override, chosen_references, condition, integer, is_template, kind_of, name_of, param_value, shape_names, value_text,
+)
 from archspec.ops.catalog import all_ops, lookup
 from archspec.ops.common import format_shape
 from archspec.passes.shapes import MAX_DIMENSION, MAX_RANK, SIZE_HINT, shape_problem
@@ -71,6 +74,9 @@ class Expander:
         env = self.spec_env = self._spec_params(overrides)
         top = Scope(path="", env=env, parent=None)
         self._inputs(top, input_shapes, env)
+        # at the top, `image.shape[1]` reads an input's shape (as given by --input); not `in_*`
+        top.env = ChainMap(shape_names(list(self.ir.inputs), [self.ir.shapes[v] for v in self.ir.inputs.values()],
+                                       first=False), env)
         last = self.sequence(self.spec.raw["layers"], top, [next(iter(self.ir.inputs))])
         self._outputs(top, last)
         self.ir.params = env
@@ -214,7 +220,8 @@ class Expander:
         if "from" not in reserved:
             return [prev]
         node, loc = join(scope.path, name), args.value_loc("from")
-        return [resolve(ref, scope, loc, node).output for ref in _refs(reserved["from"], loc)]
+        refs = [chosen for ref in _refs(reserved["from"], loc) for chosen in chosen_references(ref, scope.env, loc, node)]
+        return [resolve(ref, scope, loc, node).output for ref in refs]
 
     def _repeat(self, item: Item, count: Any) -> Binding:
         times = self._repeat_count(count, item)

@@ -11,13 +11,11 @@ from archspec.ir.graph import IRNode
 from archspec.ir.nodes import add_node, check_same_weights, op_node
 from archspec.ir.resolve import resolve
 from archspec.ir.scope import Binding, Builder, FlatNames, Item, Scope
-from archspec.ir.values import param_value
+from archspec.ir.values import param_value, shape_names
 from archspec.spec.arguments import construct_keys, quoting_hint
 from archspec.ops.catalog import lookup
 from archspec.spec.document import check_name
 from archspec.spec.yaml_source import SourceMap
-
-
 
 
 def block_call(ex: Builder, item: Item) -> Binding:
@@ -25,13 +23,13 @@ def block_call(ex: Builder, item: Item) -> Binding:
     if item.callee in ex.block_stack:
         chain = " -> ".join([*ex.block_stack[ex.block_stack.index(item.callee):], item.callee])
         raise SpecError(f"block '{item.callee}' uses itself ({chain})", item.loc, item.path, hint="blocks cannot be recursive")
-    env = _block_env(ex, item, block, block_raw)
     if len(item.inputs) != len(block.inputs):
         raise SpecError(
             f"block '{item.callee}' takes {len(block.inputs)} input(s) ({', '.join(block.inputs)}) but gets {len(item.inputs)}",
             item.loc,
             item.path,
         )
+    env = _block_env(ex, item, block, block_raw)
     inner = item.scope.child(item.name, item.callee, closed=True, env=env)
     for input_name, value in zip(block.inputs, item.inputs):
         inner.names[input_name] = Binding(value, value)
@@ -50,9 +48,12 @@ def block_call(ex: Builder, item: Item) -> Binding:
 
 
 def _block_env(ex: Builder, item: Item, block, block_raw) -> ChainMap:
-    """A block sees the spec's parameters (not its caller's block parameters) and its own; a
-    ChainMap, not a copy, so a call costs the same however many parameters the spec has."""
-    env = ChainMap({}, ex.spec_env)
+    """A block sees the spec's parameters (not its caller's block parameters), the shapes of its
+    inputs at this call (`input.shape`, `in_channels`, `in_h`, `in_w`: they shadow spec parameters
+    of those names) and its own parameters (which shadow both); a ChainMap, not a copy, so a call
+    costs the same however many parameters the spec has."""
+    shapes = shape_names(block.inputs, [ex.ir.shapes[value] for value in item.inputs])
+    env = ChainMap({}, shapes, ex.spec_env)
     for key in item.body:
         if key not in block.params:
             raise SpecError(

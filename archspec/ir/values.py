@@ -1,13 +1,15 @@
 """Values the IR builder reads from a spec: parameter values, names with `{expression}` parts,
-`when` conditions and whole numbers, each checked and turned into a located error when wrong."""
+`when` conditions, whole numbers, `from` expressions and the shape names a block sees, each
+checked and turned into a located error when wrong."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections import ChainMap
+from typing import Any, Mapping, Sequence
 
 from archspec.errors import Location, SpecError
 from archspec.spec.arguments import NAME_PART, value_text
 from archspec.spec.document import check_name
-from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate
+from archspec.spec.expressions import FUNCTIONS, REFERENCE, ExpressionError, Unavailable, evaluate, shape_key
 from archspec.spec.yaml_source import MAX_INTEGER
 
 MAX_OVERRIDE = MAX_INTEGER  # a number given from outside the spec (--set, the API), as in a spec
@@ -94,3 +96,63 @@ def _name_text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ExpressionError(f"a name part is a whole number or a word, not {value!r}")
     return str(value)
+
+
+# --- what a block sees of its inputs ---------------------------------------------------------------
+def shape_names(inputs: Sequence[str], shapes: Sequence[tuple[int, ...]], first: bool = True) -> dict[str, Any]:
+    """`NAME.shape` for each named input (sizes without the batch axis); with `first`, also
+    `in_channels`, `in_h`, `in_w` of the first input: C, H, W of a C x H x W map, C of a vector.
+    A name that does not fit the first input's rank says what to read instead."""
+    names: dict[str, Any] = {shape_key(name): list(shape) for name, shape in zip(inputs, shapes)}
+    if not first or not inputs:
+        return names
+    shape, input_name = shapes[0], inputs[0]
+    shown = "x".join(map(str, shape))
+    instead = f"read {input_name}.shape[k] (it is [{', '.join(map(str, shape))}])"
+    if len(shape) == 2:  # tokens x channels or rows x columns: which one is "channels" is the spec's to say
+        names["in_channels"] = Unavailable(f"in_channels: the input '{input_name}' is {shown}, not a map or a vector "
+                                           f"(which size is the channels?); {instead}")
+    else:
+        names["in_channels"] = shape[0]
+    for name, axis in (("in_h", -2), ("in_w", -1)):
+        names[name] = shape[axis] if len(shape) >= 3 else Unavailable(
+            f"{name}: the input '{input_name}' is {shown}, which has no height and width; {instead}")
+    return names
+
+
+# --- `from:` as an expression ----------------------------------------------------------------------
+class _Words(Mapping[str, str]):
+    """In a `from` expression, a name that is not a parameter stands for itself: a node name."""
+
+    def __getitem__(self, name: str) -> str:
+        if name in ("true", "True", "false", "False"):
+            raise KeyError(name)
+        return name
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name not in ("true", "True", "false", "False")
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def chosen_references(value: Any, env: Mapping[str, Any], loc: Location | None, node: str) -> list[Any]:
+    """`from: "skip if downsample else input"`: the reference(s) an expression gives. A plain
+    reference (`conv1`, `layer1.0.conv2`) is itself; otherwise the expression is evaluated over the
+    parameters, where any other name is a node name (`'layer1.0'` quoted for a dotted one)."""
+    if not isinstance(value, str) or REFERENCE.match(value):
+        return [value]
+    try:
+        result = evaluate(value, ChainMap(env, _Words()))
+    except ExpressionError as err:
+        raise SpecError(f"from: {err}", loc, node) from None
+    refs = result if isinstance(result, list) else [result]
+    if not refs or not all(isinstance(ref, str) and REFERENCE.match(ref) for ref in refs):
+        raise SpecError(
+            f"from: '{value}' gives {value_text(result)}, not a node name or a list of them", loc, node,
+            hint="a name that is a parameter stands for its value; quote a node name to mean the node ('conv1')",
+        )
+    return refs

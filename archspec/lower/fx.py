@@ -40,7 +40,7 @@ def lower(ir: IRGraph) -> fx.GraphModule:
             continue
         call = _call(graph, root, node, [values[i] for i in node.inputs], [ir.shapes[i] for i in node.inputs],
                      node.id in in_place, name)
-        if node.module == node.id and node.entry.module is not None and not node.trainable:
+        if node.module == node.id and (node.entry.module or node.entry.tensor) is not None and not node.trainable:
             frozen.append(node.module)
         if len(node.values) == 1:
             values[node.id] = call
@@ -51,7 +51,9 @@ def lower(ir: IRGraph) -> fx.GraphModule:
     graph.output(outputs if ir.named_outputs or len(outputs) > 1 else next(iter(outputs.values())))
     module = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     for path in frozen:
-        module.get_submodule(path).requires_grad_(False)
+        owner, _, leaf = path.rpartition(".")
+        frozen_part = module.get_submodule(owner)
+        getattr(frozen_part, leaf).requires_grad_(False)  # a module's tensors, or a free tensor
     initialise(module, ir)
     return module
 
@@ -64,6 +66,11 @@ def _call(graph: fx.Graph, root: nn.Module, node, args: list, in_shapes: list, i
             _check_free(node.module, node)
             _set_submodule(root, node.module, op.module(node.args, in_shapes))
         return graph.create_node("call_module", node.module, tuple(args), {}, name=name)
+    if op.tensor is not None:  # a free tensor: a parameter at the node's own path, read with get_attr
+        if node.module == node.id:
+            _check_free(node.module, node)
+            _set_parameter(root, node.module, op.tensor(node.args, in_shapes))
+        args = [graph.create_node("get_attr", node.module, name=f"{name}_tensor"), *args]
     function, keywords = op.function(node.args, in_shapes)
     if in_place:
         function, keywords = op.in_place_form(function, keywords)
@@ -92,12 +99,23 @@ def _check_free(path: str, node) -> None:
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     *parents, leaf = path.split(".")
+    _scope_module(root, parents).add_module(leaf, module)
+
+
+def _set_parameter(root: nn.Module, path: str, parameter: nn.Parameter) -> None:
+    """Register a free tensor on the module of its scope, so that its state_dict key is `path`."""
+    *parents, leaf = path.split(".")
+    _scope_module(root, parents).register_parameter(leaf, parameter)
+
+
+def _scope_module(root: nn.Module, parts: list[str]) -> nn.Module:
+    """The module at the scope path `parts`, made (an empty nn.Module) where it is missing."""
     current = root
-    for part in parents:
+    for part in parts:
         if not hasattr(current, part):
             current.add_module(part, nn.Module())
         current = getattr(current, part)
-    current.add_module(leaf, module)
+    return current
 
 
 def python_name(node_id: str) -> str:

@@ -122,6 +122,62 @@ def _efficientnet(module: nn.Module) -> None:
     _fan_out_convs(module, uniform)
 
 
+def _convnext(module: nn.Module) -> None:
+    # convnext.py, ConvNeXt.__init__: conv and linear weights trunc_normal_ (std 0.02, cut at ±2),
+    # zero biases; the LayerNorms and layer_scale keep the values they are built with
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(layer.weight, std=0.02)
+            _zero_bias(layer)
+
+
+def _mobilenet_v3(module: nn.Module) -> None:
+    # mobilenetv3.py, MobileNetV3.__init__: the same loop as mobilenetv2.py's
+    _mobilenet_v2(module)
+
+
+def _squeezenet(module: nn.Module) -> None:
+    # squeezenet.py, SqueezeNet.__init__: convs kaiming_uniform_ with its defaults (fan_in, leaky_relu,
+    # a = 0), the final conv (the classifier's, the model's last) N(0, 0.01); zero biases
+    convs = [layer for layer in module.modules() if isinstance(layer, nn.Conv2d)]
+    for layer in convs:
+        if layer is convs[-1]:
+            nn.init.normal_(layer.weight, mean=0.0, std=0.01)
+        else:
+            nn.init.kaiming_uniform_(layer.weight)
+        _zero_bias(layer)
+
+
+# inception.py marks the auxiliary head's linear layer with a `stddev` attribute (this is its module
+# path, which a spec shares with torchvision: the state_dict keys are the same). It marks its 5x5
+# conv too (0.01), but on the BasicConv2d that holds the nn.Conv2d, which the loop never reads
+INCEPTION_V3_STDDEV = {"AuxLogits.fc": 0.001}
+
+
+def _inception_v3(module: nn.Module) -> None:
+    # inception.py, Inception3.__init__ with init_weights=True: conv and linear weights trunc_normal_
+    # (cut at ±2) with std 0.1 unless marked; BN γ = 1, β = 0; biases keep torch's default
+    for path, layer in module.named_modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(layer.weight, mean=0.0, std=INCEPTION_V3_STDDEV.get(path, 0.1), a=-2, b=2)
+        elif isinstance(layer, nn.BatchNorm2d):
+            _norms_to_one_and_zero(layer)
+
+
+def _mnasnet(module: nn.Module) -> None:
+    # mnasnet.py, MNASNet.__init__: convs kaiming_normal_ (fan_out, relu), the linear layer
+    # kaiming_uniform_ (fan_out, sigmoid: gain 1), zero biases, BN γ = 1, β = 0
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            _zero_bias(layer)
+        elif isinstance(layer, nn.BatchNorm2d):
+            _norms_to_one_and_zero(layer)
+        elif isinstance(layer, nn.Linear):
+            nn.init.kaiming_uniform_(layer.weight, mode="fan_out", nonlinearity="sigmoid")
+            _zero_bias(layer)
+
+
 def _torch_default(module: nn.Module) -> None:
     # alexnet.py and shufflenetv2.py have no init loop: every layer keeps its reset_parameters
     return None
@@ -139,6 +195,63 @@ def _resnet_backbone(module: nn.Module) -> None:
     _resnet(backbone)
 
 
+def _regnet(module: nn.Module) -> None:
+    # regnet.py, RegNet.__init__: conv N(0, 2 / fan_out) with fan_out = k * k * out (groups not
+    # divided out), BN γ = 1, β = 0, linear N(0, 0.01) and a zero bias; the SE convs' biases keep
+    # torch's default
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            fan_out = layer.kernel_size[0] * layer.kernel_size[1] * layer.out_channels
+            nn.init.normal_(layer.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+        elif isinstance(layer, nn.BatchNorm2d):
+            _norms_to_one_and_zero(layer)
+        elif isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, mean=0.0, std=0.01)
+            _zero_bias(layer)
+
+
+def _vit(module: nn.Module) -> None:
+    # vision_transformer.py, VisionTransformer.__init__ and MLPBlock.__init__: the patch conv
+    # trunc_normal_ (std √(1/fan_in)) with a zero bias; the MLP linears xavier_uniform_ with
+    # N(0, 1e-6²) biases; the last linear (the head) zeros. Attention keeps nn.MultiheadAttention's
+    # own init; the class token and position embedding start as their `param` ops say
+    in_attention = {id(part) for layer in module.modules() if isinstance(layer, nn.MultiheadAttention) for part in layer.modules()}
+    linears = [layer for layer in module.modules() if isinstance(layer, nn.Linear) and id(layer) not in in_attention]
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.trunc_normal_(layer.weight, std=math.sqrt(1 / (layer.in_channels * math.prod(layer.kernel_size))))
+            _zero_bias(layer)
+    for layer in linears[:-1]:
+        nn.init.xavier_uniform_(layer.weight)
+        if layer.bias is not None:
+            nn.init.normal_(layer.bias, std=1e-6)
+    for head in linears[-1:]:
+        nn.init.zeros_(head.weight)
+        _zero_bias(head)
+
+
+def _swin(module: nn.Module) -> None:
+    # swin_transformer.py, SwinTransformer.__init__: every linear (attention's qkv and proj, the MLPs',
+    # patch merging's, the head) trunc_normal_ (std 0.02), zero biases, overriding the blocks' own MLP
+    # init; the patch conv keeps torch's default, the bias tables their trunc_normal_ (std 0.02)
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.trunc_normal_(layer.weight, std=0.02)
+            _zero_bias(layer)
+
+
+def _maxvit(module: nn.Module) -> None:
+    # maxvit.py, MaxVit._init_weights: every conv (the SE's too) and linear (attention's, the MLPs',
+    # the head's) N(0, 0.02²) with a zero bias, BN γ = 1, β = 0; LayerNorms keep torch's default,
+    # the bias tables their trunc_normal_ (std 0.02)
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(layer.weight, std=0.02)
+            _zero_bias(layer)
+        elif isinstance(layer, nn.BatchNorm2d):
+            _norms_to_one_and_zero(layer)
+
+
 TORCHVISION_FAMILIES: dict[str, Callable[[nn.Module], None]] = {
     "resnet": _resnet,
     "vgg": _vgg,
@@ -150,6 +263,15 @@ TORCHVISION_FAMILIES: dict[str, Callable[[nn.Module], None]] = {
     "shufflenet_v2": _torch_default,
     "fcn": _resnet_backbone,
     "deeplabv3": _resnet_backbone,
+    "convnext": _convnext,
+    "mobilenet_v3": _mobilenet_v3,
+    "squeezenet": _squeezenet,
+    "inception_v3": _inception_v3,
+    "mnasnet": _mnasnet,
+    "regnet": _regnet,
+    "vit": _vit,
+    "swin": _swin,
+    "maxvit": _maxvit,
 }
 assert set(TORCHVISION_FAMILIES) == set(FAMILIES), "a family of archspec.spec.init_scheme has no init loop here"
 

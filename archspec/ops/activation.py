@@ -156,6 +156,11 @@ def _build_dropout(args: DropoutArgs, inputs: list[Shape]):
     return nn.Dropout(args.p)
 
 
+def _dropout_saved(args: DropoutArgs, inputs: list[Shape], output: Shape) -> Saved:
+    """The mask; at p = 0 torch returns the input itself and saves nothing."""
+    return Saved(inputs=(), extra=((numel(output), "bool", True),) if args.p > 0 else ())
+
+
 def _explain_dropout(ctx) -> None:
     ctx.line(ctx.msg("dropout_rate", p=ctx.args.p, shape=format_shape(ctx.out)))
 
@@ -167,7 +172,7 @@ OPS.append(
         label=lambda a: f"dropout {number_text(a.p)}",
         family="other",
         traits=frozenset({"elementwise", "pass_through", "removable", "stochastic"}),
-        saved=lambda a, i, o: Saved(inputs=(), extra=((numel(o), "bool", True),)),  # the mask
+        saved=_dropout_saved,
         summary="dropout with probability p during training (nn.Dropout)",
         args=DropoutArgs,
         shape=_same_shape,

@@ -7,9 +7,12 @@ alias that is taken.
 from __future__ import annotations
 
 from archspec.ops import activation, conv, linear, merge, norm, pool, reshape, roi
+from archspec.ops import attention, axes, tensor
+from archspec.ops import window
+from archspec.ops import maxvit
 from archspec.ops.registry import Op, Registry
 
-MODULES = (activation, conv, linear, merge, norm, pool, reshape, roi)
+MODULES = (activation, conv, linear, merge, norm, pool, reshape, roi, tensor, axes, attention, window, maxvit)
 
 _REGISTRY = Registry()
 for _module in MODULES:

@@ -1,13 +1,16 @@
-"""Fully connected layer: `linear` (nn.Linear, applied to the last dimension).
+"""Fully connected layer: `linear` (nn.Linear, applied to the last axis of any shape).
 
-A vector (F,) gives (out,); rows (..., F) give (..., out) as nn.Linear does, the same weights
-applied to every row (Fast R-CNN's fc6 on (K, C·7·7): one row per RoI). A (C, H, W) feature map
-is refused: mixing only its width is almost always a forgotten `flatten`. A non-map output has no
-spatial positions of its own, so its receptive field is global (archspec.passes.receptive_field)."""
+A vector (F,) gives (out,); any other shape (..., F) gives (..., out) as nn.Linear does, the same
+weights applied along the last axis at every other position: rows (Fast R-CNN's fc6 on
+(K, C·7·7), one row per RoI), tokens (T, C), or a channels-last map (H, W, C) after a `permute`
+(ConvNeXt's MLP). On a (C, H, W) map that would mix the width: the explanation says so, and the
+hint is to `flatten` (a classifier) or `permute` to channels-last (a per-position MLP). A BN
+folds into a linear only on a vector (trait `last_axis`). Its receptive field: a vector output
+is global; on a map, each position reads its own (archspec.passes.receptive_field)."""
 from __future__ import annotations
 
-from archspec.ops.common import PositiveInt, format_shape
-from archspec.ops.registry import Op, OpArgs, Shape, ShapeError, numel
+from archspec.ops.common import PositiveInt
+from archspec.ops.registry import Op, OpArgs, Shape, numel
 from archspec.ops.transfer import linear_as_conv, scale_output_rows
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
@@ -20,12 +23,6 @@ class LinearArgs(OpArgs):
 
 def _shape(args: LinearArgs, inputs: list[Shape]) -> Shape:
     (shape,) = inputs
-    # a rank-3 value is a (C, H, W) map in the IR: linear there is nearly always a missing flatten
-    if len(shape) == 3:
-        raise ShapeError(
-            f"linear needs a vector (F,) or rows (..., F) but gets the feature map {format_shape(shape)}; "
-            "add `flatten` or `global_avgpool` before it"
-        )
     return (*shape[:-1], args.out)
 
 
@@ -42,6 +39,13 @@ def _build(args: LinearArgs, inputs: list[Shape]):
     return nn.Linear(inputs[0][-1], args.out, bias=args.bias)
 
 
+def _last_axis_field(args: LinearArgs, ranges, inputs: list[Shape], output: Shape) -> list:
+    """On a rank-3 value each output position reads its row whole along the last axis (the only
+    rank the receptive-field pass treats as spatial: other outputs are global anyway)."""
+    (rows, _), width = ranges, inputs[0][-1]
+    return [(rows, (0, width - 1))]
+
+
 def _explain_linear(ctx) -> None:
     """n_in·n_out weights (+ n_out biases) and n_in·n_out MACs, times the rows for an input of
     rank >= 2 (the same layer applied to each row)."""
@@ -49,6 +53,8 @@ def _explain_linear(ctx) -> None:
     rows = numel(ctx.in_shapes[0][:-1])
     params = ctx.stats.figures.params
     ctx.line(ctx.msg("linear_shape", nin=n_in, nout=n_out))
+    if len(ctx.in_shapes[0]) == 3:  # (H, W, C) channels-last, or the width of a (C, H, W) map
+        ctx.line(ctx.msg("linear_last_axis", n=n_in, rows=ctx.num(rows)))
     if ctx.owns_weights and ctx.args.bias:
         ctx.figure_line("label.params", "n_in·n_out + n_out", ctx.equation(f"{n_in}·{n_out} + {n_out}", params))
     elif ctx.owns_weights:
@@ -66,8 +72,8 @@ OPS.append(
         explain=_explain_linear,
         label=lambda a: f"linear {a.out}",
         family="linear",
-        traits=frozenset({"weighted"}),
-        summary="fully connected layer (nn.Linear) on the last dimension: (F,) -> (out,), rows (..., F) -> (..., out); not on a (C, H, W) map",
+        traits=frozenset({"weighted", "last_axis"}),
+        summary="fully connected layer (nn.Linear) on the last axis: (F,) -> (out,), (..., F) -> (..., out): rows, tokens, a channels-last (H, W, C) map",
         fold_affine=scale_output_rows,
         convolutional=linear_as_conv,
         args=LinearArgs,
@@ -77,6 +83,7 @@ OPS.append(
         extra_ops=lambda a, i, o: numel(o) if a.bias else 0,
         module=_build,
         fresh_output=True,
+        receptive_field=_last_axis_field,
         aliases=("fc",),
     )
 )

@@ -50,37 +50,48 @@ def _aligned(args: MergeArgs, inputs: list[Shape]) -> list[Shape]:
 
 
 def _add_shape(args: AddArgs, inputs: list[Shape]) -> Shape:
+    """Equal shapes (a residual), or shapes of one rank that broadcast: a (C, 1, 1) bias or a
+    (1, C) row against (C, H, W) or (T, C), as torch broadcasts them."""
     shapes = _aligned(args, inputs)
-    for index, shape in enumerate(shapes[1:], start=1):
-        if shape != shapes[0]:
-            raise ShapeError(
-                f"add needs equal shapes: {format_shape(shapes[0])} from <in0> vs {format_shape(shape)} from <in{index}>",
-                hint="use `project: auto` for a 1x1 projection shortcut, or `fit: crop|pad` for spatial sizes",
-            )
-    return shapes[0]
+    shape = broadcast_shape(shapes)
+    if shape is None:
+        index = next((i for i, s in enumerate(shapes) if broadcast_shape([shapes[0], s]) is None), 1)
+        raise ShapeError(
+            f"add needs equal shapes: {format_shape(shapes[0])} from <in0> vs {format_shape(shapes[index])} "
+            f"from <in{index}> (or shapes of one rank that broadcast)",
+            hint="use `project: auto` for a 1x1 projection shortcut, or `fit: crop|pad` for spatial sizes",
+        )
+    return shape
+
+
+def broadcast_shape(shapes: list[Shape]) -> Shape | None:
+    """torch's broadcast of per-sample shapes of one rank (sizes equal or 1 per axis), or None.
+    Ranks must agree: torch aligns shapes from the right *with* the batch, so a lower rank would
+    pair the batch with a feature axis."""
+    if len({len(s) for s in shapes}) > 1:
+        return None
+    result = []
+    for sizes in zip(*shapes):
+        larger = set(sizes) - {1}
+        if len(larger) > 1:
+            return None
+        result.append(larger.pop() if larger else 1)
+    return tuple(result)
 
 
 def _broadcast(shapes: list[Shape]) -> Shape:
     if len({len(s) for s in shapes}) > 1:
-        # torch aligns shapes from the right *with* the batch dimension, so inputs of different
-        # ranks would pair the batch with a feature dimension
         raise ShapeError(
             "mul needs inputs of the same rank: "
             + " vs ".join(f"{format_shape(s)} from <in{i}>" for i, s in enumerate(shapes)),
             hint="give a channel gate the shape (C, 1, 1), e.g. `adaptive_avgpool` or `reshape: {shape: [C, 1, 1]}`",
         )
-    rank = max(len(s) for s in shapes)
-    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    result = []
-    for axis in range(rank):
-        sizes = {p[axis] for p in padded} - {1}
-        if len(sizes) > 1:
-            raise ShapeError(
-                "mul needs broadcastable shapes: "
-                + " vs ".join(f"{format_shape(s)} from <in{i}>" for i, s in enumerate(shapes))
-            )
-        result.append(sizes.pop() if sizes else 1)
-    return tuple(result)
+    shape = broadcast_shape(shapes)
+    if shape is None:
+        raise ShapeError(
+            "mul needs broadcastable shapes: " + " vs ".join(f"{format_shape(s)} from <in{i}>" for i, s in enumerate(shapes))
+        )
+    return shape
 
 
 def _concat_shape(args: ConcatArgs, inputs: list[Shape]) -> Shape:
@@ -104,8 +115,13 @@ def _concat_shape(args: ConcatArgs, inputs: list[Shape]) -> Shape:
 
 
 def _plain_pair(args: AddArgs, inputs: list[Shape]) -> bool:
-    """Two inputs of one shape: `a + b` in the generated code, `a += b` when it runs in place."""
+    """Two inputs: `a + b` in the generated code."""
     return args.fit == "none" and len(inputs) == 2
+
+
+def _same_shape_pair(args: AddArgs, inputs: list[Shape]) -> bool:
+    """Two inputs of one shape: `a += b` when it runs in place (a broadcast sum needs a new tensor)."""
+    return _plain_pair(args, inputs) and inputs[0] == inputs[1]
 
 
 def _projection(args: AddArgs, inputs: list[Shape]) -> Expansion | None:
@@ -197,14 +213,14 @@ OPS.append(
         family="merge",
         traits=frozenset({"merge", "residual"}),
         saved=saves_nothing,
-        summary="elementwise sum of its inputs (residual connection)",
+        summary="elementwise sum of its inputs (residual connection); shapes of one rank broadcast (a (C, 1, 1) or (1, C) term)",
         args=AddArgs,
         shape=_add_shape,
         extra_ops=_elementwise_ops,
         arity=(2, None),
         function=_add_function,
         fresh_output=True,
-        in_place=_plain_pair,
+        in_place=_same_shape_pair,
         in_place_form=_add_in_place,
         builder_args=("project", "projection_name"),  # the builder inserts the projection itself
         expand=_projection,

@@ -1,7 +1,7 @@
 """Normalisation: `bn`, `groupnorm`, `layernorm`, `lrn` (AlexNet's local response norm)."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
@@ -143,36 +143,72 @@ OPS.append(
 
 # --- layer norm ------------------------------------------------------------------------------
 class LayerNormArgs(OpArgs):
-    dims: PositiveInt = 1  # how many trailing dimensions are normalised together
+    # which axes are normalised together: `last` (nn.LayerNorm): the last `dims` axes; `channels`:
+    # the C of a (C, H, W) map at each position (torchvision's LayerNorm2d in ConvNeXt). On a
+    # rank-3 value with dims 1, `over` must be said: the last axis alone is the W of a (C, H, W) map
+    over: Optional[Literal["last", "channels"]] = None
+    dims: Optional[PositiveInt] = None  # with `over: last`: how many trailing axes (default 1)
     eps: Epsilon = 1e-5
     affine: bool = True
 
 
-def _ln_normalized(args: LayerNormArgs, inputs: list[Shape]) -> Shape:
+def _ln_axes(args: LayerNormArgs, inputs: list[Shape]) -> tuple[int, ...]:
+    """The axes (without the batch) normalised together, or a ShapeError saying what to write."""
     shape = inputs[0]
-    if args.dims > len(shape):
-        raise ShapeError(f"dims={args.dims} but the input {format_shape(shape)} has only {len(shape)} dimensions")
-    return shape[len(shape) - args.dims :]
+    # only the last axis alone of a rank-3 value is ambiguous: the W of (C, H, W) or the C of (H, W, C)
+    over = args.over or ("last" if len(shape) != 3 or (args.dims or 1) > 1 else None)
+    if over is None:
+        raise ShapeError(
+            f"layernorm on the rank-3 value {format_shape(shape)} needs `over`: `over: channels` normalises the "
+            "channels of a (C, H, W) map at each position; `over: last` the last `dims` axes (the C of a "
+            "channels-last (H, W, C) map, or with `dims: 3` all of C, H, W)",
+            hint="a bare layernorm there would normalise the width W of a (C, H, W) map",
+        )
+    if over == "channels":
+        if len(shape) != 3 or args.dims is not None:
+            raise ShapeError(f"layernorm `over: channels` takes a (C, H, W) map and no `dims`, not {format_shape(shape)}")
+        return (0,)
+    dims = args.dims or 1
+    if dims > len(shape):
+        raise ShapeError(f"dims={dims} but the input {format_shape(shape)} has only {len(shape)} dimensions")
+    return tuple(range(len(shape) - dims, len(shape)))
+
+
+def _ln_normalized(args: LayerNormArgs, inputs: list[Shape]) -> Shape:
+    return tuple(inputs[0][axis] for axis in _ln_axes(args, inputs))
 
 
 def _build_ln(args: LayerNormArgs, inputs: list[Shape]):
     import torch.nn as nn
 
+    if args.over == "channels":
+        from archspec.lower.layers import ChannelsLayerNorm
+
+        return ChannelsLayerNorm(inputs[0][0], eps=args.eps, elementwise_affine=args.affine)
     return nn.LayerNorm(list(_ln_normalized(args, inputs)), eps=args.eps, elementwise_affine=args.affine)
 
 
 def _explain_layernorm(ctx) -> None:
-    ctx.line(ctx.msg("layernorm_dims", dims=ctx.args.dims, shape=format_shape(ctx.out)))
+    if ctx.args.over == "channels":
+        ctx.line(ctx.msg("layernorm_channels", c=ctx.out[0], shape=format_shape(ctx.out)))
+    else:
+        ctx.line(ctx.msg("layernorm_dims", dims=len(_ln_axes(ctx.args, ctx.in_shapes)), shape=format_shape(ctx.out)))
     ctx.tensor_params()
+
+
+def _ln_label(args: LayerNormArgs) -> str:
+    return "layernorm channels" if args.over == "channels" else "layernorm"
 
 
 OPS.append(
     Op(
         name="layernorm",
         explain=_explain_layernorm,
+        label=_ln_label,
         family="norm",
         traits=frozenset({"normalisation", "pass_through"}),
-        summary="layer normalisation over the last `dims` dimensions (nn.LayerNorm)",
+        summary="layer normalisation (nn.LayerNorm): `over: last` the last `dims` axes; `over: channels` "
+        "the C of a (C, H, W) map at each position (LayerNorm2d); on a rank-3 value with dims 1 `over` is required",
         args=LayerNormArgs,
         shape=lambda a, i: (_ln_normalized(a, i), i[0])[1],
         params=lambda a, i: (

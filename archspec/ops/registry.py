@@ -164,6 +164,7 @@ TRAITS = frozenset({
     # for the rewrites (archspec.rewrite): which removable ops are dropout, and which op is a flatten
     "stochastic",    # random in training, the identity at inference (dropout, drop_path)
     "flattens",      # a C×H×W map as a C·H·W vector in torch's order: convolutionalize moves it past ops
+    "last_axis",     # a weighted layer on the last axis (linear): its output channels are last, so a BN folds in only on a vector
 })
 FAMILIES = ("conv", "linear", "norm", "activation", "pool", "merge", "resize", "other")
 
@@ -205,6 +206,11 @@ class Op:
     function: FunctionBuilder | None = None
     # the function takes its inputs as one list (torch.cat) rather than as positional args
     inputs_as_list: bool = False
+    # a learned tensor no layer owns (ViT's class token, ConvNeXt's layer_scale): (args, input
+    # shapes) -> the nn.Parameter, which the lowering registers at the node's own path (its
+    # state_dict key is the path, as torchvision's) and reads with get_attr; `function` then
+    # receives it before the inputs. Its `params` rule names the tensor "" (the node itself)
+    tensor: Callable[[Any, list[Shape]], Any] | None = None
     # receptive field (archspec.ops.field): a sliding `window` (kernel, stride, padding,
     # dilation per spatial axis), or a `receptive_field` rule (args, output ranges, input shapes,
     # output shape) -> the ranges read in each input; with neither, every input is read at the
@@ -285,6 +291,8 @@ def check_op(op: Op) -> None:
     low, high = op.arity
     if low < 0 or (high is not None and high < low):
         problems.append(f"arity {op.arity} is not a (min, max) range")
+    if op.tensor is not None and op.function is None:
+        problems.append("an op with a `tensor` reads it with a `function`")
     if op.window is not None and op.receptive_field is not None:
         problems.append("it gives both a `window` and a `receptive_field` rule")
     if problems:
@@ -315,3 +323,9 @@ class Registry:
 
 def numel(shape: Shape) -> int:
     return math.prod(shape)
+
+
+def tensor_key(path: str, name: str) -> str:
+    """The state_dict key of a node's tensor `name`: `path.name`, or the path itself for the one
+    tensor of an op with a `tensor` builder, which its `params` rule names "" (`class_token`)."""
+    return f"{path}.{name}" if name else path

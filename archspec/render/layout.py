@@ -17,9 +17,10 @@ __all__ = [  # MAX_CLASSIFY_WORK and classify_edges are the drawn edges' kinds, 
 
 MAX_COLUMNS = 8
 EDGE_RANK = {"data": 0, "size": 1, "shortcut": 2, "bridge": 3}
-# units in one drawing; graphviz takes seconds at a few hundred (the largest library spec, at
-# every op, has 596) and minutes at a few thousand: a larger drawing is folded (fitted_layout)
-MAX_DRAWN = 600
+# units in one drawing; graphviz takes seconds at a few hundred (the largest library spec at
+# every op, densenet201, has 709: dot 2.9 s on a busy 2-core box) and minutes at a few
+# thousand: a larger drawing is folded (fitted_layout)
+MAX_DRAWN = 800
 # a graph folded into runs (no block level fits) is drawn with at most this many boxes: a chain of
 # 600 run boxes still takes dot 0.8 s, and boxes of `relu x26` read no worse than `relu x9`
 MAX_FOLDED = 200

@@ -40,6 +40,12 @@ def _is_vector(view: View, node: IRNode) -> bool:
     return len(view.shape(node)) == 1
 
 
+def _channels_first(view: View, node: IRNode) -> bool:
+    """The layer's output channels are the axis a BN scales (axis 0): a conv's always; a layer on
+    the last axis (linear) only on a vector. A linear on (H, W, C) or (T, C) must not fold."""
+    return not lookup(node.op).is_("last_axis") or len(view.shape(node.inputs[0])) == 1
+
+
 def _reads_map(view: View, node: IRNode) -> bool:
     return len(view.shape(node.inputs[0])) == 3
 
@@ -66,7 +72,7 @@ def _folding(output_kind: Callable[[View, IRNode], bool]) -> Pat:
     takes one into its weights (`fold_affine`: conv, dwconv, conv_transpose, linear)."""
 
     def fits(view: View, node: IRNode) -> bool:
-        return output_kind(view, node) and not view.shared(node)
+        return output_kind(view, node) and _channels_first(view, node) and not view.shared(node)
 
     layer = Pat(trait="weighted", has="fold_affine", name="layer", only_use=True, where=fits)
     return Pat(has="affine_at_inference", src=(layer,), name="norm", where=_affine_at_inference)

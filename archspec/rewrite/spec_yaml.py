@@ -18,6 +18,7 @@ from archspec.errors import ArchspecError
 from archspec.ir.graph import IRGraph, IRNode, split_value
 from archspec.ops.catalog import lookup
 from archspec.ops.common import format_shape
+from archspec.ops.registry import tensor_key
 
 MAX_NAME = 64
 _VALID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -53,10 +54,11 @@ def flat_state_dict(state: dict[str, Any], ir: IRGraph) -> dict[str, Any]:
     names = flat_names(ir)
     renamed = {}
     for key, value in state.items():
-        path, _, tensor = key.rpartition(".")
+        # a free tensor's key is its node's path (`class_token`); any other is `path.tensor`
+        path, _, tensor = (key, "", "") if key in names else key.rpartition(".")
         if path not in names:
             raise ArchspecError(f"state_dict key '{key}' names no node of {ir.name}")
-        renamed[f"{names[path]}.{tensor}"] = value
+        renamed[tensor_key(names[path], tensor)] = value
     return renamed
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from archspec.errors import ArchspecError
 from archspec.ir.graph import IRGraph, IRNode
 from archspec.ops.catalog import lookup
+from archspec.ops.registry import tensor_key
 
 # nodes a BatchNorm may sit behind and still fold into the layer before them: removable ones
 # (dropout, identity: strip_dropout removes them) and a flatten of a Cx1x1 map (convolutionalize moves it)
@@ -49,7 +50,7 @@ def transfer_weights(module_before: Any, ir_before: IRGraph, ir_after: IRGraph) 
                         f"cannot map '{node.id}.{name}': shape {tuple(tensor.shape)} before the rewrite, {tuple(shape)} after"
                     )
                 tensor = tensor.reshape(shape)
-            state[f"{node.id}.{name}"] = tensor.detach().clone()
+            state[tensor_key(node.id, name)] = tensor.detach().clone()
     return state
 
 
@@ -89,6 +90,9 @@ def _fold(source: dict, layer: IRNode, bn: IRNode, ir_before: IRGraph, tensors: 
     """The layer's tensors with the BatchNorm after it folded in (the entries' hooks)."""
     affine = lookup(bn.op).affine_at_inference(bn.args)
     fold = lookup(layer.op).fold_affine
+    if lookup(layer.op).is_("last_axis") and len(_in_shapes(ir_before, layer)[0]) != 1:
+        # its output channels are the last axis, the BN's the first: only on a vector are they one
+        raise ArchspecError(f"cannot fold '{bn.id}' into '{layer.id}': the layer acts on the last axis of a non-vector")
     if affine is None or fold is None:
         raise ArchspecError(f"'{bn.id}' cannot be folded into '{layer.id}' (no running statistics, or a layer that takes no fold)")
     wanted = {**lookup(bn.op).params(bn.args, _in_shapes(ir_before, bn)), **lookup(bn.op).buffers(bn.args, _in_shapes(ir_before, bn))}
@@ -128,7 +132,7 @@ def _node(ir: IRGraph, node_id: str) -> IRNode | None:
 
 
 def _tensor(source: dict, node_id: str, name: str):
-    key = f"{node_id}.{name}"
+    key = tensor_key(node_id, name)
     if key not in source:
         raise ArchspecError(f"the module before the rewrite has no tensor '{key}'; was it lowered from the same IR?")
     return source[key]

@@ -2,16 +2,16 @@
 
 A spec file is YAML with these top-level keys (the README's "Spec language" documents them): `name`,
 `summary`, `paper`, `task`, `init`, `detection`, `extends`, `use`, `params`, `inputs`, `outputs`,
-`blocks`, `layers`. Layer items are checked here only for their outer form; each op's arguments are
-checked against the op's own schema when the IR is built (they may be expressions over the
-parameters). The limits on what one spec reads (MAX_CHAIN, MAX_FILES, MAX_TOTAL_BYTES,
+`blocks`, `layers`. `extends` and `use` paths are resolved by archspec.spec.includes (relative to
+the file, or `archspec:PATH` in the library). Layer items are checked here only for their outer
+form; each op's arguments are checked against the op's own schema when the IR is built (they may
+be expressions over the parameters). The limits on what one spec reads (MAX_CHAIN, MAX_FILES, MAX_TOTAL_BYTES,
 MAX_TOTAL_VALUES) add up over the spec and all its `extends` and `use` files.
 """
 from __future__ import annotations
 
 import keyword
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -22,8 +22,8 @@ from archspec.errors import Location, SpecError, did_you_mean
 from archspec.ops.merge import DEFAULT_MERGE, Fit
 from archspec.spec.arguments import Merge, choices
 from archspec.spec.detection_head import DetectionHead
+from archspec.spec.includes import included_path, relocate, shown_path
 from archspec.spec.init_scheme import InitChoice
-from archspec.spec.reading import file_kind
 from archspec.spec.yaml_source import MAX_VALUES, SourceList, SourceMap, TooManyValues, loc_of, parse_yaml_counted, read_text
 
 # Limits over everything one spec reads (its `extends` and `use` files too): the per-file limits
@@ -139,34 +139,6 @@ def _read_mapping(path: Path, reading: _Reading, via: Location | None = None) ->
     return data
 
 
-def _included_path(base: Path, text: Any, loc: Location, what: str) -> Path:
-    if not isinstance(text, str) or not text:
-        raise SpecError(f"`{what}` entries are file paths (strings)", loc)
-    if "\0" in text:  # the OS refuses it with an unlocated ValueError ("embedded null byte")
-        raise SpecError(f"`{what}` path {text!r} contains a NUL byte", loc, hint="file names cannot contain \\0")
-    try:
-        folder = base.parent.resolve()
-        target = (folder / text).resolve()
-    except (OSError, RuntimeError) as err:  # a symlink loop, a name too long
-        raise SpecError(f"cannot follow `{what}` path '{text}': {getattr(err, 'strerror', None) or err}", loc) from None
-    if not target.is_relative_to(folder):
-        raise SpecError(
-            f"'{text}' is outside the spec's folder {folder}",
-            loc,
-            hint="included files must live in the spec's folder or below it",
-        )
-    try:
-        mode = target.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise SpecError(f"included file '{text}' does not exist", loc, hint=f"looked for {target}") from None
-    except OSError as err:
-        raise SpecError(f"cannot read included file '{text}': {err.strerror or err}", loc) from None
-    if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end
-        kind = "a folder" if stat.S_ISDIR(mode) else file_kind(mode)
-        raise SpecError(f"included file '{text}' is not a regular file ({kind})", loc, hint=f"looked at {target}")
-    return target
-
-
 def _check_chain(chain: list[Path], loc: Location, what: str) -> None:
     if len(chain) >= MAX_CHAIN:  # also keeps the recursion over the chain shallow
         raise SpecError(f"the `{what}` chain is longer than {MAX_CHAIN} files", loc,
@@ -182,7 +154,7 @@ def _apply_extends(raw: SourceMap, path: Path, shown: str, chain: list[Path],
     user's spelling of `path`): a `use` taken over from a base is relative to the base's folder."""
     if "extends" not in raw:
         return raw, path, shown
-    base_path = _included_path(path, raw["extends"], raw.value_loc("extends"), "extends")
+    base_path = included_path(path, raw["extends"], raw.value_loc("extends"), "extends")
     if base_path in chain:
         raise SpecError(
             "`extends` forms a cycle: " + " -> ".join(p.name for p in [*chain, base_path]),
@@ -190,7 +162,7 @@ def _apply_extends(raw: SourceMap, path: Path, shown: str, chain: list[Path],
         )
     _check_chain(chain, raw.value_loc("extends"), "extends")
     base = _read_mapping(base_path, reading, raw.value_loc("extends"))
-    base_shown = _shown_path(shown, raw["extends"])
+    base_shown = shown_path(shown, raw["extends"], base_path)
     base, uses_from, uses_shown = _apply_extends(base, base_path, base_shown, [*chain, base_path], reading)
     merged = SourceMap(base, loc=raw.loc)
     merged.key_locs, merged.value_locs = dict(base.key_locs), dict(base.value_locs)
@@ -208,11 +180,6 @@ def _apply_extends(raw: SourceMap, path: Path, shown: str, chain: list[Path],
     if "use" in raw:  # this file's own `use` replaces the base's and is relative to this file
         uses_from, uses_shown = path, shown
     return merged, uses_from, uses_shown
-
-
-def _shown_path(including: str, text: str) -> str:
-    """How messages name a file that `including` names as `text`: relative, as the user wrote it."""
-    return str(Path(including).parent / text) if not Path(text).is_absolute() else text
 
 
 def _collect_blocks(spec: LoadedSpec, raw: SourceMap, file: str, source: str) -> None:
@@ -234,13 +201,13 @@ def _collect_blocks(spec: LoadedSpec, raw: SourceMap, file: str, source: str) ->
 
 
 def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path], reading: _Reading,
-               shown_path: str | None = None) -> None:
-    """`shown_path`: how messages name `path` (the user's relative spelling, not the resolved path)."""
-    shown_path = str(path) if shown_path is None else shown_path
+               including_shown: str | None = None) -> None:
+    """`including_shown`: how messages name `path` (the user's relative spelling, not the resolved path)."""
+    including_shown = str(path) if including_shown is None else including_shown
     uses = raw.get("use") or []
     for index, text in enumerate(uses):
         loc = uses.item_loc(index) if isinstance(uses, SourceList) else raw.loc
-        target = _included_path(path, text, loc, "use")
+        target = included_path(path, text, loc, "use")
         if target in chain:
             raise SpecError(
                 "`use` forms a cycle: " + " -> ".join(p.name for p in [*chain, target]),
@@ -249,27 +216,10 @@ def _load_uses(spec: LoadedSpec, raw: SourceMap, path: Path, chain: list[Path], 
             )
         _check_chain(chain, loc, "use")
         included = _read_mapping(target, reading, loc)
-        shown = _shown_path(shown_path, text)
-        _relocate(included, shown)
+        shown = shown_path(including_shown, text, target)
+        relocate(included, shown)
         _collect_blocks(spec, included, shown, source="use")
         _load_uses(spec, included, target, [*chain, target], reading, shown)
-
-
-def _relocate(value: Any, file: str) -> None:
-    """Show locations of an included file by the path the user wrote (relative, readable)."""
-    for attr in ("loc",):
-        if hasattr(value, attr):
-            old = getattr(value, attr)
-            setattr(value, attr, Location(file, old.line, old.column))
-    if isinstance(value, SourceMap):
-        value.key_locs = {k: Location(file, v.line, v.column) for k, v in value.key_locs.items()}
-        value.value_locs = {k: Location(file, v.line, v.column) for k, v in value.value_locs.items()}
-        for item in value.values():
-            _relocate(item, file)
-    elif isinstance(value, SourceList):
-        value.item_locs = [Location(file, v.line, v.column) for v in value.item_locs]
-        for item in value:
-            _relocate(item, file)
 
 
 # --- pydantic errors -> located SpecErrors --------------------------------------------------------

@@ -1,58 +1,48 @@
 """archspec's own small expression language for spec values (`c * 2`, `make_divisible(c * w, 8)`).
 
 Expressions are parsed with `ast` and walked by a whitelist: numbers, booleans, parameter names,
-arithmetic, comparisons, `and`/`or`/`not`, `a if cond else b`, indexing into list parameters and
-a fixed table of functions. Nothing else is accepted: no attributes, no calls of other names, no
-`eval`/`exec`. Length, nesting depth and result size are bounded.
+arithmetic, comparisons, `and`/`or`/`not`, `a if cond else b`, indexing into lists, list building
+(`[w * 2 for w in widths if w > 8]`, `range(n)`, `a + b` and `[0] * n` on lists), a block input's
+shape (`input.shape[0]`, the one attribute there is) and a fixed table of functions. Nothing else
+is accepted: no other attributes, no calls of other names, no `eval`/`exec`. Length, nesting
+depth, result size, list length and the work of one evaluation are bounded.
 """
 from __future__ import annotations
 
 import ast
 import math
 import operator
+import re
 import warnings
+from collections import ChainMap
 from typing import Any, Callable, Mapping
+
+from archspec.spec.expression_functions import (  # noqa: F401  (FUNCTIONS, make_divisible: re-exported)
+    FUNCTIONS, MAX_ITEMS, ExpressionError, check_length, kind, make_divisible, number,
+)
 
 MAX_LENGTH = 200
 MAX_DEPTH = 32
 MAX_MAGNITUDE = 10**15
+MAX_STEPS = 100_000  # nodes visited in one evaluation: nested comprehensions multiply
+SHAPE = "shape"  # `NAME.shape`: the one attribute, a value's shape; its key in the names is "NAME.shape"
+IN_NAMES = ("in_channels", "in_h", "in_w")  # inside a block: its first input's channels, height and width
+# a `from:` value of this form is a reference (conv1, layer1.0.conv2, halves.1); any other is an expression
+REFERENCE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
 
-class ExpressionError(ValueError):
-    """Raised with a user-facing message; the caller adds the location."""
+class Unavailable:
+    """A name that is defined but cannot be read here, with what to read instead (`in_h` of a
+    block whose input is a vector)."""
+
+    def __init__(self, message: str):
+        self.message = message
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round a channel count to a multiple of `divisor`, never dropping more than 10%.
+def shape_key(name: str) -> str:
+    """The key under which the names give `name.shape` (a dotted key: no parameter can clash)."""
+    return f"{name}.{SHAPE}"
 
-    The rule MobileNet v2 / EfficientNet use (torchvision `_make_divisible`).
-    """
-    divisor = int(divisor)
-    if divisor <= 0:
-        raise ExpressionError("make_divisible: divisor must be positive")
-    min_value = divisor if min_value is None else min_value
-    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if new_value < 0.9 * value:
-        new_value += divisor
-    return new_value
-
-
-def _round(value: float, ndigits: int | None = None) -> float:
-    return round(value) if ndigits is None else round(value, int(ndigits))
-
-
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "min": min,
-    "max": max,
-    "abs": abs,
-    "round": _round,
-    "int": int,
-    "float": float,
-    "floor": math.floor,
-    "ceil": math.ceil,
-    "sqrt": math.sqrt,
-    "make_divisible": make_divisible,
-}
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -92,8 +82,9 @@ def evaluate(text: str, names: Mapping[str, Any]) -> Any:
 
 
 def free_names(text: str) -> set[str]:
-    """The names an expression reads (parameters, functions aside); empty when it does not parse.
-    The spec checker uses it to leave alone a value over names it cannot know (block parameters)."""
+    """The names an expression reads (parameters, functions and comprehension variables aside;
+    `input` for `input.shape`); empty when it does not parse. The spec checker uses it to leave
+    alone a value over names it cannot know (block parameters)."""
     if len(text) > MAX_LENGTH:
         return set()
     try:
@@ -102,21 +93,54 @@ def free_names(text: str) -> set[str]:
             tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError):
         return set()
-    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
+    return _free(tree.body, frozenset())
+
+
+def _free(node: ast.AST, bound: frozenset[str]) -> set[str]:
+    if isinstance(node, ast.Name):
+        return set() if node.id in bound else {node.id}
+    if isinstance(node, ast.Call):  # the function's own name is not a value
+        return set().union(*(_free(arg, bound) for arg in [*node.args, *(k.value for k in node.keywords)]))
+    if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
+        found: set[str] = set()
+        for generator in node.generators:  # each `for` sees the variables of the ones before it
+            found |= _free(generator.iter, bound)
+            bound = bound | {n.id for n in ast.walk(generator.target) if isinstance(n, ast.Name)}
+            found = found.union(*(_free(test, bound) for test in generator.ifs))
+        return found | _free(node.elt, bound)
+    return set().union(*(_free(child, bound) for child in ast.iter_child_nodes(node)))
 
 
 class _Evaluator:
     def __init__(self, names: Mapping[str, Any]):
         self.names = names
+        self.steps = 0
 
     def visit(self, node: ast.AST, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise ExpressionError(f"expression is nested deeper than {MAX_DEPTH} levels")
+        self.charge(1)
         method = getattr(self, "visit_" + type(node).__name__, None)
         if method is None:
             raise ExpressionError(f"'{ast.unparse(node)}' is not allowed in an expression")
         return _checked(method(node, depth + 1))
+
+    def charge(self, steps: int) -> None:
+        """Count work: a node visited is one step, a list made by `+`, `*` or a function one per entry."""
+        self.steps += steps
+        if self.steps > MAX_STEPS:
+            raise ExpressionError(f"expression takes more than {MAX_STEPS:,} steps to evaluate; "
+                                  "build shorter lists or fewer nested `for`s")
+
+    def size(self, value: Any) -> int:
+        """Entries of a list, nested lists counted in full; stops counting past the steps left."""
+        count, stack, left = 0, [value], MAX_STEPS - self.steps + 1
+        while stack and count <= left:
+            item = stack.pop()
+            if isinstance(item, list):
+                count += len(item)
+                stack.extend(entry for entry in item if isinstance(entry, list))
+        return max(count, 1)
 
     def visit_Constant(self, node: ast.Constant, depth: int) -> Any:
         if isinstance(node.value, (bool, int, float)):
@@ -127,27 +151,79 @@ class _Evaluator:
 
     def visit_Name(self, node: ast.Name, depth: int) -> Any:
         if node.id in self.names:
-            return self.names[node.id]
+            value = self.names[node.id]
+            if isinstance(value, Unavailable):
+                raise ExpressionError(value.message)
+            return value
         if node.id in ("true", "True"):
             return True
         if node.id in ("false", "False"):
             return False
         from archspec.errors import did_you_mean
 
-        hint = did_you_mean(node.id, list(self.names))
+        hint = did_you_mean(node.id, [name for name in self.names if "." not in name])
         raise ExpressionError(f"unknown name '{node.id}'" + (f"; {hint}" if hint else ""))
 
+    def visit_Attribute(self, node: ast.Attribute, depth: int) -> Any:
+        """`NAME.shape`: the shape of a value (a block's input), sizes without the batch axis."""
+        if node.attr != SHAPE or not isinstance(node.value, ast.Name):
+            raise ExpressionError(f"'{ast.unparse(node)}' is not allowed in an expression; the one attribute "
+                                  "is NAME.shape, the shape of a block's input (input.shape[0])")
+        key = shape_key(node.value.id)
+        if key not in self.names:
+            readable = [name for name in self.names if name.endswith("." + SHAPE)]
+            raise ExpressionError(
+                f"'{ast.unparse(node)}': '{node.value.id}' is not an input here; "
+                + (f"the shapes readable here: {', '.join(readable)}" if readable else
+                   "shapes are readable of a block's inputs inside the block and of the spec's inputs at its top")
+            )
+        return list(self.names[key])
+
+    def visit_ListComp(self, node: ast.ListComp | ast.GeneratorExp, depth: int) -> list:
+        """`[expr for x in list if cond ...]`, at most MAX_ITEMS entries; `x` is seen only inside."""
+        items: list = []
+
+        def add() -> None:
+            items.append(self.visit(node.elt, depth))
+            self.charge(self.size(items[-1]) - 1)  # an entry that is a list counts its entries
+            if len(items) > MAX_ITEMS:
+                check_length(len(items), ast.unparse(node))
+
+        self._generate(node.generators, add, depth)
+        return items
+
+    visit_GeneratorExp = visit_ListComp  # sum(w for w in widths): the same, built as a list
+
+    def _generate(self, generators: list[ast.comprehension], add: Callable[[], None], depth: int) -> None:
+        first, rest = generators[0], generators[1:]
+        if first.is_async:
+            raise ExpressionError("`async for` is not allowed in an expression")
+        values = self.visit(first.iter, depth)
+        if not isinstance(values, list):
+            raise ExpressionError(f"'for ... in {ast.unparse(first.iter)}' goes over a list (e.g. range(n)), "
+                                  f"not {kind(values)}")
+        outer = self.names
+        try:
+            for value in values:
+                self.names = ChainMap(_bound(first.target, value), outer)
+                if all(self.visit(test, depth) for test in first.ifs):
+                    self._generate(rest, add, depth) if rest else add()
+        finally:
+            self.names = outer
+
     def visit_List(self, node: ast.List, depth: int) -> Any:
-        return [self.visit(item, depth) for item in node.elts]
+        items = [self.visit(item, depth) for item in node.elts]
+        self.charge(sum(self.size(item) for item in items if isinstance(item, list)))  # [w, w, w] of a long w
+        return items
 
     visit_Tuple = visit_List
 
     def visit_UnaryOp(self, node: ast.UnaryOp, depth: int) -> Any:
         value = self.visit(node.operand, depth)
         if isinstance(node.op, ast.USub):
-            return -_number(value)
+            return -number(value)
         if isinstance(node.op, ast.UAdd):
-            return +_number(value)
+            return +number(value)
         if isinstance(node.op, ast.Not):
             return not value
         raise ExpressionError("operator not allowed")
@@ -156,7 +232,12 @@ class _Evaluator:
         op = _BINARY.get(type(node.op))
         if op is None:
             raise ExpressionError(f"operator in '{ast.unparse(node)}' is not allowed")
-        left, right = _number(self.visit(node.left, depth)), _number(self.visit(node.right, depth))
+        left, right = self.visit(node.left, depth), self.visit(node.right, depth)
+        if isinstance(left, list) or isinstance(right, list):
+            joined = _list_arithmetic(node, left, right)
+            self.charge(self.size(joined))  # [[0] * 9999] * 9999 shares one list, but a reader expands it
+            return joined
+        left, right = number(left), number(right)
         if isinstance(node.op, ast.Pow):
             _check_power(left, right, node)
         try:
@@ -187,7 +268,7 @@ class _Evaluator:
             if op not in (operator.eq, operator.ne) and not _orderable(left, right):
                 raise ExpressionError(
                     f"'{ast.unparse(node)}': <, <=, > and >= compare numbers (or two words), "
-                    f"not {_kind(left)} and {_kind(right)}"
+                    f"not {kind(left)} and {kind(right)}"
                 )
             if not op(left, right):
                 return False
@@ -220,11 +301,40 @@ class _Evaluator:
             raise ExpressionError("keyword arguments are not allowed in expressions")
         args = [self.visit(arg, depth) for arg in node.args]
         try:
-            return FUNCTIONS[node.func.id](*args)
+            result = FUNCTIONS[node.func.id](*args)
         except ExpressionError:
             raise
         except (TypeError, ValueError, OverflowError) as err:
             raise ExpressionError(f"{node.func.id}(): {err}") from None
+        self.charge(len(result) if isinstance(result, list) else 0)  # range(n)
+        return result
+
+
+def _bound(target: ast.AST, value: Any) -> dict[str, Any]:
+    """The names a comprehension's `for TARGET in ...` binds: `x`, or `a, b` over lists of two."""
+    if isinstance(target, ast.Name):
+        return {target.id: value}
+    if isinstance(target, (ast.Tuple, ast.List)) and all(isinstance(t, ast.Name) for t in target.elts):
+        if not isinstance(value, list) or len(value) != len(target.elts):
+            raise ExpressionError(f"'for {ast.unparse(target)} in ...' needs lists of {len(target.elts)}, "
+                                  f"got {kind(value)}")
+        return {t.id: v for t, v in zip(target.elts, value)}
+    raise ExpressionError(f"'for {ast.unparse(target)} in ...': the variable is a name or names (`for a, b in ...`)")
+
+
+def _list_arithmetic(node: ast.BinOp, left: Any, right: Any) -> list:
+    """`a + b` joins two lists, `[0] * n` repeats one; the result is at most MAX_ITEMS long."""
+    text = ast.unparse(node)
+    if isinstance(node.op, ast.Add) and isinstance(left, list) and isinstance(right, list):
+        check_length(len(left) + len(right), text)
+        return left + right
+    if isinstance(node.op, ast.Mult):
+        items, times = (left, right) if isinstance(left, list) else (right, left)
+        if isinstance(times, int) and not isinstance(times, bool):
+            check_length(len(items) * max(times, 0), text)
+            return items * times
+    raise ExpressionError(f"'{text}': lists join with + (a + b) and repeat with * ([0] * n); "
+                          f"not {kind(left)} and {kind(right)}")
 
 
 def _check_power(base: int | float, exponent: int | float, node: ast.AST) -> None:
@@ -242,25 +352,9 @@ def _orderable(left: Any, right: Any) -> bool:
     return numbers or (isinstance(left, str) and isinstance(right, str))
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"the boolean {value}"
-    if isinstance(value, (int, float)):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"the word '{value}'"
-    if isinstance(value, list):
-        return f"a list of {len(value)}"
-    return type(value).__name__
-
-
-def _number(value: Any) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExpressionError(f"{value!r} is not a number")
-    return value
-
-
 def _checked(value: Any) -> Any:
+    if isinstance(value, list):
+        check_length(len(value), "the list")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
             raise ExpressionError("result is not a finite number")

@@ -47,7 +47,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, 
 
 SchemeName = Literal["torch", "kaiming_normal", "torchvision"]
 Family = Literal["resnet", "vgg", "alexnet", "densenet", "googlenet", "mobilenet_v2", "efficientnet",
-                 "shufflenet_v2", "fcn", "deeplabv3"]
+                 "shufflenet_v2", "fcn", "deeplabv3", "convnext",
+                 "mobilenet_v3", "squeezenet", "inception_v3", "mnasnet", "regnet", "vit", "swin", "maxvit"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 RESIDUAL_FAMILIES = ("resnet",)  # where torchvision offers zero_init_residual
 

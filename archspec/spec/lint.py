@@ -22,7 +22,7 @@ from archspec.spec.arguments import (
     reserved_errors, split_item,
 )
 from archspec.spec.document import LoadedSpec, check_name
-from archspec.spec.expressions import FUNCTIONS, ExpressionError, evaluate, free_names
+from archspec.spec.expressions import FUNCTIONS, IN_NAMES, REFERENCE, ExpressionError, evaluate, free_names
 from archspec.spec.yaml_source import SourceList, SourceMap
 
 MAX_NESTING = 64  # scopes inside each other, as archspec.ir.build: deeper is the builder's error to report
@@ -68,7 +68,9 @@ def lint(spec: LoadedSpec, params: dict[str, Any] | None = None) -> list[SpecErr
     (`--set`); the values over them are left to the builder, which checks the overrides."""
     checker = _Checker(spec)
     env, unknown = checker.spec_params(params or {})
-    checker.sequence(spec.raw.get("layers"), _Scope("", env, unknown, names=set(spec.document.inputs)))
+    # `image.shape` at the top and the shape names in blocks are known only once shapes are inferred
+    inputs = set(spec.document.inputs)
+    checker.sequence(spec.raw.get("layers"), _Scope("", env, unknown | inputs, names=set(inputs)))
     for name in spec.blocks:
         if name not in checker.visited:
             checker.block_body(name, _Scope(name, env, unknown))
@@ -152,7 +154,7 @@ class _Checker:
         # True, False (left out by `when`), or None: not known here
         included = self.condition(args, scope, join(scope.path, guess)) if "when" in fine else (None if "when" in args else True)
         name = self.item_name(args, scope, callee, default_name, included, args_loc, "name" in fine)
-        inputs = len(args["from"]) if "from" in fine and isinstance(args["from"], list) else 1
+        inputs = _input_count(args["from"]) if "from" in fine else 1
         body = {k: v for k, v in args.items() if k not in RESERVED_KEYS}
         call_scope, call_name = scope, name
         if "repeat" in args:
@@ -244,7 +246,7 @@ class _Checker:
 
     # --- callees --------------------------------------------------------------------------------
     def call(self, callee: str, body: dict, args: SourceMap, loc: Location, scope: _Scope, name: str,
-             inputs: int, values: bool) -> None:
+             inputs: int | None, values: bool) -> None:
         if scope.depth >= MAX_NESTING:
             return  # the builder reports the nesting
         if callee in self.constructs:
@@ -260,14 +262,15 @@ class _Checker:
         else:
             self.op(lookup(callee), body, args, loc, scope, name, inputs, values)
 
-    def op(self, op, body: dict, args: SourceMap, loc: Location, scope: _Scope, name: str, inputs: int, values: bool) -> None:
+    def op(self, op, body: dict, args: SourceMap, loc: Location, scope: _Scope, name: str, inputs: int | None,
+           values: bool) -> None:
         node_id = scope.node_id(name) if values else join(scope.path, name)  # a left-out item takes no number
         try:
             op.args.model_validate(body, context={"names": scope.env})
         except ValidationError as err:
             self.errors.extend(argument_errors(err, op, args, loc, node_id, scope.unknown, keys_only=not values))
         low, high = op.arity
-        if values and not (low <= inputs and (high is None or inputs <= high)):
+        if values and inputs is not None and not (low <= inputs and (high is None or inputs <= high)):
             wanted = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
             self.errors.append(SpecError(
                 f"{op.name} takes {wanted} input(s) but gets {inputs}", loc, node_id,
@@ -275,7 +278,7 @@ class _Checker:
             ))
 
     def block_call(self, callee: str, body: dict, args: SourceMap, loc: Location, scope: _Scope, name: str,
-                   inputs: int, values: bool) -> None:
+                   inputs: int | None, values: bool) -> None:
         block, _ = self.spec.blocks[callee]
         node_id = join(scope.path, name)
         strangers = [key for key in body if key not in block.params]
@@ -299,7 +302,7 @@ class _Checker:
                 f"block '{callee}' needs parameter '{missing[0]}'", loc, node_id,
                 hint=f"call it as `{callee}: {{{', '.join(f'{p}: ...' for p, d in block.params.items() if d is None)}}}`",
             ))
-        if values and inputs != len(block.inputs):
+        if values and inputs is not None and inputs != len(block.inputs):
             self.errors.append(SpecError(
                 f"block '{callee}' takes {len(block.inputs)} input(s) ({', '.join(block.inputs)}) but gets {inputs}",
                 loc, node_id))
@@ -310,7 +313,9 @@ class _Checker:
         """A block's own layers (or branches), once: its parameters are unknown here."""
         self.visited.add(callee)
         block, block_raw = self.spec.blocks[callee]
-        inner = _Scope(scope.path, self.spec_env, self.spec_unknown | set(block.params), scope.depth,
+        # its inputs' shapes (`in_channels`, `input.shape`) are known only where it is called
+        unknown = self.spec_unknown | set(block.params) | set(IN_NAMES) | set(block.inputs)
+        inner = _Scope(scope.path, self.spec_env, unknown, scope.depth,
                        names=set(block.inputs), flat=scope.flat, flat_path=scope.flat_path)
         if block.layers is not None:
             self.sequence(block_raw["layers"], inner)
@@ -348,6 +353,14 @@ class _Checker:
 
     def reuse(self, body: dict, args: SourceMap, loc: Location, scope: _Scope, name: str) -> None:
         self.errors.extend(key_errors(CONSTRUCTS["reuse"], "reuse", body, args, loc, join(scope.path, name)))
+
+
+def _input_count(value: Any) -> int | None:
+    """How many inputs a `from` gives; None when an expression chooses them (the builder counts)."""
+    refs = value if isinstance(value, list) else [value]
+    if any(isinstance(ref, str) and not REFERENCE.match(ref) for ref in refs):
+        return None
+    return len(refs)
 
 
 def _as_list(item: Any) -> SourceList:
