@@ -18,7 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 # re-resolve requirements.lock from pyproject.toml (with the test extra) and requirements-dev.in
 lock: setup
-	$(BIN)/pip-compile -q --allow-unsafe --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
+	$(BIN)/pip-compile -q --allow-unsafe --extra test --extra interop --strip-extras --no-emit-index-url --no-emit-find-links \
 		-o requirements.lock pyproject.toml requirements-dev.in
 
 run: setup
