@@ -258,6 +258,15 @@ from archspec.commands import detect  # noqa: E402
 
 app.command("detect")(detect.command)
 
+from archspec.commands import import_model  # noqa: E402
+app.command("import")(import_model.command)
+
+from archspec.commands import schema  # noqa: E402
+app.command("schema")(schema.command)
+
+from archspec.commands import export  # noqa: E402
+app.command("export")(export.command)
+
 
 def main() -> None:
     app()

@@ -194,7 +194,7 @@ def test_a_spec_in_any_folder_extends_and_uses_the_library(tmp_path):
 
 def test_densenet201_and_vgg13_bn_are_three_lines_of_the_library():
     for name in ("densenet201", "vgg13_bn"):
-        lines = (SPECS / f"{name}.yaml").read_text().splitlines()
+        lines = [line for line in (SPECS / f"{name}.yaml").read_text().splitlines() if not line.startswith("#")]
         assert len(lines) <= 4 and lines[0].startswith("extends: archspec:")
 
 

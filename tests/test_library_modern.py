@@ -226,11 +226,11 @@ def test_mobilenet_v1_width_and_resolution_multipliers_match_the_paper():
 
 def test_mobilenet_v1_flop_counter_agrees():
     torch = pytest.importorskip("torch")
-    from torch.utils.flop_counter import FlopCounterMode
+    from archspec.lower.verify import flop_counter
 
     module = archspec.build_module(SPECS / "mobilenet_v1.yaml").eval()
     assert sum(p.numel() for p in module.parameters()) == 4_231_976
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         out = module(image=torch.randn(1, 3, 224, 224))
     assert out.shape == (1, 1000)
     assert counter.get_total_flops() == 1_137_480_704

@@ -14,6 +14,8 @@ import torch
 from conftest import LIBRARY, SPECS
 from torch.utils.flop_counter import FlopCounterMode
 
+from archspec.lower.verify import flop_counter
+
 from archspec import SpecError, analyze_spec, build_module
 from archspec.ops.catalog import lookup
 from archspec.ops.registry import tensor_key
@@ -91,7 +93,7 @@ def cpu_size(spec) -> tuple[dict[str, tuple[int, ...]] | None, int]:
 def check_against_analysis(module, analysis, inputs) -> dict[str, torch.Tensor]:
     """Output shapes, parameters, trainable parameters, buffers and FLOPs: torch vs static."""
     module.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         result = as_dict(module(**inputs), analysis)
     assert {name: tuple(t.shape) for name, t in result.items()} == {
         name: (BATCH, *shape) for name, shape in analysis.outputs.items()
@@ -222,7 +224,7 @@ def test_lenet5_per_layer_figures_match_the_course_table():
     # MACs: 28*28*6 outputs x 75, 10*10*16 x 150, then the three matrix products
     macs = 28 * 28 * 6 * 75 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
     assert analysis.totals.macs == macs == 651_720
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         module(torch.zeros(1, 3, 32, 32))
     assert counter.get_total_flops() == 2 * macs == analysis.totals.flops
 
@@ -237,7 +239,7 @@ def test_resnet18_published_params_and_flops():
 
     module = build_module(RESNET18).eval()
     assert sum(p.numel() for p in module.parameters()) == 11_689_512
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         out = module(image=torch.zeros(1, 3, 224, 224))
     assert out.shape == (1, 1000)
     assert counter.get_total_flops() == 3_628_146_688
@@ -296,7 +298,7 @@ def test_runs_on_cuda(spec_name):
     with torch.no_grad():
         expected = as_dict(module(**inputs), analysis)
         gpu = module.to("cuda")
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             actual = as_dict(gpu(**{n: t.cuda() for n, t in inputs.items()}), analysis)
     assert counter.get_total_flops() == analysis.totals.flops
     for name in expected:

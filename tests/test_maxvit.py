@@ -13,6 +13,8 @@ import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from archspec.lower.verify import flop_counter
+
 from archspec import SpecError
 from archspec.pipeline import compile
 from conftest import SPECS
@@ -88,7 +90,7 @@ def test_partition_attention_tensors_flops_and_saved_are_torchvisions(tmp_path, 
     assert list(layer.tensors.items()) == [(n, tuple(p.shape)) for n, p in reference.named_parameters()]
     assert layer.buffer_tensors == {n: tuple(b.shape) for n, b in reference.named_buffers()}
     x = torch.randn(2, channels, height, width, requires_grad=True)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         reference(x)
     assert compiled.analysis.totals.flops == counter.get_total_flops() // 2  # per sample: the batch is 2
     # by hand, T = H·W tokens, N = size²: 4·T·C² (to_qkv, merge) + 8·T·C² (MLP) + 2·T·N·C (Q·Kᵀ, A·V)

@@ -22,6 +22,8 @@ import yaml
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.flop_counter import FlopCounterMode
 
+from archspec.lower.verify import flop_counter
+
 from archspec import SpecError, build_module, compile_spec
 from archspec.ops.catalog import all_ops
 from archspec.passes.counts import Analysis, analyze
@@ -52,7 +54,7 @@ def run_and_compare(write_spec, layers: list, shape: Shape = (4, 8, 8), seed: in
     torch.manual_seed(seed)
     module = build_module(ir)
     x = torch.randn(BATCH, *shape)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         y = module(x)
     flops = counter.get_total_flops()
 

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
+from archspec.lower.verify import flop_counter
+
 from archspec import SpecError
 from archspec.lower.fx import lower
 from archspec.passes.memory import estimate_memory
@@ -172,9 +174,9 @@ def test_linear_on_rows_is_nn_linear_on_the_last_axis(write_spec):
     reference = nn.Linear(12, 3)
     reference.load_state_dict(module.fc.state_dict())
     x = torch.randn(2, 5, 12)
-    with torch.no_grad(), FlopCounterMode(display=False) as ours:
+    with torch.no_grad(), flop_counter() as ours:
         actual = module(x)
-    with torch.no_grad(), FlopCounterMode(display=False) as theirs:
+    with torch.no_grad(), flop_counter() as theirs:
         expected = reference(x)
     assert torch.equal(actual, expected)
     assert compiled.ir.shapes["fc"] == tuple(expected.shape[1:]) == (5, 3)
@@ -185,7 +187,7 @@ def test_linear_on_rows_is_nn_linear_on_the_last_axis(write_spec):
 
 def test_linear_on_a_rank_4_input_and_on_a_vector(write_spec):
     rank4 = compile(write_spec("name: r4\ninputs: {x: [2, 3, 4, 6]}\nlayers:\n  - linear: {out: 5}\n", "r4.yaml"))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         result = rank4.module()(torch.randn(1, 2, 3, 4, 6))
     assert rank4.ir.shapes["linear1"] == tuple(result.shape[1:]) == (2, 3, 4, 5)
     assert rank4.analysis.totals.flops == counter.get_total_flops() == 2 * (2 * 3 * 4 * 5) * 6
@@ -238,7 +240,7 @@ def test_fast_rcnn_flops_are_what_flop_counter_mode_counts():
     with torch.device("meta"):
         module = compiled.module().eval()
     inputs = {name: torch.empty(1, *shape, device="meta") for name, shape in compiled.analysis.inputs.items()}
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         outputs = module(**inputs)
     conv_macs = sum(size * size * 9 * cin * cout for cin, cout, size in vgg16_convs(224))
     head_macs = 64 * (25088 * 4096 + 4096 * 4096 + 4096 * 21 + 4096 * 84)

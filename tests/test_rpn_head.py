@@ -3,7 +3,7 @@ Faster R-CNN RPNHead: the same parameters, a strict state_dict load, the same ou
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from archspec.lower.verify import flop_counter
 
 from archspec.pipeline import compile as compile_spec
 from conftest import SPECS
@@ -63,7 +63,7 @@ def test_same_outputs_as_torchvision():
 
 
 def test_static_flops_equal_flop_counter_on_torchvision():
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         _reference()([torch.randn(1, CHANNELS, SIZE, SIZE)])
     assert compile_spec(SPEC).analysis.totals.flops == counter.get_total_flops()
     # and by hand: 2 FLOPs per multiply-accumulate, over every output position

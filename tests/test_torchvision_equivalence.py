@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.flop_counter import FlopCounterMode
 
+from archspec.lower.verify import flop_counter
+
 import archspec
 from conftest import ROOT, SPECS
 from torchvision_counterparts import COUNTERPARTS
@@ -176,9 +178,9 @@ def test_same_flops_as_torchvision_at_the_standard_size(name):
     with torch.device("meta"):
         module = archspec.build_module(SPECS / f"{name}.yaml", inputs={"image": counterpart.input}).train()
         x = torch.empty(2, *counterpart.input)  # 2: BatchNorm in training mode needs more than one value
-    with torch.no_grad(), FlopCounterMode(display=False) as ours_counter:
+    with torch.no_grad(), flop_counter() as ours_counter:
         module(x)
-    with torch.no_grad(), FlopCounterMode(display=False) as theirs_counter:
+    with torch.no_grad(), flop_counter() as theirs_counter:
         reference(x)
     assert ours_counter.get_total_flops() == theirs_counter.get_total_flops()
 

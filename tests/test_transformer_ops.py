@@ -9,6 +9,8 @@ import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from archspec.lower.verify import flop_counter
+
 import archspec
 from archspec import SpecError
 from archspec.passes.memory import estimate_memory
@@ -56,24 +58,27 @@ def test_attention_flops_are_what_the_counter_reports_in_every_mode(tmp_path, tr
     FlopCounterMode does not count: the lowered attention never does."""
     compiled = _attention(tmp_path)
     module = compiled.module().train(training)
-    with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as counter:
+    with torch.set_grad_enabled(grad), flop_counter() as counter:
         module(torch.randn(2, 7, 16))
     assert counter.get_total_flops() == 2 * compiled.analysis.totals.flops
 
 
 def test_torchs_own_attention_on_cpu_is_counted_by_torchs_sdpa_formula(tmp_path):
-    """After archspec's lowering is imported, FlopCounterMode counts a plain nn.MultiheadAttention
-    on the CPU (in training mode, the standard path) as on CUDA: the projections, plus
-    4·N·h·T²·d_head for scaled dot-product attention (torch.utils.flop_counter.sdpa_flop_count)."""
-    import archspec.lower.layers  # noqa: F401  (the registration is done on import)
-    from torch.utils.flop_counter import sdpa_flop_count
+    """archspec's counter counts a plain nn.MultiheadAttention on the CPU (in training mode, the
+    standard path) as FlopCounterMode does on CUDA: the projections, plus 4·N·h·T²·d_head for
+    scaled dot-product attention (torch.utils.flop_counter.sdpa_flop_count); torch's own registry
+    is left as it was."""
+    from torch.utils.flop_counter import flop_registry, sdpa_flop_count
 
     reference = nn.MultiheadAttention(16, 4, batch_first=True).train()
     x = torch.randn(2, 7, 16)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    cpu_kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    registered = cpu_kernel in flop_registry
+    with torch.no_grad(), flop_counter() as counter:
         reference(x, x, x, need_weights=False)
     projections = 2 * 2 * 7 * 16 * 4 * 16  # 2·N·T·d·(3d + d)
     assert counter.get_total_flops() == projections + sdpa_flop_count((2, 4, 7, 4), (2, 4, 7, 4), (2, 4, 7, 4))
+    assert (cpu_kernel in flop_registry) == registered
 
 
 def test_attention_saved_tensors_are_what_autograd_keeps(tmp_path):

@@ -57,11 +57,11 @@ def torchvision_counts(image_size: int, patch: int, layers: int, heads: int, hid
     """Params, FlopCounterMode FLOPs of one training forward (SDPA's math kernel: plain bmm's
     counted by torch's own formulas) and the output shape of torchvision's VisionTransformer."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
+    from archspec.lower.verify import flop_counter
     from torchvision.models.vision_transformer import VisionTransformer
 
     model = VisionTransformer(image_size, patch, layers, heads, hidden, mlp_dim).train()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with sdpa_kernel(SDPBackend.MATH), counter:
         output = model(torch.randn(1, 3, image_size, image_size))
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops(), list(output.shape[1:])

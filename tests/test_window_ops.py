@@ -13,6 +13,8 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from archspec.lower.verify import flop_counter
+
 from archspec import SpecError
 from archspec.pipeline import compile
 from conftest import SPECS
@@ -89,7 +91,7 @@ def test_window_attention_tensors_flops_and_saved_are_torchvisions(tmp_path, geo
     assert layer.tensors == {n: tuple(p.shape) for n, p in reference.named_parameters()}
     assert layer.buffer_tensors == {n: tuple(b.shape) for n, b in reference.named_buffers()}
     x = torch.randn(2, height, width, channels, requires_grad=True)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         reference(x)
     assert compiled.analysis.totals.flops == counter.get_total_flops() // 2  # per sample: the batch is 2
     # by hand, padded tokens Tp, N = M² per window: 4·Tp·C² (qkv, proj) + 2·Tp·N·C (Q·Kᵀ, A·V)
@@ -106,7 +108,7 @@ def test_patch_merging_is_torchvisions(tmp_path, shape):
     module = compiled.module().eval()
     module.merge.load_state_dict(reference.state_dict())  # strict: reduction.weight, norm.weight, norm.bias
     x = torch.randn(2, *shape, requires_grad=True)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         expected = reference(x)
     assert compiled.analysis.outputs["output"] == tuple(expected.shape[1:])
     assert compiled.analysis.totals.flops == counter.get_total_flops() // 2

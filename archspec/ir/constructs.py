@@ -31,6 +31,7 @@ def block_call(ex: Builder, item: Item) -> Binding:
         )
     env = _block_env(ex, item, block, block_raw)
     inner = item.scope.child(item.name, item.callee, closed=True, env=env)
+    ex.ir.block_params[inner.path] = dict(env.maps[0])  # the block's own parameters (_block_env)
     for input_name, value in zip(block.inputs, item.inputs):
         inner.names[input_name] = Binding(value, value)
     start = len(ex.ir.graph)

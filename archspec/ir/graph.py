@@ -138,6 +138,9 @@ class IRGraph:
     source: str | None = None  # the spec file
     params: dict[str, Any] = field(default_factory=dict)  # the spec parameters it was built with
     init: Any = "torch"  # the spec's `init`: a scheme name or InitScheme (archspec.spec.init_scheme)
+    # block call path -> the block's parameter values at that call (defaults and derived ones
+    # included), so an exported source can rebuild each call from its arguments
+    block_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph, repr=False)
 
     def __post_init__(self) -> None:

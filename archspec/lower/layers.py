@@ -36,22 +36,3 @@ class SelfAttention(nn.MultiheadAttention):
             training=self.training, need_weights=False,
         )
         return out.transpose(0, 1)
-
-
-def _count_attention_on_cpu() -> None:
-    """FlopCounterMode has torch's SDPA formula (4·N·h·T²·d_head forward) for the CUDA kernels
-    only; the CPU kernel gets the same one here, so a count does not depend on the device (and a
-    torchvision model counted in the same process is counted alike)."""
-    from torch.utils.flop_counter import flop_registry
-
-    aten = torch.ops.aten
-    same_as = {
-        aten._scaled_dot_product_flash_attention_for_cpu: aten._scaled_dot_product_flash_attention,
-        aten._scaled_dot_product_flash_attention_for_cpu_backward: aten._scaled_dot_product_flash_attention_backward,
-    }
-    for cpu_kernel, counted in same_as.items():
-        if counted in flop_registry:
-            flop_registry.setdefault(cpu_kernel, flop_registry[counted])
-
-
-_count_attention_on_cpu()

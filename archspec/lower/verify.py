@@ -25,6 +25,22 @@ class Check:
 REAL_PASS_FLOPS = 20 * 10**9
 
 
+def flop_counter() -> FlopCounterMode:
+    """FlopCounterMode as archspec counts: torch has its SDPA formula (4·N·h·T²·d_head forward)
+    for the CUDA attention kernels only, so the CPU kernel gets the same formula, for this counter
+    alone (torch's own registry stays as it is), and a count does not depend on the device."""
+    from torch.utils.flop_counter import flop_registry
+
+    aten = torch.ops.aten
+    same_as = {
+        aten._scaled_dot_product_flash_attention_for_cpu: aten._scaled_dot_product_flash_attention,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: aten._scaled_dot_product_flash_attention_backward,
+    }
+    # the registry holds formulas wrapped to take tensors; custom_mapping wraps what it is given again
+    mapping = {cpu: flop_registry[counted].__wrapped__ for cpu, counted in same_as.items() if counted in flop_registry}
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
 def verify_module(module: torch.nn.Module, analysis: Analysis) -> list[Check]:
     """One forward pass (eval mode, zeros, the analysis's batch) under FlopCounterMode, on the
     module's device (meta for a meta module); a real pass also checks the outputs are finite."""
@@ -33,7 +49,7 @@ def verify_module(module: torch.nn.Module, analysis: Analysis) -> list[Check]:
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), flop_counter() as counter:
             result = module(**inputs)
     finally:
         module.train(was_training)

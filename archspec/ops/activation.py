@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from archspec.ops.common import Probability, format_shape, number_text
+from archspec.ops.field import read_whole_along
 from archspec.ops.registry import (
     NoArgs,
     Op,
@@ -33,7 +34,7 @@ def _explain_activation(ctx) -> None:
 
 
 def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: tuple[str, ...] = (), saved=saves_input,
-                in_place=None, label=None) -> None:
+                in_place=None, label=None, from_torch=None, module=None) -> None:
     """Register an elementwise op lowered to a torch function (1 op per element in --all-ops).
     `saved`: relu, sigmoid and tanh keep their output for backward, the others their input.
     `in_place`: the op's in-place form (`Op.in_place_form`), when its backward needs only its result."""
@@ -52,6 +53,8 @@ def _activation(name: str, summary: str, args: type[OpArgs], function, aliases: 
             in_place_form=in_place or None,
             family="activation",
             label=label,
+            source=_module_source(module, function) if module else None,
+            from_torch=from_torch,
             traits=frozenset({"elementwise", "pass_through", "activation"}),
         )
     )
@@ -65,6 +68,18 @@ def _relu_(function, keywords):
 
 def _inplace_keyword(function, keywords):
     return function, {**keywords, "inplace": True}
+
+
+def _module_source(callee: str, function):
+    """`export --format python` writes an activation as its module, with the function's keyword
+    arguments, in place where the lowering runs it so (torchvision's `nn.ReLU(inplace=True)`)."""
+
+    def source(args, inputs, in_place):
+        from archspec.ops.source import module
+
+        return module(callee, **function(args, inputs)[1], **({"inplace": True} if in_place else {}))
+
+    return source
 
 
 def _torch(path: str, keywords=lambda args: {}):
@@ -82,11 +97,11 @@ def _torch(path: str, keywords=lambda args: {}):
 
 
 class LeakyReluArgs(OpArgs):
-    negative_slope: float = 0.01
+    negative_slope: float = 0.01  # the slope for negative inputs
 
 
 class GeluArgs(OpArgs):
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = "none"  # `tanh`: GELU's tanh approximation (nn.GELU's approximate)
 
 
 class SoftmaxArgs(OpArgs):
@@ -94,12 +109,13 @@ class SoftmaxArgs(OpArgs):
 
 
 class DropoutArgs(OpArgs):
-    p: Probability = 0.5
+    p: Probability = 0.5  # in training, the probability of zeroing an element (dropout) or a sample's path (drop_path)
 
 
-_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"), saved=saves_output, in_place=_relu_)
+_activation("relu", "rectified linear unit max(x, 0)", NoArgs, _torch("relu"), saved=saves_output, in_place=_relu_, module="nn.ReLU",
+            from_torch=lambda c: c.plain("nn.ReLU", "F.relu", "F.relu_", "torch.relu", "torch.relu_", "Tensor.relu", "Tensor.relu_"))
 # relu6 stays out of place: torch's in-place hardtanh_ saves a clone of its input for backward
-_activation("relu6", "min(max(x, 0), 6) (MobileNet)", NoArgs, _torch("F.relu6"))
+_activation("relu6", "min(max(x, 0), 6) (MobileNet)", NoArgs, _torch("F.relu6"), module="nn.ReLU6", from_torch=lambda c: c.plain("nn.ReLU6", "F.relu6"))
 _activation(
     "leaky_relu",
     "max(x, 0) + slope * min(x, 0)",
@@ -107,18 +123,29 @@ _activation(
     _torch("F.leaky_relu", lambda a: {"negative_slope": a.negative_slope}),
     in_place=_inplace_keyword,
     label=lambda a: f"leaky_relu {number_text(a.negative_slope)}",
+    module="nn.LeakyReLU",
+    from_torch=lambda c: ({"negative_slope": c.module.negative_slope} if c.is_("nn.LeakyReLU")
+                          else {"negative_slope": c.arg(1, "negative_slope", 0.01)} if c.is_("F.leaky_relu") else None),
 )
-_activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"), saved=saves_output)
-_activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"), saved=saves_output)
+_activation("sigmoid", "logistic sigmoid", NoArgs, _torch("sigmoid"), saved=saves_output, module="nn.Sigmoid",
+            from_torch=lambda c: c.plain("nn.Sigmoid", "torch.sigmoid", "F.sigmoid", "Tensor.sigmoid", "Tensor.sigmoid_"))
+_activation("tanh", "hyperbolic tangent", NoArgs, _torch("tanh"), saved=saves_output, module="nn.Tanh",
+            from_torch=lambda c: c.plain("nn.Tanh", "torch.tanh", "F.tanh", "Tensor.tanh", "Tensor.tanh_"))
 _activation(
     "gelu",
     "Gaussian error linear unit",
     GeluArgs,
     _torch("F.gelu", lambda a: {"approximate": a.approximate}),
+    module="nn.GELU",
+    from_torch=lambda c: ({"approximate": c.module.approximate} if c.is_("nn.GELU")
+                          else {"approximate": c.arg(1, "approximate", "none")} if c.is_("F.gelu") else None),
 )
-_activation("silu", "x * sigmoid(x) (swish, EfficientNet)", NoArgs, _torch("F.silu"), aliases=("swish",))
-_activation("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)", NoArgs, _torch("F.hardswish"))
-_activation("hardsigmoid", "relu6(x + 3) / 6", NoArgs, _torch("F.hardsigmoid"))
+_activation("silu", "x * sigmoid(x) (swish, EfficientNet)", NoArgs, _torch("F.silu"), aliases=("swish",), module="nn.SiLU",
+            from_torch=lambda c: c.plain("nn.SiLU", "F.silu"))
+_activation("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)", NoArgs, _torch("F.hardswish"), module="nn.Hardswish",
+            from_torch=lambda c: c.plain("nn.Hardswish", "F.hardswish"))
+_activation("hardsigmoid", "relu6(x + 3) / 6", NoArgs, _torch("F.hardsigmoid"), module="nn.Hardsigmoid",
+            from_torch=lambda c: c.plain("nn.Hardsigmoid", "F.hardsigmoid"))
 
 
 def _softmax_shape(args: SoftmaxArgs, inputs: list[Shape]) -> Shape:
@@ -126,6 +153,19 @@ def _softmax_shape(args: SoftmaxArgs, inputs: list[Shape]) -> Shape:
     if not -len(shape) <= args.dim < len(shape):
         raise ShapeError(f"softmax dim {args.dim} is out of range for shape {format_shape(shape)}")
     return shape
+
+
+def _softmax_from_torch(call):
+    """torch counts dims with the batch, archspec without: dim 1 is archspec's 0."""
+    if call.is_("nn.Softmax"):
+        dim = call.module.dim
+    elif call.is_("torch.softmax", "F.softmax", "Tensor.softmax"):
+        dim = call.arg(1, "dim")
+    else:
+        return None
+    if dim is None or dim == 0:
+        return call.refuse("a softmax over the batch axis, or with an implicit dim")
+    return {"dim": dim - 1 if dim > 0 else dim}
 
 
 def _explain_softmax(ctx) -> None:
@@ -146,6 +186,10 @@ OPS.append(
         extra_ops=lambda a, i, o: 3 * numel(o),  # exp, sum, divide
         # dims count without the batch: shift non-negative ones past it, keep negative ones
         function=_torch("softmax", lambda a: {"dim": a.dim + 1 if a.dim >= 0 else a.dim}),
+        # each output reads its own position, whole along `dim` when that axis holds positions
+        receptive_field=lambda a, r, i, o, layouts: [read_whole_along(r, layouts[0], i[0], {a.dim % len(i[0])})],
+        layout=lambda a, i, layouts: layouts[0],
+        from_torch=_softmax_from_torch,
     )
 )
 
@@ -177,6 +221,7 @@ OPS.append(
         args=DropoutArgs,
         shape=_same_shape,
         module=_build_dropout,
+        from_torch=lambda c: {"p": c.module.p} if c.is_("nn.Dropout") else {"p": c.arg(1, "p", 0.5)} if c.is_("F.dropout") else None,
     )
 )
 
@@ -185,6 +230,15 @@ def _build_drop_path(args: DropoutArgs, inputs: list[Shape]):
     from archspec.lower.runtime import DropPath
 
     return DropPath(args.p)
+
+
+def _drop_path_from_torch(call):
+    """torchvision's StochasticDepth(p, "row") and timm's DropPath (scaled by 1 / (1 - p), as ours)."""
+    if call.is_("torchvision.ops.stochastic_depth.StochasticDepth"):
+        return {"p": call.module.p} if call.module.mode == "row" else call.refuse("StochasticDepth mode 'batch'")
+    if call.is_("timm.layers.drop.DropPath"):
+        return {"p": call.module.drop_prob} if call.module.scale_by_keep else call.refuse("DropPath without scale_by_keep")
+    return None
 
 
 def _explain_drop_path(ctx) -> None:
@@ -204,6 +258,7 @@ OPS.append(
         shape=_same_shape,
         module=_build_drop_path,
         aliases=("stochastic_depth",),
+        from_torch=_drop_path_from_torch,
     )
 )
 
@@ -220,8 +275,9 @@ def _explain_identity(ctx) -> None:
 
 OPS.append(
     Op(name="identity", explain=_explain_identity, summary="passes its input through", args=NoArgs, shape=_same_shape, function=_identity, saved=saves_nothing,
-       family="other", traits=frozenset({"elementwise", "pass_through", "removable"}))
+       family="other", traits=frozenset({"elementwise", "pass_through", "removable"}),
+       from_torch=lambda c: c.plain("nn.Identity", "Tensor.contiguous", "Tensor.clone", "Tensor.detach"))
 )
 
 
-_activation("mish", "x * tanh(softplus(x)) (YOLOv4)", NoArgs, _torch("F.mish"))
+_activation("mish", "x * tanh(softplus(x)) (YOLOv4)", NoArgs, _torch("F.mish"), module="nn.Mish", from_torch=lambda c: c.plain("nn.Mish", "F.mish"))

@@ -8,7 +8,7 @@ Counting, per sample with T tokens, h heads of d/h:
 - MACs = 4·T·d² (the q, k, v and output projections) + 2·T²·d (Q·Kᵀ and A·V: T·T·d/h each, per
   head), i.e. 4d² + 2T·d per token;
 - FLOPs = 2 × MACs: FlopCounterMode counts the projections as mm/addmm and scaled dot-product
-  attention by torch's SDPA formula, 4·h·T²·(d/h) (archspec.lower.layers gives the CPU kernel
+  attention by torch's SDPA formula, 4·h·T²·(d/h) (archspec.lower.verify.flop_counter gives the CPU kernel
   the same formula, and never takes the fused inference path, which it does not count at all);
 - softmax and the 1/√(d/h) scale are not counted (`all_ops` adds 3 per attention weight).
 The output is not spatial (tokens): its receptive field is global.
@@ -66,6 +66,30 @@ def _saved(args: AttentionArgs, inputs: list[Shape], output: Shape) -> Saved:
     return Saved(extra=((4 * tokens * width, "act", True), (args.heads * tokens, "fp32", True)))
 
 
+def _source(args: AttentionArgs, inputs: list[Shape], in_place: bool):
+    """`_build`'s SelfAttention (its source goes into the file): it keeps no `bias` to read back."""
+    from archspec.lower.layers import SelfAttention
+    from archspec.ops.source import Call, Written
+
+    call = Call("SelfAttention", (_tokens(args, inputs)[1], args.heads), (("dropout", args.dropout), ("bias", args.bias)),
+                defaults=(("dropout", 0.0), ("bias", True)))
+    return Written(module=call, needs=(SelfAttention,))
+
+
+def _from_torch(call):
+    """nn.MultiheadAttention, batch first, as self-attention: query, key and value one tensor."""
+    if not call.is_("nn.MultiheadAttention"):
+        return None
+    layer = call.module
+    if not layer.batch_first or not layer._qkv_same_embed_dim or layer.bias_k is not None or layer.add_zero_attn:
+        return call.refuse("MultiheadAttention batch first, with one embedding size and no bias_k / zero attention")
+    extra = {k: v for k, v in call.kwargs.items() if k not in ("need_weights",) and v is not None}
+    if len(call.inputs) != 3 or not call.same(0, 1, 2) or extra or call.kwargs.get("need_weights", True):
+        return call.refuse("self-attention (one tensor as query, key and value) without masks or weights returned")
+    call.keep(0)
+    return {"heads": layer.num_heads, "dropout": layer.dropout, "bias": layer.in_proj_bias is not None}
+
+
 def _build(args: AttentionArgs, inputs: list[Shape]):
     from archspec.lower.layers import SelfAttention
 
@@ -99,6 +123,8 @@ OPS.append(
         macs=_macs,
         extra_ops=_extra_ops,
         module=_build,
+        source=_source,
+        from_torch=_from_torch,
         saved=_saved,
         fresh_output=True,
         family="linear",

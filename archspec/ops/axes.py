@@ -3,23 +3,22 @@
 
 Dims count without the batch, as everywhere in a spec: on tokens (T, C) dim 0 is T, on a map
 (C, H, W) dim 0 is C; negative dims count from the end. None of them has weights; only `matmul`
-has FLOPs (FlopCounterMode's bmm: 2 per multiply-accumulate). Receptive fields: an op that keeps
-each spatial position where it was reads the same positions; one that moves positions to other
-axes, wraps them around (roll) or averages them reads the whole map, a global field.
+has FLOPs (FlopCounterMode's bmm: 2 per multiply-accumulate). Receptive fields follow positions
+on whichever axes hold them (archspec.ops.field.Layout): reordering axes moves the positions with
+them (channels-last and back), a slice of a positional axis reads a strided window, and a roll of
+one (wrap-around) or a mean over one reads the whole map, a global field.
 """
 from __future__ import annotations
 
 from typing import Optional, Union
 
 from archspec.ops.common import PositiveInt, format_shape
-from archspec.ops.field import WHOLE
+from archspec.ops.field import WHOLE, layout_without, reordered_layout
+from archspec.ops import reshape_torch
 from archspec.ops.merge import broadcast_shape
 from archspec.ops.registry import NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, saves_nothing
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
-
-SPATIAL = (1, 2)  # the axes of a (C, H, W) map that the receptive-field pass treats as positions
-
 
 def axis_of(dim: int, shape: Shape, op: str) -> int:
     """The axis (without the batch) that `dim` names, negative dims from the end."""
@@ -49,8 +48,13 @@ def _says(key: str):
     return explain
 
 
-def _moves_positions(axes: set[int], inputs: list[Shape]) -> bool:
-    return len(inputs[0]) == 3 and bool(axes & set(SPATIAL))
+def _reads_positions_whole(axes, layouts) -> bool:
+    """Whether an op over `axes` (a roll, a mean) mixes positions: one of them holds positions."""
+    return layouts[0] is not None and bool(set(axes) & set(layouts[0]))
+
+
+def _same_positions(args, ranges, inputs, output, layouts) -> list:
+    return [ranges]
 
 
 # --- matmul: two activations ------------------------------------------------------------------
@@ -88,6 +92,7 @@ OPS.append(
         macs=lambda a, i, o: numel(o) * i[0][-1],  # k multiply-accumulates per output
         arity=(2, 2),
         function=_torch("matmul", lambda a, i: {}),
+        from_torch=reshape_torch.matmul_from_torch,
         saved=lambda a, i, o: Saved(inputs=(0, 1)),
         fresh_output=True,
         receptive_field=lambda a, r, i, o: [WHOLE, WHOLE],  # each output mixes a whole row and column
@@ -115,11 +120,11 @@ def _transpose_shape(args: TransposeArgs, inputs: list[Shape]) -> Shape:
     return tuple(shape)
 
 
-def _transpose_field(args: TransposeArgs, ranges, inputs: list[Shape], output: Shape) -> list:
-    """Swapping an axis with itself keeps every position; any other swap on a map moves positions
-    onto another axis (H and W, or channels and a spatial axis): the whole map, a global field."""
+def _transposed_layout(args: TransposeArgs, inputs: list[Shape], layouts) -> tuple | None:
+    order = list(range(len(inputs[0])))
     first, second = _transpose_axes(args, inputs)
-    return [ranges if first == second else WHOLE]
+    order[first], order[second] = second, first
+    return reordered_layout(layouts[0], order)
 
 
 OPS.append(
@@ -129,8 +134,10 @@ OPS.append(
         args=TransposeArgs,
         shape=_transpose_shape,
         function=_torch("transpose", lambda a, i: {"dim0": _transpose_axes(a, i)[0] + 1, "dim1": _transpose_axes(a, i)[1] + 1}),
+        from_torch=reshape_torch.transpose_from_torch,
         saved=saves_nothing,
-        receptive_field=_transpose_field,
+        receptive_field=_same_positions,  # the positions move with their axes
+        layout=_transposed_layout,
         family="other",
         label=lambda a: f"transpose {a.dim0},{a.dim1}",
         explain=_says("transpose_dims"),
@@ -159,14 +166,14 @@ def _slice_shape(args: SliceArgs, inputs: list[Shape]) -> Shape:
     return (*inputs[0][:axis], len(kept), *inputs[0][axis + 1 :])
 
 
-def _slice_field(args: SliceArgs, ranges, inputs: list[Shape], output: Shape) -> list:
-    """Output position o of the sliced axis reads position start + o·step: a strided window."""
+def _slice_field(args: SliceArgs, ranges, inputs: list[Shape], output: Shape, layouts) -> list:
+    """Output position o of a sliced positional axis reads position start + o·step: a strided window."""
     axis, kept = _slice_range(args, inputs)
-    if not _moves_positions({axis}, inputs):
+    if layouts[0] is None or axis not in layouts[0]:
         return [ranges]
-    moved = list(ranges)
-    low, high = moved[axis - 1]
-    moved[axis - 1] = (kept.start + low * kept.step, kept.start + high * kept.step)
+    moved, which = list(ranges), layouts[0].index(axis)
+    low, high = moved[which]
+    moved[which] = (kept.start + low * kept.step, kept.start + high * kept.step)
     return [tuple(moved)]
 
 
@@ -186,8 +193,10 @@ OPS.append(
         args=SliceArgs,
         shape=_slice_shape,
         function=lambda a, i: (sliced, {"index": _index(_slice_range(a, i)[0], slice(a.start, a.stop, a.step))}),
+        from_torch=reshape_torch.slice_from_torch,
         saved=saves_nothing,
         receptive_field=_slice_field,
+        layout=lambda a, i, layouts: layouts[0],
         family="other",
         label=_slice_label,
         explain=lambda ctx: ctx.line(ctx.msg("slice_kept", bounds=_slice_label(ctx.args).split("[", 1)[1][:-1], dim=ctx.args.dim,
@@ -214,6 +223,13 @@ def _select_index(args: SelectArgs, inputs: list[Shape]) -> tuple[int, int]:
     return axis, args.index % size
 
 
+def _without_axes(axes: list[int], layouts) -> tuple | None:
+    """The layout once `axes` are dropped: None when one of them held positions."""
+    if layouts[0] is None or set(axes) & set(layouts[0]):
+        return None
+    return layout_without(layouts[0], axes)
+
+
 OPS.append(
     Op(
         name="select",
@@ -221,7 +237,11 @@ OPS.append(
         args=SelectArgs,
         shape=lambda a, i: (*i[0][: _select_index(a, i)[0]], *i[0][_select_index(a, i)[0] + 1 :]),
         function=_torch("select", lambda a, i: {"dim": _select_index(a, i)[0] + 1, "index": _select_index(a, i)[1]}),
+        from_torch=reshape_torch.select_from_torch,
         saved=saves_nothing,
+        # selecting along a positional axis leaves positions on one axis only: none the pass follows
+        receptive_field=_same_positions,
+        layout=lambda a, i, layouts: _without_axes([_select_index(a, i)[0]], layouts),
         family="other",
         label=lambda a: f"select {a.dim}[{a.index}]",
         explain=_says("select_index"),
@@ -250,9 +270,11 @@ OPS.append(
         args=RollArgs,
         shape=lambda a, i: (_roll_axes(a, i), i[0])[1],
         function=_torch("roll", lambda a, i: {"shifts": _roll_axes(a, i)[0], "dims": [axis + 1 for axis in _roll_axes(a, i)[1]]}),
+        from_torch=reshape_torch.roll_from_torch,
         saved=saves_nothing,
-        # a spatial roll wraps positions around the border: the field is the whole map (global)
-        receptive_field=lambda a, r, i, o: [WHOLE if _moves_positions(set(_roll_axes(a, i)[1]), i) else r],
+        # a roll of a positional axis wraps positions around the border: the whole map (global)
+        receptive_field=lambda a, r, i, o, layouts: [WHOLE if _reads_positions_whole(_roll_axes(a, i)[1], layouts) else r],
+        layout=lambda a, i, layouts: layouts[0],
         family="other",
         label=lambda a: f"roll {a.shifts}",
         explain=_says("roll_shift"),
@@ -295,6 +317,12 @@ def mean_to_vector(x, dims: tuple):
     return x.mean(dim=dims).unsqueeze(1)
 
 
+def _mean_layout(args: MeanArgs, inputs: list[Shape], layouts) -> tuple | None:
+    """Kept dims keep every axis in place; otherwise the averaged axes go (and with a positional
+    one, the positions)."""
+    return layouts[0] if args.keepdim else _without_axes(_mean_axes(args, inputs), layouts)
+
+
 OPS.append(
     Op(
         name="mean",
@@ -303,9 +331,11 @@ OPS.append(
         shape=_mean_shape,
         extra_ops=lambda a, i, o: numel(i[0]),  # one addition per input element
         function=_mean_function,
+        from_torch=reshape_torch.mean_from_torch,
         saved=saves_nothing,  # the backward spreads the gradient evenly: it needs only the sizes
-        # averaging a spatial axis reads it whole (global); over channels each position keeps its place
-        receptive_field=lambda a, r, i, o: [WHOLE if _moves_positions(set(_mean_axes(a, i)), i) else r],
+        # averaging a positional axis reads it whole (global); over channels each position keeps its place
+        receptive_field=lambda a, r, i, o, layouts: [WHOLE if _reads_positions_whole(_mean_axes(a, i), layouts) else r],
+        layout=_mean_layout,
         family="pool",
         label=lambda a: f"mean {a.dims}",
         explain=_says("mean_over"),

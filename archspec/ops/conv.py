@@ -23,13 +23,13 @@ OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 class ConvArgs(OpArgs):
-    out: PositiveInt
-    kernel: IntPair
-    stride: IntPair = 1
-    padding: Union[NonNegativePair, Literal["same", "valid"]] = 0
-    dilation: IntPair = 1
-    groups: PositiveInt = 1
-    bias: bool = True
+    out: PositiveInt  # output channels (nn.Conv2d's out_channels)
+    kernel: IntPair  # kernel size: k, or [kh, kw]
+    stride: IntPair = 1  # step of the window: s, or [sh, sw]
+    padding: Union[NonNegativePair, Literal["same", "valid"]] = 0  # zeros on each side: p or [ph, pw]; `same` keeps the size (stride 1), `valid` is 0
+    dilation: IntPair = 1  # spacing of the kernel taps (atrous convolution)
+    groups: PositiveInt = 1  # in and out channels split into this many independent convolutions
+    bias: bool = True  # a learned bias (false before a BN)
 
 
 def _padding(args: ConvArgs) -> tuple[int, int] | str:
@@ -95,6 +95,18 @@ def _build_conv(args: ConvArgs, inputs: list[Shape]):
     )
 
 
+def _conv_from_torch(call):
+    """nn.Conv2d with zero padding; its in-channels come from the input, as conv's do."""
+    if not call.is_("nn.Conv2d"):
+        return None
+    conv = call.module
+    if conv.padding_mode != "zeros":
+        return call.refuse(f"Conv2d padding_mode '{conv.padding_mode}' (conv pads with zeros)")
+    padding = conv.padding if isinstance(conv.padding, str) else call.compact(conv.padding)
+    return {"out": conv.out_channels, "kernel": call.compact(conv.kernel_size), "stride": call.compact(conv.stride),
+            "padding": padding, "dilation": call.compact(conv.dilation), "groups": conv.groups, "bias": conv.bias is not None}
+
+
 def _conv_label(name: str):
     """`conv 3x3/2, 128`, with `(dil 2, groups 4)` where those are not 1 (conv and conv_transpose)."""
 
@@ -125,6 +137,7 @@ OPS.append(
         macs=conv_macs,
         extra_ops=_bias_ops,
         module=_build_conv,
+        from_torch=_conv_from_torch,
         window=conv_window,
         fresh_output=True,
     )
@@ -137,7 +150,7 @@ class DepthwiseArgs(OpArgs):
     stride: IntPair = 1
     padding: Union[NonNegativePair, Literal["same", "valid"]] = 0
     dilation: IntPair = 1
-    multiplier: PositiveInt = 1
+    multiplier: PositiveInt = 1  # output channels per input channel: out = in_channels x multiplier
     bias: bool = True
 
 
@@ -183,11 +196,11 @@ OPS.append(
 
 # --- transposed convolution ------------------------------------------------------------------
 class ConvTransposeArgs(OpArgs):
-    out: PositiveInt
+    out: PositiveInt  # output channels (nn.ConvTranspose2d's out_channels)
     kernel: IntPair
     stride: IntPair = 1
-    padding: NonNegativePair = 0
-    output_padding: NonNegativePair = 0
+    padding: NonNegativePair = 0  # removed from each side of the output (nn.ConvTranspose2d's padding)
+    output_padding: NonNegativePair = 0  # added to one side of the output: picks among the sizes a stride > 1 allows
     dilation: IntPair = 1
     groups: PositiveInt = 1
     bias: bool = True
@@ -219,6 +232,17 @@ def _transposed_params(args: ConvTransposeArgs, inputs: list[Shape]) -> dict[str
     if args.bias:
         tensors["bias"] = (args.out,)
     return tensors
+
+
+def _transposed_from_torch(call):
+    if not call.is_("nn.ConvTranspose2d"):
+        return None
+    conv = call.module
+    if conv.padding_mode != "zeros":
+        return call.refuse(f"ConvTranspose2d padding_mode '{conv.padding_mode}'")
+    return {"out": conv.out_channels, "kernel": call.compact(conv.kernel_size), "stride": call.compact(conv.stride),
+            "padding": call.compact(conv.padding), "output_padding": call.compact(conv.output_padding),
+            "dilation": call.compact(conv.dilation), "groups": conv.groups, "bias": conv.bias is not None}
 
 
 def _build_transposed(args: ConvTransposeArgs, inputs: list[Shape]):
@@ -256,6 +280,7 @@ OPS.append(
         macs=_transposed_macs,
         extra_ops=_bias_ops,
         module=_build_transposed,
+        from_torch=_transposed_from_torch,
         receptive_field=_transposed_field,
         fresh_output=True,
         aliases=("deconv", "upconv"),

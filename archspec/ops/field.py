@@ -19,6 +19,12 @@ Rules (PyTorch's index arithmetic):
 - a rule may return WHOLE for an input: every output position depends on the whole of that
   input (a reshape that regroups the map), which makes the field global.
 
+Positions need not be the last two axes: a value's `Layout` names the axes (without the batch)
+that hold its rows and columns, (1, 2) for a (C, H, W) map and (0, 1) for channels-last (H, W, C)
+tokens (ConvNeXt's MLP, Swin). Ranges always come in (rows, columns) order. An op whose entry has
+a `layout` rule (permute, linear, layernorm, merges, Swin's windows...) follows positions in any
+layout; every other rule reads (C, H, W) maps, and positions anywhere else count as read whole.
+
 Every rule maps each axis, and each end of a range, on its own and never backwards: an output
 bound depends only on the same bound of the asked range, and grows with it. Unions of ranges
 therefore pass through rules unchanged, and `affine_reads` can tell, by running a rule on
@@ -33,6 +39,33 @@ from fractions import Fraction
 Range = tuple[float, float]
 Ranges = tuple[Range, Range]  # (height, width)
 WHOLE = "whole"  # what a rule returns for an input read whole (and the demand of a vector node)
+Layout = "tuple[int, int] | None"  # the axes of a value's rows and columns; None: it has no positions
+MAP = (1, 2)  # the layout of a (C, H, W) map
+
+
+def positional_sizes(shape, layout) -> tuple[int, int]:
+    """The number of rows and columns of a value with positions."""
+    return shape[layout[0]], shape[layout[1]]
+
+
+def reordered_layout(layout, order) -> tuple[int, int] | None:
+    """The layout after the axes are reordered so that output axis k is input axis order[k]."""
+    return None if layout is None else tuple(list(order).index(axis) for axis in layout)
+
+
+def layout_without(layout, removed) -> tuple[int, int] | None:
+    """The layout once the non-positional axes `removed` are gone (a select, a mean)."""
+    return None if layout is None else tuple(axis - sum(r < axis for r in removed) for axis in layout)
+
+
+def read_whole_along(ranges: Ranges, layout, shape, axes) -> Ranges:
+    """`ranges` with the positional axes among `axes` read from first to last (a layer that mixes
+    that axis: a linear over the width, a softmax over the rows)."""
+    if layout is None:
+        return ranges
+    return tuple(
+        (0, shape[axis] - 1) if axis in axes else asked for asked, axis in zip(ranges, layout)
+    )
 
 
 def window_ranges(ranges: Ranges, kernel, stride, padding, dilation) -> Ranges:
@@ -73,8 +106,31 @@ def shifted_ranges(ranges: Ranges, shift) -> Ranges:
     return tuple((lo + d, hi + d) for (lo, hi), d in zip(ranges, shift))
 
 
-def whole_ranges(shape) -> Ranges:
-    return tuple((0, n - 1) for n in shape[1:])
+def window_cells(ranges: Ranges, sizes, windows, shifts) -> Ranges:
+    """Window attention, per axis: each position reads the window it falls in. Swin pads the map
+    to a multiple of the window M and rolls it by -shift; its attention mask splits the window
+    that wraps around, so in the map's own coordinates the windows are [0, s), [s + kM,
+    s + (k+1)M), ..., the last ending at the padded size (torchvision does not shift an axis
+    that one window covers). A position outside the map (a later layer's padding) reads itself."""
+    result = []
+    for (lo, hi), n, m, s in zip(ranges, sizes, windows, shifts):
+        padded = -(-n // m) * m
+        shift = 0 if m >= padded else s
+        cell = lambda p: (p, p) if p < 0 or p >= n else _window_of(p, m, shift, padded)  # noqa: E731
+        last = max(cell(hi)[1], cell(min(hi, n - 1))[1]) if hi >= 0 else cell(hi)[1]
+        result.append((cell(lo)[0], last))
+    return tuple(result)
+
+
+def _window_of(position: int, window: int, shift: int, padded: int) -> Range:
+    if position < shift:
+        return (0, shift - 1)
+    start = shift + (position - shift) // window * window
+    return (start, min(start + window, padded) - 1)
+
+
+def whole_ranges(shape, layout=MAP) -> Ranges:
+    return tuple((0, n - 1) for n in positional_sizes(shape, layout))
 
 
 # --- following a rule over unknown positions (archspec.passes.receptive_field) ----------------

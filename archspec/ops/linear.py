@@ -6,10 +6,12 @@ weights applied along the last axis at every other position: rows (Fast R-CNN's 
 (ConvNeXt's MLP). On a (C, H, W) map that would mix the width: the explanation says so, and the
 hint is to `flatten` (a classifier) or `permute` to channels-last (a per-position MLP). A BN
 folds into a linear only on a vector (trait `last_axis`). Its receptive field: a vector output
-is global; on a map, each position reads its own (archspec.passes.receptive_field)."""
+is global; where the last axis holds channels (channels-last) each position reads its own; where
+it holds positions (the W of a (C, H, W) map) each output reads its whole row."""
 from __future__ import annotations
 
 from archspec.ops.common import PositiveInt
+from archspec.ops.field import read_whole_along
 from archspec.ops.registry import Op, OpArgs, Shape, numel
 from archspec.ops.transfer import linear_as_conv, scale_output_rows
 
@@ -17,8 +19,8 @@ OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 class LinearArgs(OpArgs):
-    out: PositiveInt
-    bias: bool = True
+    out: PositiveInt  # output features (nn.Linear's out_features)
+    bias: bool = True  # a learned bias
 
 
 def _shape(args: LinearArgs, inputs: list[Shape]) -> Shape:
@@ -39,11 +41,8 @@ def _build(args: LinearArgs, inputs: list[Shape]):
     return nn.Linear(inputs[0][-1], args.out, bias=args.bias)
 
 
-def _last_axis_field(args: LinearArgs, ranges, inputs: list[Shape], output: Shape) -> list:
-    """On a rank-3 value each output position reads its row whole along the last axis (the only
-    rank the receptive-field pass treats as spatial: other outputs are global anyway)."""
-    (rows, _), width = ranges, inputs[0][-1]
-    return [(rows, (0, width - 1))]
+def _last_axis_field(args: LinearArgs, ranges, inputs: list[Shape], output: Shape, layouts) -> list:
+    return [read_whole_along(ranges, layouts[0], inputs[0], {len(inputs[0]) - 1})]
 
 
 def _explain_linear(ctx) -> None:
@@ -82,8 +81,12 @@ OPS.append(
         macs=lambda a, i, o: numel(o) * i[0][-1],  # in_features MACs per output, every row
         extra_ops=lambda a, i, o: numel(o) if a.bias else 0,
         module=_build,
+        from_torch=lambda c: ({"out": c.module.out_features, "bias": c.module.bias is not None} if c.is_("nn.Linear") else
+                              {"out": c.tensors["weight"][0], "bias": "bias" in c.tensors}  # a module's own F.linear (timm's Linear)
+                              if c.is_("F.linear") and "weight" in c.tensors else None),
         fresh_output=True,
         receptive_field=_last_axis_field,
+        layout=lambda a, i, layouts: layouts[0],
         aliases=("fc",),
     )
 )

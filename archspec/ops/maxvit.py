@@ -15,14 +15,15 @@ mlp_layer.3 (C, rC) + bias. Params (4 + 2r)·C² + (9 + r)·C + (2s-1)²·heads.
 Counting, per sample, T = H·W tokens: MACs = 4·T·C² (to_qkv, merge) + 2r·T·C² (the MLP) +
 2·T·N·C (Q·Kᵀ and A·V, as einsums that FlopCounterMode counts as bmm); FLOPs are 2 × MACs. The
 bias lookup, k's scale, softmax, the norms and GELU are not counted (`all_ops` estimates them).
-Receptive field: global (a grid group spans the map; the field pass has no rule for groups).
+Receptive field: a `window` group reads its size×size block (archspec.ops.field.window_cells);
+a `grid` group spans the whole map, a global field.
 """
 from __future__ import annotations
 
 from typing import Literal
 
 from archspec.ops.common import PositiveInt, Probability, format_shape
-from archspec.ops.field import WHOLE
+from archspec.ops.field import WHOLE, window_cells
 from archspec.ops.registry import Op, OpArgs, Saved, Shape, ShapeError
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
@@ -105,6 +106,19 @@ def _saved(args: PartitionAttentionArgs, inputs: list[Shape], output: Shape) -> 
     return Saved(inputs=(), extra=tuple(extra))
 
 
+def _from_torch(call):
+    """torchvision's PartitionAttentionLayer with its default GELU MLP, kept whole."""
+    if not call.is_("torchvision.models.maxvit.PartitionAttentionLayer"):
+        return None
+    layer = call.module
+    if type(layer.mlp_layer[2]).__name__ != "GELU":
+        return call.refuse("a PartitionAttentionLayer whose MLP activation is not GELU")
+    return {"head_dim": layer.head_dim, "partition": layer.partition_type,
+            "size": layer.p if layer.partition_type == "window" else layer.g,
+            "mlp_ratio": layer.mlp_layer[1].out_features // layer.mlp_layer[1].in_features,
+            "attention_dropout": layer.attn_layer[2].p, "mlp_dropout": layer.mlp_layer[4].p, "p": layer.stochastic_dropout.p}
+
+
 def _build(args: PartitionAttentionArgs, inputs: list[Shape]):
     from torch import nn
     from torchvision.models.maxvit import PartitionAttentionLayer
@@ -113,6 +127,18 @@ def _build(args: PartitionAttentionArgs, inputs: list[Shape]):
     channels, height, width = inputs[0]
     return PartitionAttentionLayer(channels, args.head_dim, args.size, args.partition, (height, width), args.mlp_ratio,
                                    nn.GELU, nn.LayerNorm, args.attention_dropout, args.mlp_dropout, args.p)
+
+
+def _source(args: PartitionAttentionArgs, inputs: list[Shape], in_place: bool):
+    """torchvision's PartitionAttentionLayer as `_build` builds it (its source goes into the file)."""
+    from torchvision.models.maxvit import PartitionAttentionLayer
+
+    from archspec.ops.source import Call, Name, Written
+
+    channels, height, width = inputs[0]
+    values = (channels, args.head_dim, args.size, args.partition, (height, width), args.mlp_ratio, Name("nn.GELU"),
+              Name("nn.LayerNorm"), args.attention_dropout, args.mlp_dropout, args.p)
+    return Written(module=Call("PartitionAttentionLayer", values), needs=(PartitionAttentionLayer,))
 
 
 def _explain(ctx) -> None:
@@ -144,9 +170,13 @@ OPS.append(
         macs=_macs,
         extra_ops=_extra_ops,
         module=_build,
+        from_torch=_from_torch,
+        source=_source,
         saved=_saved,
         fresh_output=True,
-        receptive_field=lambda a, r, i, o: [WHOLE],
+        receptive_field=lambda a, r, i, o: [
+            window_cells(r, i[0][1:], (a.size, a.size), (0, 0)) if a.partition == "window" else WHOLE
+        ],
         family="linear",
         label=lambda a: f"partition_attention {a.partition} {a.size}x{a.size}, head_dim {a.head_dim}",
         explain=_explain,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 from archspec.ops.common import format_shape
-from archspec.ops.field import shifted_ranges
+from archspec.ops.field import MAP, WHOLE, positional_sizes, shifted_ranges
 from archspec.ops.registry import Expansion, NoArgs, Op, OpArgs, Saved, Shape, ShapeError, numel, saves_nothing
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
@@ -175,15 +175,28 @@ def _concat_function(args: ConcatArgs, inputs: list[Shape]):
     return runtime.concat_fitted, {"dim": args.dim + 1 if args.dim >= 0 else args.dim, "fit": args.fit}
 
 
-def _merged_field(args, ranges, inputs: list[Shape], output: Shape):
+def _merged_layout(args, inputs: list[Shape], layouts) -> tuple | None:
+    """Where the merged value holds its positions: where its inputs with positions hold them."""
+    return next((layout for layout in layouts if layout is not None), None)
+
+
+def _merged_field(args, ranges, inputs: list[Shape], output: Shape, layouts):
     """Each input is read at the same positions, shifted by the centre crop / pad of `fit`;
-    a broadcast 1x1 input (a squeeze-excitation gate) is read at position 0."""
+    a broadcast 1x1 input (a squeeze-excitation gate) is read at position 0. An input holding
+    its positions on other axes than the merge (or a concat along a positional axis) is read
+    whole."""
+    merged = _merged_layout(args, inputs, layouts)
     target = fitted_spatial(getattr(args, "fit", "none"), inputs)
+    along = getattr(args, "dim", None)
     result = []
-    for shape in inputs:
-        if len(shape) == 3 and shape[1:] == (1, 1) and output[1:] != (1, 1):
+    for shape, layout in zip(inputs, layouts):
+        if layout is None:
+            result.append(ranges)
+        elif layout != merged or (along is not None and along % len(shape) in layout) or (target and layout != MAP):
+            result.append(WHOLE)
+        elif positional_sizes(shape, layout) == (1, 1) and positional_sizes(output, merged) != (1, 1):
             result.append(((0, 0), (0, 0)))
-        elif target is not None and len(shape) == 3:
+        elif target is not None:
             result.append(shifted_ranges(ranges, [(n - m) // 2 for n, m in zip(shape[1:], target)]))
         else:
             result.append(ranges)
@@ -198,6 +211,15 @@ def _fit_note(ctx) -> None:
     target = fitted_spatial(ctx.args.fit, ctx.in_shapes)
     if target is not None:
         ctx.line(ctx.msg(f"fit_{ctx.args.fit}", hw="x".join(str(s) for s in target)))
+
+
+def _two_tensors(call, names: tuple[str, ...]):
+    """`a + b`, `torch.add(a, b)`, `a.add_(b)` on two tensors (a number term is no merge)."""
+    if not call.is_(*names):
+        return None
+    if len(call.inputs) != 2 or len(call.args) != 2 or call.kwargs:
+        return call.refuse("a number term (x * 2, x + 1) or an `alpha`: the merge ops take two tensors")
+    return {}
 
 
 def _explain_add(ctx) -> None:
@@ -219,12 +241,14 @@ OPS.append(
         extra_ops=_elementwise_ops,
         arity=(2, None),
         function=_add_function,
+        from_torch=lambda c: _two_tensors(c, ("operator.add", "operator.iadd", "torch.add", "Tensor.add", "Tensor.add_")),
         fresh_output=True,
         in_place=_same_shape_pair,
         in_place_form=_add_in_place,
         builder_args=("project", "projection_name"),  # the builder inserts the projection itself
         expand=_projection,
         receptive_field=_merged_field,
+        layout=_merged_layout,
     )
 )
 def _explain_mul(ctx) -> None:
@@ -246,11 +270,23 @@ OPS.append(
         extra_ops=_elementwise_ops,
         arity=(2, 2),
         function=_mul_function,
+        from_torch=lambda c: _two_tensors(c, ("operator.mul", "operator.imul", "torch.mul", "Tensor.mul", "Tensor.mul_")),
         fresh_output=True,
         receptive_field=_merged_field,
+        layout=_merged_layout,
         aliases=("multiply",),
     )
 )
+def _concat_from_torch(call):
+    """torch.cat along a dim after the batch (torch counts the batch, archspec does not)."""
+    if not call.is_("torch.cat", "torch.concat", "torch.concatenate"):
+        return None
+    dim = call.arg(1, "dim", 0)
+    if dim == 0:
+        return call.refuse("a concatenation along the batch axis")
+    return {"dim": dim - 1 if dim > 0 else dim}
+
+
 def _explain_concat(ctx) -> None:
     """The concatenated dimension is the sum of the inputs' sizes."""
     _fit_note(ctx)
@@ -277,9 +313,11 @@ OPS.append(
         shape=_concat_shape,
         arity=(2, None),
         function=_concat_function,
+        from_torch=_concat_from_torch,
         fresh_output=True,
         inputs_as_list=True,
         receptive_field=_merged_field,
+        layout=_merged_layout,
         aliases=("cat",),
     )
 )

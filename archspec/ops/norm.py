@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import Field
 
 from archspec.ops.common import PositiveInt, feature_map, format_shape
+from archspec.ops.field import read_whole_along
 from archspec.ops.registry import Op, OpArgs, Saved, Shape, ShapeError, numel
 from archspec.ops.transfer import batchnorm_affine
 
@@ -25,10 +26,10 @@ def _two_per_element(args, inputs, output) -> int:
 
 # --- batch norm ------------------------------------------------------------------------------
 class BatchNormArgs(OpArgs):
-    eps: Epsilon = 1e-5
-    momentum: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
+    eps: Epsilon = 1e-5  # added to the variance, for stability
+    momentum: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # weight of each batch in the running statistics
+    affine: bool = True  # a learned scale (gamma) and shift (beta) per channel
+    track_running_stats: bool = True  # keep running mean and variance, used in eval
 
 
 def _bn_shape(args: BatchNormArgs, inputs: list[Shape]) -> Shape:
@@ -48,6 +49,21 @@ def _bn_buffers(args: BatchNormArgs, inputs: list[Shape]) -> dict[str, Shape]:
     if not args.track_running_stats:
         return {}
     return {"running_mean": (channels,), "running_var": (channels,), "num_batches_tracked": ()}
+
+
+def _bn_from_torch(call):
+    """nn.BatchNorm2d on a map, nn.BatchNorm1d on a vector (the rank is the input's)."""
+    if call.is_("F.batch_norm") and call.tensors:  # a module's own F.batch_norm (timm's BatchNormAct2d)
+        found = {"eps": call.arg(7, "eps", 1e-5), "momentum": call.arg(6, "momentum", 0.1),
+                 "affine": "weight" in call.tensors, "track_running_stats": "running_mean" in call.tensors}
+    elif call.is_("nn.BatchNorm2d", "nn.BatchNorm1d"):
+        norm = call.module
+        found = {"eps": norm.eps, "momentum": norm.momentum, "affine": norm.affine, "track_running_stats": norm.track_running_stats}
+    else:
+        return None
+    if found["momentum"] is None:
+        return call.refuse("BatchNorm with momentum=None (a cumulative average)")
+    return found
 
 
 def _build_bn(args: BatchNormArgs, inputs: list[Shape]):
@@ -91,6 +107,7 @@ OPS.append(
         buffers=_bn_buffers,
         extra_ops=_two_per_element,
         module=_build_bn,
+        from_torch=_bn_from_torch,
         fresh_output=True,
         aliases=("batchnorm",),
     )
@@ -99,7 +116,7 @@ OPS.append(
 
 # --- group norm ------------------------------------------------------------------------------
 class GroupNormArgs(OpArgs):
-    groups: PositiveInt
+    groups: PositiveInt  # channel groups normalised together (nn.GroupNorm's num_groups)
     eps: Epsilon = 1e-5
     affine: bool = True
 
@@ -136,6 +153,8 @@ OPS.append(
         params=lambda a, i: {"weight": (i[0][0],), "bias": (i[0][0],)} if a.affine else {},
         extra_ops=_two_per_element,
         module=_build_gn,
+        from_torch=lambda c: ({"groups": c.module.num_groups, "eps": c.module.eps, "affine": c.module.affine}
+                              if c.is_("nn.GroupNorm") else None),
         fresh_output=True,
     )
 )
@@ -178,6 +197,24 @@ def _ln_normalized(args: LayerNormArgs, inputs: list[Shape]) -> Shape:
     return tuple(inputs[0][axis] for axis in _ln_axes(args, inputs))
 
 
+def _ln_from_torch(call):
+    """nn.LayerNorm over the last axes; torchvision's and timm's LayerNorm2d over a map's channels."""
+    norm = call.module
+    if call.is_("torchvision.models.convnext.LayerNorm2d", "timm.layers.norm.LayerNorm2d"):
+        return {"over": "channels", "eps": norm.eps, "affine": norm.elementwise_affine}
+    if call.is_("F.layer_norm") and call.tensors:  # a module's own F.layer_norm (timm's LayerNorm)
+        shape = call.arg(1, "normalized_shape")
+        dims, eps, affine = len(shape) if isinstance(shape, (tuple, list)) else 1, call.arg(4, "eps", 1e-5), "weight" in call.tensors
+    elif call.is_("nn.LayerNorm"):
+        dims, eps, affine = len(norm.normalized_shape), norm.eps, norm.elementwise_affine
+    else:
+        return None
+    found = {"dims": dims} if dims > 1 else {}
+    if len(call.inputs[0]) == 3 and dims == 1:
+        found["over"] = "last"
+    return {**found, "eps": eps, "affine": affine}
+
+
 def _build_ln(args: LayerNormArgs, inputs: list[Shape]):
     import torch.nn as nn
 
@@ -216,7 +253,11 @@ OPS.append(
         ),
         extra_ops=_two_per_element,
         module=_build_ln,
+        from_torch=_ln_from_torch,
         fresh_output=True,
+        # each output reads its own position, whole along a normalised axis that holds positions
+        receptive_field=lambda a, r, i, o, layouts: [read_whole_along(r, layouts[0], i[0], set(_ln_axes(a, i)))],
+        layout=lambda a, i, layouts: layouts[0],
     )
 )
 
@@ -253,5 +294,7 @@ OPS.append(
         # sum of `size` squares, then scale, power and divide
         extra_ops=lambda a, i, o: (a.size + 3) * numel(o),
         module=_build_lrn,
+        from_torch=lambda c: ({"size": c.module.size, "alpha": c.module.alpha, "beta": c.module.beta, "k": c.module.k}
+                              if c.is_("nn.LocalResponseNorm") else None),
     )
 )

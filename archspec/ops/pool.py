@@ -11,10 +11,10 @@ OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
 
 class PoolArgs(OpArgs):
-    kernel: IntPair
+    kernel: IntPair  # window size: k, or [kh, kw]
     stride: Optional[IntPair] = None  # default: the kernel size (non-overlapping)
-    padding: NonNegativePair = 0
-    ceil_mode: bool = False
+    padding: NonNegativePair = 0  # implicit padding on each side (-inf for max, zeros for avg)
+    ceil_mode: bool = False  # round the output size up, not down
 
 
 class MaxPoolArgs(PoolArgs):
@@ -22,7 +22,7 @@ class MaxPoolArgs(PoolArgs):
 
 
 class AvgPoolArgs(PoolArgs):
-    count_include_pad: bool = True
+    count_include_pad: bool = True  # the padded zeros count in the average's divisor
 
 
 def _geometry(args: PoolArgs):
@@ -65,6 +65,35 @@ def _build_avgpool(args: AvgPoolArgs, inputs: list[Shape]):
     return nn.AvgPool2d(kernel, stride, padding, ceil_mode=args.ceil_mode, count_include_pad=args.count_include_pad)
 
 
+def _pool_from_torch(kind: str):
+    """nn.MaxPool2d / nn.AvgPool2d and F.max_pool2d / F.avg_pool2d; the stride is left out where it is the kernel."""
+    module_name, functions = ("nn.MaxPool2d", ("F.max_pool2d", "torch.max_pool2d")) if kind == "max" else ("nn.AvgPool2d", ("F.avg_pool2d",))
+
+    def match(call):
+        if call.is_(module_name):
+            pool = call.module
+            found = {"kernel": pool.kernel_size, "stride": pool.stride, "padding": pool.padding, "ceil_mode": pool.ceil_mode}
+            extra = {"dilation": pool.dilation} if kind == "max" else {"count_include_pad": pool.count_include_pad}
+            refused = getattr(pool, "return_indices", False) or getattr(pool, "divisor_override", None)
+        elif call.is_(*functions):
+            found = {"kernel": call.arg(1, "kernel_size"), "stride": call.arg(2, "stride"), "padding": call.arg(3, "padding", 0)}
+            if kind == "max":
+                found["ceil_mode"], extra = call.arg(5, "ceil_mode", False), {"dilation": call.arg(4, "dilation", 1)}
+            else:
+                found["ceil_mode"], extra = call.arg(4, "ceil_mode", False), {"count_include_pad": call.arg(5, "count_include_pad", True)}
+            refused = call.arg(6, "return_indices" if kind == "max" else "divisor_override")
+        else:
+            return None
+        if refused:
+            return call.refuse("pooling with return_indices or divisor_override")
+        found = {key: call.compact(value) for key, value in {**found, **extra}.items()}
+        if found["stride"] in (None, [], found["kernel"]):
+            del found["stride"]
+        return found
+
+    return match
+
+
 def _window_label(name: str):
     """`maxpool 3x3/2`; the stride shown is the kernel's when none is given."""
 
@@ -98,6 +127,7 @@ OPS.append(
         shape=_pool_shape,
         extra_ops=_window_ops,
         module=_build_maxpool,
+        from_torch=_pool_from_torch("max"),
         window=lambda a, i: _geometry(a),
     )
 )
@@ -112,6 +142,7 @@ OPS.append(
         shape=_pool_shape,
         extra_ops=_window_ops,
         module=_build_avgpool,
+        from_torch=_pool_from_torch("avg"),
         window=lambda a, i: _geometry(a),
     )
 )
@@ -119,7 +150,7 @@ OPS.append(
 
 # --- adaptive and global pooling -------------------------------------------------------------
 class AdaptiveArgs(OpArgs):
-    size: IntPair = 1
+    size: IntPair = 1  # output size: s, or [h, w]
 
 
 def _adaptive_shape(args: AdaptiveArgs, inputs: list[Shape]) -> Shape:
@@ -168,6 +199,24 @@ def _adaptive_explainer(kind: str):
     return explain
 
 
+def _adaptive_from_torch(kind: str):
+    module_name, function_name = (f"nn.Adaptive{kind.title()}Pool2d", f"F.adaptive_{kind}_pool2d")
+
+    def match(call):
+        if call.is_(module_name):
+            size = call.module.output_size
+        elif call.is_(function_name):
+            size = call.arg(1, "output_size")
+        else:
+            return None
+        sizes = size if isinstance(size, (tuple, list)) else (size,)
+        if None in sizes or getattr(call.module, "return_indices", False):
+            return call.refuse("adaptive pooling that keeps a size (None) or returns indices")
+        return {"size": call.compact(size)}
+
+    return match
+
+
 for kind in ("avg", "max"):
     OPS.append(
         Op(
@@ -179,6 +228,7 @@ for kind in ("avg", "max"):
             shape=_adaptive_shape,
             extra_ops=lambda a, i, o: numel(i[0]),
             module=_build_adaptive(kind),
+            from_torch=_adaptive_from_torch(kind),
             receptive_field=_adaptive_field,
             saved=_adaptive_max_saved if kind == "max" else _adaptive_avg_saved,
             family="pool",
@@ -194,6 +244,13 @@ def _global_function(args, inputs):
     from archspec.lower.runtime import global_avgpool
 
     return global_avgpool, {}
+
+
+def _global_source(args, inputs, in_place):
+    """Written as torchvision writes it: `self.avgpool = nn.AdaptiveAvgPool2d((1, 1))`, then flatten."""
+    from archspec.ops.source import INPUTS, Call, Written
+
+    return Written(module=Call("nn.AdaptiveAvgPool2d", ((1, 1),)), then=Call("torch.flatten", (INPUTS, 1)), name="avgpool")
 
 
 def _explain_global_pool(ctx) -> None:
@@ -213,5 +270,6 @@ OPS.append(
         shape=_global_shape,
         extra_ops=lambda a, i, o: numel(i[0]),
         function=_global_function,
+        source=_global_source,
     )
 )

@@ -206,6 +206,9 @@ class Op:
     function: FunctionBuilder | None = None
     # the function takes its inputs as one list (torch.cat) rather than as positional args
     inputs_as_list: bool = False
+    # how a call reads as standalone PyTorch source (`export --format python`): (args, input
+    # shapes, in place) -> archspec.ops.source.Written; None: written from the builder above
+    source: Callable[[Any, list[Shape], bool], Any] | None = None
     # a learned tensor no layer owns (ViT's class token, ConvNeXt's layer_scale): (args, input
     # shapes) -> the nn.Parameter, which the lowering registers at the node's own path (its
     # state_dict key is the path, as torchvision's) and reads with get_attr; `function` then
@@ -218,6 +221,11 @@ class Op:
     # its own (a flatten or linear output depends on the whole map: a "global" field)
     window: Callable[[Any, list[Shape]], tuple[Shape, Shape, Shape, Shape]] | None = None
     receptive_field: Callable[[Any, Any, list[Shape], Shape], list] | None = None
+    # positions in any layout (archspec.ops.field.Layout: channels-last (H, W, C) too): (args,
+    # input shapes, input layouts) -> the output's layout. The op's `receptive_field` rule then
+    # takes the input layouts as a fifth argument. Without it an op with a rule or a window reads
+    # (C, H, W) maps: positions held anywhere else count as read whole
+    layout: Callable[[Any, list[Shape], list[Any]], Any] | None = None
     # what autograd keeps for backward (memory estimate); most ops keep their input
     saved: Callable[[Any, list[Shape], Shape], Saved] = saves_input
     # the op returns a new tensor that its own backward does not keep, so a relu or add that is
@@ -254,6 +262,9 @@ class Op:
     convolutional: Callable[[Any, Shape], tuple[str, dict[str, Any]]] | None = None
     # a per_channel op's changed arguments once its (C,) vector is a C×1×1 map (softmax's dim)
     unit_map_args: Callable[[Any], dict[str, Any]] | None = None
+    # `archspec import`: (a traced torch call, archspec.importer.matching.TorchCall) -> this op's
+    # arguments for it, or None when the call is not this op (nn.Conv2d -> conv's out, kernel, ...)
+    from_torch: Callable[[Any], dict[str, Any] | None] | None = None
     aliases: tuple[str, ...] = field(default=())
 
     def flops(self, args: Any, inputs: list[Shape], output: Shape) -> int:
@@ -295,6 +306,8 @@ def check_op(op: Op) -> None:
         problems.append("an op with a `tensor` reads it with a `function`")
     if op.window is not None and op.receptive_field is not None:
         problems.append("it gives both a `window` and a `receptive_field` rule")
+    if op.layout is not None and op.receptive_field is None:
+        problems.append("a `layout` rule comes with the `receptive_field` rule it feeds")
     if problems:
         raise ValueError(f"op '{op.name}' is not a valid entry: " + "; ".join(problems))
 

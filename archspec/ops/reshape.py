@@ -8,8 +8,10 @@ from pydantic import Field
 from typing_extensions import Annotated
 
 from archspec.ops.common import IntPair, NonNegativeInt, PositiveInt, feature_map, format_shape, number_text, pair, pair_text
-from archspec.ops.field import WHOLE, resized_ranges, shifted_ranges
+from archspec.ops.field import WHOLE, reordered_layout, resized_ranges, shifted_ranges
+from archspec.ops.source import INPUTS, Call, Written
 from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, saves_nothing
+from archspec.ops import reshape_torch
 from archspec.ops.reshape_explain import (
     explain_channel_shuffle,
     explain_crop,
@@ -44,6 +46,8 @@ OPS.append(
         args=NoArgs,
         shape=lambda a, i: (numel(i[0]),),
         function=_function("flatten"),
+        source=lambda a, i, in_place: Written(then=Call("torch.flatten", (INPUTS, 1))),
+        from_torch=reshape_torch.flatten_from_torch,
     )
 )
 
@@ -80,6 +84,7 @@ OPS.append(
         args=ReshapeArgs,
         shape=_reshape_shape,
         function=_function("reshape", lambda a, i: {"shape": _reshape_shape(a, i)}),
+        from_torch=reshape_torch.reshape_from_torch,
         receptive_field=_reshape_field,
     )
 )
@@ -87,10 +92,10 @@ OPS.append(
 
 # --- upsample ---------------------------------------------------------------------------------
 class UpsampleArgs(OpArgs):
-    scale: Optional[Annotated[float, Field(gt=0)]] = None
-    size: Optional[IntPair] = None
-    mode: Literal["nearest", "bilinear", "bicubic"] = "nearest"
-    align_corners: Optional[bool] = None
+    scale: Optional[Annotated[float, Field(gt=0)]] = None  # output size = input size x scale (give scale or size)
+    size: Optional[IntPair] = None  # output size: s, or [h, w]
+    mode: Literal["nearest", "bilinear", "bicubic"] = "nearest"  # interpolation
+    align_corners: Optional[bool] = None  # bilinear and bicubic: F.interpolate's align_corners
 
 
 def _target_from_second_input(inputs: list[Shape], op: str) -> tuple[int, int] | None:
@@ -152,6 +157,7 @@ OPS.append(
         extra_ops=lambda a, i, o: 0 if a.mode == "nearest" else 4 * numel(o),  # 4 taps per output
         arity=(1, 2),
         function=_function("resize", _upsample_keywords),
+        from_torch=reshape_torch.upsample_from_torch,
         receptive_field=lambda a, r, i, o: [resized_ranges(r, i[0][1:], o[1:], two_taps=a.mode != "nearest")]
         + [None] * (len(i) - 1),  # a second input only gives the size
         aliases=("interpolate",),
@@ -230,6 +236,7 @@ OPS.append(
         shape=_pad_shape,
         arity=(1, 2),
         function=_function("pad", lambda a, i: {"amounts": _pad_amounts(a, i), "value": a.value}),
+        from_torch=reshape_torch.pad_from_torch,
         receptive_field=lambda a, r, i, o: [shifted_ranges(r, [-_pad_amounts(a, i)[2], -_pad_amounts(a, i)[0]])]
         + [None] * (len(i) - 1),
     )
@@ -259,6 +266,7 @@ OPS.append(
         args=ChannelShuffleArgs,
         shape=_shuffle_shape,
         function=_function("channel_shuffle", lambda a, i: {"groups": a.groups}),
+        from_torch=reshape_torch.channel_shuffle_from_torch,
     )
 )
 
@@ -314,6 +322,7 @@ OPS.append(
         shape=_split_shapes,
         outputs=lambda a, i: len(a.sizes),
         function=_torch_function("split", lambda a: {"split_size_or_sections": list(a.sizes), "dim": _batch_dim(a.dim)}),
+        from_torch=reshape_torch.split_from_torch,
         saved=saves_nothing,  # the backward concatenates the gradients: it needs only the sizes
         family="other",
         label=lambda a: "split " + "/".join(map(str, a.sizes)),
@@ -346,6 +355,7 @@ OPS.append(
         shape=_chunk_shapes,
         outputs=lambda a, i: len(_chunk_sizes(a, i)),
         function=_torch_function("chunk", lambda a: {"chunks": a.chunks, "dim": _batch_dim(a.dim)}),
+        from_torch=reshape_torch.chunk_from_torch,
         saved=saves_nothing,
         family="other",
         label=lambda a: f"chunk {a.chunks}",
@@ -365,12 +375,9 @@ def _permute_shape(args: PermuteArgs, inputs: list[Shape]) -> Shape:
     return tuple(shape[axis] for axis in args.dims)
 
 
-def _permute_field(args: PermuteArgs, ranges, inputs: list[Shape], output: Shape):
-    """Only the identity on the spatial axes keeps positions where they were; any other order
-    (a transpose of H and W, channels moved onto a spatial axis) makes a position of the output
-    stand for another axis of the input, so the field is the whole input map, a global field."""
-    keeps_positions = len(inputs[0]) == 3 and list(args.dims[1:]) == [1, 2]
-    return [ranges if keeps_positions else WHOLE]
+def _permuted_layout(args: PermuteArgs, inputs: list[Shape], layouts) -> tuple | None:
+    """Positions move with their axes: (C, H, W) -> [1, 2, 0] holds them on axes 0 and 1."""
+    return reordered_layout(layouts[0], args.dims)
 
 
 OPS.append(
@@ -380,7 +387,9 @@ OPS.append(
         args=PermuteArgs,
         shape=_permute_shape,
         function=_torch_function("permute", lambda a: {"dims": (0, *(axis + 1 for axis in a.dims))}),
-        receptive_field=_permute_field,
+        from_torch=reshape_torch.permute_from_torch,
+        receptive_field=lambda a, ranges, i, o, layouts: [ranges],  # every position keeps its own
+        layout=_permuted_layout,
         saved=saves_nothing,  # the backward permutes the gradient back
         family="other",
         label=lambda a: "permute " + ",".join(map(str, a.dims)),

@@ -94,6 +94,17 @@ def expanded_to_batch(tensor, like):
 _READS = {"none": with_batch_axis, "leading": as_stored, "expand": expanded_to_batch}
 
 
+def _param_from_torch(call):
+    """A learned tensor read directly (fx's get_attr): its stored shape; a leading 1 of a stored
+    (1, T, C) stands for the batch (ViT's pos_embedding), anything else is per sample."""
+    if call.is_("Tensor.expand") and call.kind == "attribute":  # stored (1, T, C) expanded to the batch
+        return {"shape": list(call.tensors[""]), "batch": "expand"}
+    if not call.is_("Tensor.attribute"):
+        return None
+    shape = list(call.output)
+    return {"shape": shape, "batch": "leading" if len(shape) >= 2 and shape[0] == 1 else "none"}
+
+
 def _param_label(args: ParamArgs) -> str:
     return "param " + "x".join(map(str, args.shape))
 
@@ -121,5 +132,6 @@ OPS.append(
         family="other",
         label=_param_label,
         explain=_explain_param,
+        from_torch=_param_from_torch,
     )
 )

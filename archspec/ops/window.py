@@ -16,19 +16,21 @@ Counting, per sample. With the padded map Hp×Wp (Tp = Hp·Wp tokens) window att
 FlopCounterMode counts torchvision's plain matmuls directly, 2 per MAC. The bias table lookup,
 the shift, the mask and the softmax are not counted (`all_ops` estimates them). Patch merging's
 MACs are ⌈H/2⌉·⌈W/2⌉·4C·2C.
-Receptive field: global for both (attention mixes a window, the shift moves windows across the
-map, and the field pass reads (C, H, W) maps, not channels-last ones).
+Receptive field (channels-last positions, archspec.ops.field): window attention reads the window
+each position falls in, as the shift and torchvision's mask cut them (`window_cells`); patch
+merging reads its 2×2 group.
 """
 from __future__ import annotations
 
 import math
 
 from archspec.ops.common import IntPair, NonNegativePair, PositiveInt, Probability, factor_text, format_shape, pair, pair_text
-from archspec.ops.field import WHOLE
+from archspec.ops.field import WHOLE, window_cells
 from archspec.ops.registry import Op, OpArgs, Saved, Shape, ShapeError
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
+CHANNELS_LAST = (0, 1)  # the layout (archspec.ops.field) of an (H, W, C) map
 CHANNELS_LAST_HINT = "make a (C, H, W) map channels-last first with `permute: {dims: [1, 2, 0]}`"
 
 
@@ -97,12 +99,34 @@ def _attention_saved(args: WindowAttentionArgs, inputs: list[Shape], output: Sha
     return Saved(inputs=(), extra=((5 * padded * channels, "act", True), (args.heads * padded * tokens, "act", True)))
 
 
+def _attention_from_torch(call):
+    """torchvision's ShiftedWindowAttention (Swin v1), kept whole."""
+    if not call.is_("torchvision.models.swin_transformer.ShiftedWindowAttention"):
+        return None
+    layer = call.module
+    return {"heads": layer.num_heads, "window": call.compact(layer.window_size), "shift": call.compact(layer.shift_size),
+            "attention_dropout": layer.attention_dropout, "dropout": layer.dropout}
+
+
 def _build_attention(args: WindowAttentionArgs, inputs: list[Shape]):
     from torchvision.models.swin_transformer import ShiftedWindowAttention
 
     _, _, channels = _geometry(args, inputs)
     return ShiftedWindowAttention(channels, list(pair(args.window)), list(pair(args.shift)), args.heads,
                                   attention_dropout=args.attention_dropout, dropout=args.dropout)
+
+
+def _attention_source(args: WindowAttentionArgs, inputs: list[Shape], in_place: bool):
+    """torchvision's ShiftedWindowAttention as `_build_attention` builds it (its source goes into the file)."""
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    from archspec.ops.source import Call, Written
+
+    _, _, channels = _geometry(args, inputs)
+    dropouts = (("attention_dropout", args.attention_dropout), ("dropout", args.dropout))
+    call = Call("ShiftedWindowAttention", (channels, list(pair(args.window)), list(pair(args.shift)), args.heads), dropouts,
+                defaults=(("attention_dropout", 0.0), ("dropout", 0.0)))
+    return Written(module=call, needs=(ShiftedWindowAttention,))
 
 
 def _attention_label(args: WindowAttentionArgs) -> str:
@@ -140,9 +164,14 @@ OPS.append(
         macs=_attention_macs,
         extra_ops=_attention_extra_ops,
         module=_build_attention,
+        from_torch=_attention_from_torch,
+        source=_attention_source,
         saved=_attention_saved,
         fresh_output=True,
-        receptive_field=lambda a, r, i, o: [WHOLE],
+        receptive_field=lambda a, r, i, o, layouts: [
+            window_cells(r, i[0][:2], pair(a.window), pair(a.shift)) if layouts[0] == CHANNELS_LAST else WHOLE
+        ],
+        layout=lambda a, i, layouts: CHANNELS_LAST,
         family="linear",
         label=_attention_label,
         explain=_explain_attention,
@@ -201,9 +230,13 @@ OPS.append(
         macs=_merging_macs,
         extra_ops=lambda a, i, o: 5 * o[0] * o[1] * 4 * i[0][2],  # LayerNorm's ~5 per element of the 4C map
         module=_build_merging,
+        from_torch=lambda c: c.plain("torchvision.models.swin_transformer.PatchMerging"),
         saved=_merging_saved,
         fresh_output=True,
-        receptive_field=lambda a, r, i, o: [WHOLE],
+        receptive_field=lambda a, r, i, o, layouts: [
+            tuple((2 * lo, 2 * hi + 1) for lo, hi in r) if layouts[0] == CHANNELS_LAST else WHOLE
+        ],
+        layout=lambda a, i, layouts: CHANNELS_LAST,
         family="linear",
         label=lambda a: "patch_merging",
         explain=_explain_merging,

@@ -9,7 +9,9 @@ bridges count every path. From the resulting input intervals:
 - `jump`: how far the field moves per output position ((last - first centre) / (n - 1)).
 A node whose output is a vector (after global pooling, flatten, linear), or that reads a map
 whole (a reshape), depends on the whole spatial map before it: `is_global`, with the size of that
-union (for the paths that stay spatial, the union at output position 0).
+union (for the paths that stay spatial, the union at output position 0). Positions may sit on any
+two axes (`Layout`: channels-last tokens in ConvNeXt's MLP and Swin): the pass follows where each
+value holds them, from the op entries' `layout` rules.
 
 One pass in topological order keeps, per node and axis, an exact affine summary of where its
 positions read (`AxisSummary`): convolutions, pooling, crops, merges of paths with the same jump
@@ -27,7 +29,19 @@ from typing import NamedTuple
 from archspec.errors import SpecError
 from archspec.ir.graph import IRGraph
 from archspec.ops.catalog import lookup
-from archspec.ops.field import SAME_POSITIONS, WHOLE, AffineRead, NotAffine, Ranges, affine_reads, whole_ranges, window_ranges, window_read
+from archspec.ops.field import (
+    MAP,
+    SAME_POSITIONS,
+    WHOLE,
+    AffineRead,
+    Layout,
+    NotAffine,
+    Ranges,
+    affine_reads,
+    positional_sizes,
+    whole_ranges,
+    window_ranges,
+)
 
 NOT_AFFINE = "not affine"  # a node's reads, when its rule does not give an exact affine map
 SAME = (SAME_POSITIONS, SAME_POSITIONS)
@@ -55,6 +69,11 @@ def receptive_fields(ir: IRGraph, nodes: list[str] | None = None) -> dict[str, R
     fields = _Fields(ir)
     targets = nodes or [node.id for node in ir.nodes() if not node.is_input]
     return {target: fields.field(target) for target in targets}
+
+
+def position_layouts(ir: IRGraph) -> dict[str, Layout]:
+    """Where each value holds its positions (rows and columns), as the field pass follows them."""
+    return _Fields(ir).layout
 
 
 class AxisSummary(NamedTuple):  # a tuple: made once per node and axis, so kept cheap
@@ -119,23 +138,42 @@ class _Fields:
         self.traced: dict[tuple, object] = {}  # (op, args, shapes) -> its rule's affine reads
         self.shape: dict[str, tuple] = {}  # value -> its shape
         self.producer: dict[str, str] = {}  # value -> the node computing it
+        self.layout: dict[str, Layout] = {}  # value -> the axes holding its positions (None: none)
         for index, node in enumerate(ir.nodes()):
             self.position[node.id] = index
             for value, shape in zip(node.values, node.shapes):
                 self.shape[value], self.producer[value] = shape, node.id
+            self._lay_out(node)
             self.summaries[node.id] = self._summarise(node)
+
+    def _lay_out(self, node) -> None:
+        """Where each output of `node` holds its positions: a (C, H, W) map by rank, unless the op
+        says (`Op.layout`) or is elementwise (positions stay where its input has them)."""
+        layouts = [MAP if len(shape) == 3 else None for shape in node.shapes]
+        if not node.is_input:
+            op, inputs = lookup(node.op), self._input_layouts(node)
+            if op.layout is not None:
+                layouts[0] = op.layout(node.args, [self.shape[value] for value in node.inputs], inputs)
+            elif op.receptive_field is None and op.window is None and inputs and inputs[0] is not None \
+                    and node.shapes[0] == self.shape[node.inputs[0]]:
+                layouts[0] = inputs[0]
+        for value, layout in zip(node.values, layouts):
+            self.layout[value] = layout
+
+    def _input_layouts(self, node) -> list[Layout]:
+        return [self.layout[value] for value in node.inputs]
 
     # --- the forward pass -----------------------------------------------------------------
     def _summarise(self, node) -> Summary:
         if node.id == self.source or node.is_input:  # another input is not measured against
             return Summary({node.id: IDENTITY} if node.id == self.source else {})
-        if not _spatial(node.shapes[0]):  # a vector reads every input whole
+        if self.layout[node.values[0]] is None:  # a vector reads every input whole
             whole = None
             for value in node.inputs:
                 whole = _united(whole, self.whole_read(value))
             return Summary(whole=whole[0] if whole else None)
         reads = self._affine_reads(node)
-        if reads == [SAME] and _spatial(self.shape[node.inputs[0]]):  # elementwise: as its input
+        if reads == [SAME] and self.layout[node.inputs[0]] is not None:  # elementwise: as its input
             return self.summaries[self.producer[node.inputs[0]]]
         if reads == NOT_AFFINE:
             return Summary({node.id: IDENTITY})  # an anchor: its reads are worked out when asked
@@ -159,38 +197,50 @@ class _Fields:
         return Summary(routes, whole[0] if whole else None)
 
     def _affine_reads(self, node):
-        op = lookup(node.op)
-        inputs = [self.shape[value] for value in node.inputs]
-        if op.receptive_field is not None:
-            key = (op.name, node.args, tuple(inputs), node.shapes[0])  # a repeated block traces once
-            try:
-                return self.traced[key]
-            except KeyError:
-                pass
-            except TypeError:  # arguments holding a list: not kept
-                key = None
-            try:
-                reads = affine_reads(op.receptive_field, node.args, inputs, node.shapes[0])
-            except NotAffine:
-                reads = NOT_AFFINE
-            if key is not None:
-                self.traced[key] = reads
-            return reads
+        rule, inputs = self._rule(node), [self.shape[value] for value in node.inputs]
+        if rule is None:
+            return [SAME] * len(inputs)
+        # a repeated block traces once
+        key = (node.op, node.args, tuple(inputs), node.shapes[0], tuple(self._input_layouts(node)))
+        try:
+            return self.traced[key]
+        except KeyError:
+            pass
+        except TypeError:  # arguments holding a list: not kept
+            key = None
+        try:
+            reads = affine_reads(rule, node.args, inputs, node.shapes[0])
+        except NotAffine:
+            reads = NOT_AFFINE
+        if key is not None:
+            self.traced[key] = reads
+        return reads
+
+    def _rule(self, node):
+        """The node's rule as (args, output ranges, input shapes, output) -> each input's reads;
+        None for an op that reads every input at the same positions."""
+        op, layouts = lookup(node.op), self._input_layouts(node)
+        if op.layout is not None:
+            return lambda args, ranges, inputs, output: op.receptive_field(args, ranges, inputs, output, layouts)
+        if op.receptive_field is None and op.window is None:
+            return None
+        if any(layout not in (None, MAP) for layout in layouts):  # a (C, H, W) rule, positions elsewhere
+            return lambda args, ranges, inputs, output: [WHOLE] * len(inputs)
         if op.window is not None:
-            return [window_read(*op.window(node.args, inputs))] + [SAME] * (len(inputs) - 1)
-        return [SAME] * len(inputs)
+            return lambda args, ranges, inputs, output: [window_ranges(ranges, *op.window(args, inputs))] + [ranges] * (len(inputs) - 1)
+        return op.receptive_field
 
     def _read_whole(self, value: str, read) -> bool:
         """A vector (other than the graph input itself) is read whole whatever is asked of it."""
-        return read is WHOLE or (not _spatial(self.shape[value]) and self.producer[value] != self.source)
+        return read is WHOLE or (self.layout[value] is None and self.producer[value] != self.source)
 
     # --- what a node reads, for given ranges of it --------------------------------------------
     def whole_read(self, value: str):
         """What the whole of a value reads of the graph input (a one-entry list), or None."""
         if value not in self.wholes:
-            node_id, shape = self.producer[value], self.shape[value]
-            if _spatial(shape):
-                self.wholes[value] = self.read(node_id, [whole_ranges(shape)])
+            node_id, shape, layout = self.producer[value], self.shape[value], self.layout[value]
+            if layout is not None:
+                self.wholes[value] = self.read(node_id, [whole_ranges(shape, layout)])
             elif node_id == self.source:
                 self.wholes[value] = None
             else:
@@ -216,7 +266,7 @@ class _Fields:
                 continue
             self._step()
             node = self.ir.node(anchor)
-            for value, ranges in zip(node.inputs, _concrete_reads(node, asked, self.shape)):
+            for value, ranges in zip(node.inputs, self._concrete_reads(node, asked)):
                 if ranges is None:
                     continue
                 if self._read_whole(value, ranges):
@@ -234,6 +284,14 @@ class _Fields:
                 heapq.heappush(queue, (-self.position[anchor], anchor))
             asked_of[anchor] = _united(asked_of.get(anchor), ranges)
 
+    def _concrete_reads(self, node, asked: list[Ranges]) -> list:
+        """What each input of a spatial `node` is asked for (None, WHOLE or ranges), given `asked`."""
+        rule, inputs = self._rule(node), [self.shape[value] for value in node.inputs]
+        if rule is None:
+            return [asked] * len(inputs)
+        per_probe = [rule(node.args, ranges, inputs, node.shapes[0]) for ranges in asked]
+        return [_of_one_input(list(reads)) for reads in zip(*per_probe)]
+
     def _step(self) -> None:
         self.work += 1
         if self.work > MAX_FIELD_WORK:
@@ -245,17 +303,19 @@ class _Fields:
     # --- fields ---------------------------------------------------------------------------------
     def field(self, target: str) -> ReceptiveField | None:
         """A node's field; nodes with the same summary and size (a run of activations) share it."""
-        shape = self.ir.node(target).shapes[0]
-        key = (id(self.summaries[target]), shape[1:])
+        node = self.ir.node(target)
+        layout = self.layout[node.values[0]]
+        sizes = positional_sizes(node.shapes[0], layout) if layout is not None else None
+        key = (id(self.summaries[target]), sizes)
         if key not in self.fields:
-            self.fields[key] = self._field(target, shape)
+            self.fields[key] = self._field(target, sizes)
         return self.fields[key]
 
-    def _field(self, target: str, shape) -> ReceptiveField | None:
-        if not _spatial(shape):
+    def _field(self, target: str, sizes) -> ReceptiveField | None:
+        if sizes is None:
             whole = self.summaries[target].whole
             return _global(whole) if whole else None
-        probes = [tuple((p, p) for p in positions) for positions in _probe_positions(shape)]
+        probes = [tuple((p, p) for p in positions) for positions in _probe_positions(sizes)]
         found = self.read(target, probes)
         if found is None:
             return None
@@ -264,22 +324,9 @@ class _Fields:
         first, centre, last = found
         size = tuple(hi - lo + 1 for lo, hi in centre)
         mid = lambda r: tuple((lo + hi) / 2 for lo, hi in r)  # noqa: E731
-        steps = tuple(max(n - 1, 1) for n in shape[1:])
+        steps = tuple(max(n - 1, 1) for n in sizes)
         jump = tuple((b - a) / s for a, b, s in zip(mid(first), mid(last), steps))
         return ReceptiveField(size, jump, mid(first), False, centre)
-
-
-def _concrete_reads(node, asked: list[Ranges], shapes: dict[str, tuple]) -> list:
-    """What each input of a spatial `node` is asked for (None, WHOLE or ranges), given `asked`."""
-    inputs = [shapes[value] for value in node.inputs]
-    op = lookup(node.op)
-    if op.receptive_field is not None:
-        per_probe = [op.receptive_field(node.args, ranges, inputs, node.shapes[0]) for ranges in asked]
-        return [_of_one_input(list(reads)) for reads in zip(*per_probe)]
-    if op.window is not None:
-        window = op.window(node.args, inputs)
-        return [[window_ranges(ranges, *window) for ranges in asked]] + [asked] * (len(inputs) - 1)
-    return [asked] * len(inputs)
 
 
 def _of_one_input(reads: list):
@@ -288,8 +335,8 @@ def _of_one_input(reads: list):
     return WHOLE if any(read is WHOLE for read in reads) else reads
 
 
-def _probe_positions(shape) -> list[tuple[int, int]]:
-    _, height, width = shape
+def _probe_positions(sizes) -> list[tuple[int, int]]:
+    height, width = sizes
     return [(0, 0), (height // 2, width // 2), (height - 1, width - 1)]
 
 
@@ -297,10 +344,6 @@ def _global(interval) -> ReceptiveField:
     (first, last), (left, right) = interval
     size = (last - first + 1, right - left + 1)
     return ReceptiveField(size, (0, 0), ((first + last) / 2, (left + right) / 2), True, interval)
-
-
-def _spatial(shape) -> bool:
-    return len(shape) == 3
 
 
 def _union(routes: list) -> tuple[AxisSummary, AxisSummary] | None:
