@@ -14,6 +14,7 @@ from archspec.ops.source import Call
 
 OPTIONAL = "optional"  # a projection shortcut some calls of the block have (torchvision's downsample)
 SYMBOLS = {1: ("C",), 2: ("T", "C"), 3: ("C", "H", "W")}  # shape comment letters for sizes that vary
+RESERVED = {"self", "torch", "nn", "F", "math", "Optional"}  # names a local must not hide
 
 
 @dataclass
@@ -95,9 +96,10 @@ class Locals:
     """Variable names for values: a value read for the last time by a one-output statement hands
     its name on; otherwise a free name is chosen."""
 
-    def __init__(self, inputs: dict[str, str], base: str, last_use: dict[str, int]):
+    def __init__(self, inputs: dict[str, str], base: str, last_use: dict[str, int], reserved: set[str]):
         self.names = dict(inputs)  # value -> variable
         self.holding = {name: value for value, name in inputs.items()}  # variable -> value
+        self.holding.update((name, "") for name in reserved)  # names the file gives a module or a helper
         self.inputs = set(inputs.values())
         self.base = base
         self.last_use = last_use
@@ -138,7 +140,7 @@ def forward_lines(ctx: Context, owner: Scope, found: list[Unit], inputs: dict[st
     """The statements of `forward` for the units, given the input names and the returned values."""
     last_use = {value: index for index, unit in enumerate(found) for value in unit.inputs}
     last_use.update({value: len(found) for value in returned})
-    names = Locals(inputs, base, last_use)
+    names = Locals(inputs, base, last_use, {*ctx.helpers.sources, *RESERVED})
     lines: list[Line] = []
     for index, unit in enumerate(found):
         read = [names.read(value) for value in unit.inputs]

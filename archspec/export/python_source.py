@@ -42,6 +42,9 @@ def _source(compiled: Any) -> str:
     ctx.readers = _readers(ir)
     ctx.scopes = {scope.path: scope for scope in tree.scopes()}
     ctx.optional = _optional_projections(tree)
+    for node in ir.nodes():  # every call written first: a local never takes a helper's name
+        if not node.is_input:
+            ctx.written(node)
     classes: list[str] = []
     taken: set[str] = set()
     for kind, instances in _blocks_inner_first(tree):

@@ -121,7 +121,7 @@ class View:
         """The graph as a new IRGraph, in key order, verified."""
         ir = self.template
         out = IRGraph(name=ir.name, inputs=dict(ir.inputs), outputs=dict(self.graph_outputs), named_outputs=ir.named_outputs,
-                      source=ir.source, params=dict(ir.params), init=ir.init)
+                      source=ir.source, params=dict(ir.params), init=ir.init, block_params=dict(ir.block_params))
         for node in self.nodes():
             out.add(node)
         out.verify()
