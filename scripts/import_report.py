@@ -115,7 +115,9 @@ def markdown(rows: list[tuple[str, tuple[int, ...], dict]]) -> str:
         "Made by `scripts/import_report.py` (random init, `weights=None`/`pretrained=False`, eval mode). Each model is",
         "imported at the input shown, then checked: **build** (the spec compiles and lowers), **load** (the model's",
         "state_dict loads strictly), **outputs** (eval outputs within 1e-5 of the largest output, after the model's",
-        "norm layers get random statistics), **flops** (archspec's static FLOPs equal FlopCounterMode's on the model).",
+        "norm layers get random statistics), **flops** (archspec's static FLOPs equal FlopCounterMode's on the model,",
+        "as archspec counts: `archspec.lower.verify.flop_counter`). Inputs are reduced to 3x64x64 where the",
+        "model allows it (ViT's `image_size` with it); MaxViT's 7x7 partitions need 3x224x224.",
         "",
         f"**{len(exact)} of {len(rows)} import exactly** (all four checks); {len(imported)} import.",
         f"torchvision: {sum(1 for n, _, _ in torchvision_rows if n in exact)} of {len(torchvision_rows)} exact; "

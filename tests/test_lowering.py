@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import LIBRARY, SPECS
-from torch.utils.flop_counter import FlopCounterMode
 
 from archspec.lower.verify import flop_counter
 

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from archspec.lower.verify import flop_counter
 

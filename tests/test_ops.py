@@ -20,7 +20,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 from torch.fx.passes.shape_prop import ShapeProp
-from torch.utils.flop_counter import FlopCounterMode
 
 from archspec.lower.verify import flop_counter
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
 
 from archspec.lower.verify import flop_counter
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from archspec.lower.verify import flop_counter
 

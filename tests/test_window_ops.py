@@ -11,7 +11,6 @@ from saved_tensors import saved_elements_estimated, saved_elements_measured
 import torch
 import torch.nn.functional as F
 import yaml
-from torch.utils.flop_counter import FlopCounterMode
 
 from archspec.lower.verify import flop_counter
 

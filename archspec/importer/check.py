@@ -79,6 +79,10 @@ def verify(model, spec_path: str | Path, input_shape: tuple[int, ...], keep_mode
         chain.reason = f"the outputs differ in kind: {sorted(theirs)} against {sorted(ours)}"
     chain.flops = (compiled.analysis.totals.flops, counted_flops(reference, input_shape))
     chain.passed["flops"] = chain.flops[0] == chain.flops[1]
+    if not chain.passed["outputs"] and chain.reason is None:
+        chain.reason = f"the outputs differ by {chain.error:.1e} of the largest"
+    if not chain.passed["flops"] and chain.reason is None:
+        chain.reason = f"{chain.flops[0]:,} static FLOPs against FlopCounterMode's {chain.flops[1]:,}"
     return chain
 
 
@@ -89,11 +93,16 @@ def _failed(chain: Chain, check: str, err: Exception) -> Chain:
 
 
 def counted_flops(model, input_shape: tuple[int, ...]) -> int:
+    """FlopCounterMode as archspec counts (archspec.lower.verify.flop_counter: the CPU attention
+    kernel with torch's SDPA formula), with autograd on: without it nn.MultiheadAttention takes a
+    fused fast path that FlopCounterMode has no formula for."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape))
+    from archspec.lower.verify import flop_counter
+
+    device = next(iter(model.parameters()), torch.zeros(0)).device
+    with flop_counter() as counter:
+        model(torch.zeros(1, *input_shape, device=device))
     return counter.get_total_flops()
 
 

@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archspec.importer.graph import ImportedGraph, Problem, from_trace
-from archspec.importer.items import Context, Renderer
-from archspec.importer.scopes import build_scopes
+from archspec.errors import SpecError
+from archspec.importer.items import Context, Renderer, Shadowed
+from archspec.importer.scopes import build_scopes, index, name_units
 from archspec.importer.writer import SpecText, write_spec
+
+
+MAX_RENAMES = 50  # names made explicit to resolve shadowing, at most
 
 
 @dataclass
@@ -30,6 +34,17 @@ def import_model(model, input_shape: tuple[int, ...], name: str, summary: str, b
         return Imported(None, graph.problems, graph, model)
     tidy(graph)
     root = build_scopes(graph)
+    scopes = index(root)
+    for _ in range(MAX_RENAMES):
+        try:
+            return Imported(write_spec(_spec(graph, root, name, summary, blocks)), [], graph, model)
+        except Shadowed as clash:  # a local name hides an outer one a reference needs: rename the local one
+            scopes[clash.scope].forbidden.add(clash.name)
+            name_units(root)
+    raise SpecError(f"the names around '{clash.scope}' cannot be made unambiguous ('{clash.name}')")
+
+
+def _spec(graph: ImportedGraph, root, name: str, summary: str, blocks: str) -> SpecText:
     renderer = Renderer(graph, root)
     spec = SpecText(spec_name(name), summary, dict(graph.inputs), [])
     if blocks == "auto":
@@ -38,7 +53,7 @@ def import_model(model, input_shape: tuple[int, ...], name: str, summary: str, b
         spec.blocks = fold(renderer, root)
     spec.items = renderer.items(root, Context(), next(iter(graph.inputs)))
     spec.outputs = _outputs(renderer, graph, spec.items)
-    return Imported(write_spec(spec), [], graph, model)
+    return spec
 
 
 def _outputs(renderer: Renderer, graph: ImportedGraph, items) -> Any:

@@ -2,8 +2,11 @@
 
 Sizes read off tensors (`x.size(0)`, `x.shape[-2:]`) become numbers in the arguments of the
 calls that read them; `getitem` on an op with several outputs is a reference (`split1.0` in a
-spec, `id:k` here); every other node that gives a tensor is matched to an op. A node no op takes
-is a `Problem`: all of them are collected, so the user sees every unsupported node at once.
+spec, `id:k` here); every other node that gives a tensor is matched to an op. A learned tensor
+read directly (fx's get_attr: ViT's class_token) is matched too (the `param` op), and a function
+reading a module's own tensors (timm's BatchNormAct2d is F.batch_norm on its weight) is first tried
+as that module's call. A node no op takes is a `Problem`: all of them are collected, so the user
+sees every unsupported node at once.
 """
 from __future__ import annotations
 
@@ -79,7 +82,22 @@ def from_trace(traced: Trace) -> ImportedGraph:
     builder = _Builder(traced)
     for node in traced.module.graph.nodes:
         builder.visit(node)
+    _shared_weights(builder.graph)
     return builder.graph
+
+
+def _shared_weights(graph: ImportedGraph) -> None:
+    """A module with tensors called more than once shares its weights between the calls: a
+    problem for each call after the first (a spec would need `reuse`, which the importer does not write)."""
+    seen: dict[str, str] = {}
+    for node in list(graph.nodes.values()):
+        if not node.weighted:
+            continue
+        if node.path in seen:
+            graph.problems.append(Problem(node.id, node.target, node.path,
+                                          f"a second call of the module '{node.path}' (shared weights, first called "
+                                          f"as {seen[node.path]}): the importer writes no `reuse`"))
+        seen.setdefault(node.path, node.id)
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ class _Builder:
         self.shapes: dict[str, Shape] = {}  # value id -> its traced shape (unsupported nodes' too)
         self.owners = _tensor_owners(traced)  # function fx node -> the module whose own tensors it reads
         self._attribute_nodes: dict[str, Any] = {}  # id of a learned-tensor node -> its get_attr fx node
+        self.unbatched: set[str] = set()  # learned tensors whose torch value has no batch axis
 
     def visit(self, node) -> None:
         value, other = self.traced.values.get(node, (None, None))
@@ -207,7 +226,9 @@ class _Builder:
         kind = "attribute" if attribute or stored is not None else node.op.removeprefix("call_")
         call = TorchCall(kind, names, module, args, kwargs, in_shapes, output, tensors, list(inputs))
         self._name_values(node, value, output)
-        found = (None if attribute else self._batch_problem(value, other)) or find_op(call)
+        stored_only = bool(inputs) and all(v in self.unbatched for v in inputs)  # `gamma.reshape(1, -1, 1, 1)`
+        problem = None if attribute else self._stored_problem(value) if stored_only else self._batch_problem(value, other)
+        found = problem or find_op(call)
         if not isinstance(found, str) and len(inputs) < found.op.arity[0] and not attribute:
             if len(inputs) == 1 and in_shapes[0] == output:
                 self.value_of[node] = inputs[0]  # a merge of one tensor (DenseNet's first torch.cat) is that tensor
@@ -228,6 +249,8 @@ class _Builder:
             inputs[:], in_shapes[:] = [inputs[k] for k in call.kept], [in_shapes[k] for k in call.kept]
         if call.kind == "attribute":  # a learned tensor: its input is the value it meets (tidy.feed_learned_tensors)
             output = self.shapes[node.name] = found.op.shape(found.validated, [])
+            if tuple(output) == tuple(call.tensors[""]):
+                self.unbatched.add(node.name)  # as stored, without a batch axis: what reads it alone has a leading 1
             inputs[:], in_shapes[:] = [], []
             self._attribute_nodes[node.name] = node if node.op == "get_attr" else self._attribute_nodes[call.sources[0]]
         elif isinstance(output, list) and found.op.output_count(found.validated, in_shapes) == 1:
@@ -263,6 +286,13 @@ class _Builder:
         inputs.append(value)
         in_shapes.append(self.shapes.get(value, ()))
         return TensorArg(len(inputs) - 1, in_shapes[-1])
+
+    @staticmethod
+    def _stored_problem(value) -> str | None:
+        """A call on learned tensors alone: its leading 1 is the batch a spec broadcasts."""
+        if is_tensor(value) and value.shape[:1] == (1,):
+            return None
+        return "a computation on learned tensors alone whose result does not start with an axis of 1"
 
     def _batch_problem(self, value, other) -> str | None:
         values = list(value) if isinstance(value, (tuple, list)) else [value]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from archspec.errors import ArchspecError
 from archspec.importer.graph import ImportedGraph, ImportedNode
-from archspec.importer.scopes import Scope, value_paths
+from archspec.importer.scopes import Scope, index, value_paths
 
 GROUP = "seq"  # the spec language's construct for a named group (a module that is not a block)
 
@@ -34,6 +34,15 @@ class Item:
     node: ImportedNode | None = None  # the node an op item writes
 
 
+class Shadowed(Exception):
+    """A reference's first name is also a name in a scope between it and its target: the spec
+    would find that one. The importer renames the one in `scope` and renders again."""
+
+    def __init__(self, scope: str, name: str):
+        super().__init__(f"'{name}' in '{scope}'")
+        self.scope, self.name = scope, name
+
+
 @dataclass
 class Context:
     """Where items are rendered: inside the block instance `root` (None: the spec's top), whose
@@ -50,6 +59,7 @@ class Renderer:
     def __init__(self, graph: ImportedGraph, root: Scope):
         self.graph = graph
         self.paths = value_paths(root)
+        self.scopes = index(root)
         self.outputs_of = _scope_outputs(root)  # value id -> paths of the scopes it is the output of, outermost first
         self.scope_item: Callable[[Scope, Scope, Context], Item] = self.group_item
         self.finish: Callable[[list[Item]], list[Item]] = lambda items: items  # the folding merges repeats here
@@ -94,8 +104,14 @@ class Renderer:
                 break
         if context.root is not None and not _inside(path, context.root):
             raise ArchspecError(f"'{path}' is read inside '{context.root}' but is not its input")
-        common = _common_prefix(here.split(".") if here else [], path.split("."))
-        return ".".join(path.split(".")[len(common):])
+        here_parts = here.split(".") if here else []
+        common = _common_prefix(here_parts, path.split("."))
+        reference = path.split(".")[len(common):]
+        for depth in range(len(here_parts), len(common), -1):  # the scopes the lookup passes on its way up
+            scope = self.scopes.get(".".join(here_parts[:depth]))
+            if scope is not None and reference[0] in {name for name, _ in scope.names.values()}:
+                raise Shadowed(scope.path, reference[0])
+        return ".".join(reference)
 
 
 def op_args(node: ImportedNode) -> dict[str, Any]:

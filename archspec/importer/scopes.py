@@ -28,6 +28,8 @@ class Scope:
     units: list[Union["Scope", ImportedNode]] = field(default_factory=list)
     # unit -> its name here, and whether the spec must write it (False: the spec's automatic name)
     names: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    # names a node here must not have: a reference from inside to an outer node of that name would find it
+    forbidden: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -58,8 +60,17 @@ def build_scopes(graph: ImportedGraph) -> Scope:
             parent = index[path]
         parent.units.append(node)
     _order(root, _producers(graph))
-    _name(root)
+    name_units(root)
     return root
+
+
+def index(root: Scope) -> dict[str, Scope]:
+    """Scope path -> scope."""
+    found = {root.path: root}
+    for unit in root.units:
+        if isinstance(unit, Scope):
+            found.update(index(unit))
+    return found
 
 
 def _producers(graph: ImportedGraph) -> dict[str, str]:
@@ -108,7 +119,7 @@ def _order(scope: Scope, producers: dict[str, str]) -> None:
             _order(unit, producers)
 
 
-def _name(scope: Scope) -> None:
+def name_units(scope: Scope) -> None:
     """Each unit's name: a module's attribute name where it owns tensors or is a scope, else the
     spec's automatic `<op><k>`, written out only where that name is already taken here."""
     wanted = {}
@@ -121,7 +132,8 @@ def _name(scope: Scope) -> None:
         if not NAME.match(name) or keyword.iskeyword(name):
             raise SpecError(f"the module name '{name}' in '{scope.path or 'the model'}' is not a spec name",
                                 hint="spec names are 1-64 letters, digits, '_' or '-', and no Python keyword")
-    taken = set(wanted.values())
+    taken = set(wanted.values()) | scope.forbidden
+    scope.names = {}
     counters: dict[str, int] = {}
     for unit in scope.units:
         if id(unit) in wanted:
@@ -146,7 +158,7 @@ def _name(scope: Scope) -> None:
             taken.add(candidate)
     for unit in scope.units:
         if isinstance(unit, Scope):
-            _name(unit)
+            name_units(unit)
 
 
 def value_paths(root: Scope) -> dict[str, str]:

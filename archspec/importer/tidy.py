@@ -5,6 +5,7 @@
 - a merge that directly follows a module and reads only that module's input and its result moves
   into the module, at its end: DenseNet's concatenation closes each dense layer (`concat:
   {from: [input, conv2]}`), as the library's hand-written dense_layer does;
+- an op that is always the identity is left out (timm's nn.Identity placeholders);
 - nodes in front of a merge that its op's `expand` rule would insert itself, under the name it
   would give them, are left to the rule: ResNet's `downsample` (1x1 conv + BN) becomes
   `add: {project: auto}`.
@@ -22,8 +23,25 @@ from archspec.importer.matching import Match
 
 
 def tidy(graph: ImportedGraph) -> None:
-    for rule in (children_of_tensor_owners, feed_learned_tensors, concat_prefixes, merges_into_modules, projections_to_rules):
+    for rule in (children_of_tensor_owners, feed_learned_tensors, identities_away, concat_prefixes, merges_into_modules,
+                 projections_to_rules):
         rule(graph)
+
+
+def identities_away(graph: ImportedGraph) -> None:
+    """An op that is the identity always (trait `removable`, not `stochastic`: timm's nn.Identity
+    placeholders, `x.contiguous()`) is left out; its readers read its input."""
+    for node in list(graph.nodes.values()):
+        if not (node.op.is_("removable") and not node.op.is_("stochastic")) or node.weighted or len(node.inputs) != 1:
+            continue
+        source = node.inputs[0]
+        for reader in graph.nodes.values():
+            reader.inputs = [source if value == node.id else value for value in reader.inputs]
+        if isinstance(graph.outputs, dict):
+            graph.outputs = {k: source if v == node.id else v for k, v in graph.outputs.items()}
+        elif graph.outputs == node.id:
+            graph.outputs = source
+        del graph.nodes[node.id]
 
 
 def children_of_tensor_owners(graph: ImportedGraph) -> None:
@@ -43,18 +61,23 @@ def children_of_tensor_owners(graph: ImportedGraph) -> None:
 
 def feed_learned_tensors(graph: ImportedGraph) -> None:
     """A learned tensor read directly (a `param`) takes the value it is combined with as its input
-    (it reads only its batch), and runs just before the node that reads it."""
+    (it reads only its batch), through the calls on it alone (timm's `gamma.reshape(1, -1, 1, 1)`);
+    they run just before the node that combines them."""
     for node in list(graph.nodes.values()):
         if node.inputs or node.op.arity[0] == 0:
             continue
-        consumer = next((c for c in graph.nodes.values() if node.id in c.inputs), None)
-        other = next((v for v in consumer.inputs if v != node.id), None) if consumer is not None else None
-        if other is None:
-            raise SpecError(f"the tensor '{node.path}' is read by nothing that combines it with an activation")
+        chain, other, consumer = [node.id], None, None
+        while other is None:
+            consumer = next((c for c in graph.nodes.values() if chain[-1] in c.inputs), None)
+            if consumer is None:
+                raise SpecError(f"the tensor '{node.path}' is read by nothing that combines it with an activation")
+            other = next((v for v in consumer.inputs if v != chain[-1]), None)
+            if other is None:
+                chain.append(consumer.id)
         node.inputs, node.in_shapes = [other], [graph.shape_of(other)]
-        order = [n for n in graph.nodes if n != node.id]
-        order.insert(order.index(consumer.id), node.id)
-        graph.nodes = {k: graph.nodes[k] for k in order}
+        order = [n for n in graph.nodes if n not in chain]
+        at = order.index(consumer.id)
+        graph.nodes = {k: graph.nodes[k] for k in order[:at] + chain + order[at:]}
 
 
 def concat_prefixes(graph: ImportedGraph) -> None:
