@@ -43,7 +43,8 @@ def reduced_inputs(path: Path) -> list[str]:
     compiled = pipeline.compile(path)
     shapes = {name: tuple(compiled.ir.shapes[value]) for name, value in compiled.ir.inputs.items()}
     for size in REDUCED_SIZES:
-        smaller = {name: (shape[0], size, size) for name, shape in shapes.items() if len(shape) == 3 and shape[1] > size}
+        smaller = {name: (shape[0], size, size) for name, shape in shapes.items()
+                   if len(shape) == 3 and shape[1] > size}
         if not smaller:
             return []
         try:
@@ -56,7 +57,8 @@ def reduced_inputs(path: Path) -> list[str]:
 
 def export_cell(path: Path, format_name: str, options: list[str], folder: Path) -> Cell:
     out = folder / f"{path.stem}{FORMATS[format_name].suffix}"
-    command = [sys.executable, "-m", "archspec", "export", str(path), "--format", format_name, "--out", str(out), *options]
+    command = [sys.executable, "-m", "archspec", "export", str(path), "--format", format_name, "--out", str(out),
+               *options]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -64,7 +66,7 @@ def export_cell(path: Path, format_name: str, options: list[str], folder: Path) 
     if done.returncode == 0 and format_name == "python":  # the source is text: import it and compare here
         done = subprocess.run([sys.executable, __file__, str(path), *options, "--check-python", str(out)], cwd=ROOT,
                               capture_output=True, text=True, timeout=TIMEOUT_S)
-    diff = re.search(r"max abs diff (\S+)", done.stdout)
+    diff = re.search(r"max abs diff ([-+.0-9eE]+|inf|nan)", done.stdout)
     traced = ", traced" if "torch.jit.trace" in done.stdout else ""
     if done.returncode == 0:
         return Cell("ok", (diff.group(1) if diff else "(source)") + traced)
@@ -100,7 +102,8 @@ def check_python(source: Path, spec: Path, inputs: list[str]) -> int:
 
 def reason(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    first = next((line for line in lines if line.startswith(("error:", "internal error:"))), lines[-1] if lines else "?")
+    errors = [line for line in lines if line.startswith(("error:", "internal error:"))]
+    first = errors[0] if errors else lines[-1] if lines else "?"
     first = first.removeprefix("error: ")
     return first if len(first) <= MAX_REASON else first[: MAX_REASON - 3] + "..."
 
