@@ -20,6 +20,7 @@ from archspec.errors import SpecError
 from archspec.export.python_calls import constructor_call
 from archspec.export.python_source import LINE_LENGTH, python_source
 from conftest import ROOT, SPECS
+from moved_weights import moved_weights
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 # spec -> input shape: small sizes for speed; one spec per kind of structure (residual blocks with
@@ -54,20 +55,6 @@ class Written:
 @lru_cache(maxsize=None)
 def written(name: str) -> Written:
     return Written(name)
-
-
-def moved_weights(module: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    moved = {}
-    for name, tensor in module.state_dict().items():
-        if not tensor.is_floating_point():
-            moved[name] = tensor.clone()
-        elif name.endswith("running_var"):
-            moved[name] = torch.rand(tensor.shape, generator=generator) + 0.5
-        else:
-            noise = torch.randn((2, *tensor.shape), generator=generator)
-            moved[name] = tensor * (1 + 0.2 * noise[0]) + 0.01 * noise[1]
-    return moved
 
 
 def outputs(result) -> list[torch.Tensor]:

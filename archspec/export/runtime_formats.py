@@ -5,6 +5,7 @@ reads it and compares its outputs with the module's at another batch."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from archspec.errors import ArchspecError
@@ -15,13 +16,14 @@ from archspec.files import write_atomic
 # onnxruntime 1.32 runs in full.
 ONNX_OPSET = 20
 ONNX_RUNNER = "onnxruntime (CPUExecutionProvider)"
+BATCH_NAME = "batch"  # the dynamic dimension's name in the file
 PROTOBUF_LIMIT = 2 << 30  # one ONNX protobuf message holds at most 2 GiB
 
 ONNX_HINT = "an op the ONNX exporter cannot translate; --format pt2 or torchscript keep torch's own kernels"
 EXPORT_HINT = "an op torch.export cannot trace; try --format torchscript, which falls back to tracing"
 
 
-# --- onnx --------------------------------------------------------------------------------------------
+# --- onnx: the torch.export program, with what the translator lacks filled in (onnx_gaps) -------
 def onnx_output_names(job: ExportJob) -> list[str]:
     """The spec's output names; one that is also an input's name gets `_output`, since every
     value of an ONNX graph has one name (siamese_pair has an input and an output `left`)."""
@@ -32,21 +34,40 @@ def onnx_output_names(job: ExportJob) -> list[str]:
 def export_onnx(job: ExportJob) -> Exported:
     import torch
 
+    from archspec.export.onnx_gaps import fill_gaps
+
     names = onnx_output_names(job)
+    program = exported_program(job)
     with exporter_errors("torch.onnx.export (dynamo)", ONNX_HINT):
-        program = torch.onnx.export(job.module, (), kwargs=job.example(job.example_batch), dynamo=True,
-                                    dynamic_shapes=job.dynamic_batch(), input_names=list(job.input_shapes),
-                                    output_names=names, opset_version=ONNX_OPSET, verbose=False)
-        model = program.model_proto
+        program, translations, filled = fill_gaps(program)
+        model = torch.onnx.export(program, dynamo=True, input_names=list(job.input_shapes), output_names=names,
+                                  opset_version=ONNX_OPSET, custom_translation_table=translations,
+                                  verbose=False).model_proto
+    _name_batch(model)
     if model.ByteSize() >= PROTOBUF_LIMIT:
         raise ArchspecError(f"the ONNX model is {model.ByteSize() / (1 << 30):.1f} GiB, over protobuf's 2 GiB "
                             "limit for one file")
     path = write_atomic(job.out, model.SerializeToString())
     checker = _check_onnx(path)
-    facts = (("exporter", "torch.onnx.export(dynamo=True)"), ("opset", str(_file_opset(path))),
+    facts = (("exporter", "torch.export.export, then torch.onnx.export(dynamo=True)"), ("opset", str(_file_opset(path))),
              ("batch", _batch_dimension(path)), ("onnx.checker", checker),
-             ("output names", ", ".join(names)))
+             ("output names", ", ".join(names)), *((("filled in", ", ".join(filled)),) if filled else ()))
     return Exported(path, facts, _loaded_check(ONNX_RUNNER, job, lambda inputs: _run_onnx(path, names, job, inputs)))
+
+
+def _name_batch(model) -> None:
+    """Call the batch symbol `batch` in the file (torch.export names it s0, s40, ...), in every
+    shape that the file records, alone or in an expression (`3*s40`)."""
+    graph = model.graph
+    symbols = {value.type.tensor_type.shape.dim[0].dim_param for value in graph.input
+               if value.type.tensor_type.shape.dim} - {""}
+    if not symbols:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(symbols))) + r")\b")
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = pattern.sub(BATCH_NAME, dim.dim_param)
 
 
 def _check_onnx(path: Path) -> str:
@@ -97,12 +118,21 @@ def _run_onnx(path: Path, names: list[str], job: ExportJob, inputs: dict) -> dic
 
 
 # --- pt2 ---------------------------------------------------------------------------------------------
-def export_pt2(job: ExportJob) -> Exported:
+def exported_program(job: ExportJob):
+    """torch.export of the module at the example batch, dimension 0 of every input dynamic
+    (non-strict: the lowered forward is plain tensor code, nothing for dynamo to guard)."""
     import torch
 
     with exporter_errors("torch.export.export", EXPORT_HINT):
-        program = torch.export.export(job.module, (), kwargs=job.example(job.example_batch),
-                                      dynamic_shapes=job.dynamic_batch(), strict=False)
+        return torch.export.export(job.module, (), kwargs=job.example(job.example_batch),
+                                   dynamic_shapes=job.dynamic_batch(), strict=False)
+
+
+def export_pt2(job: ExportJob) -> Exported:
+    import torch
+
+    program = exported_program(job)
+    with exporter_errors("torch.export.save", "please report it"):
         buffer = io.BytesIO()
         torch.export.save(program, buffer)
     path = write_atomic(job.out, buffer.getvalue())
