@@ -5,7 +5,9 @@ between the file's outputs and torch's, as the command checks them) or the reaso
 Each export is one `archspec export` process, so the report is what a user's command gives, and
 one exporter's crash or memory cannot spoil the rest. Run from the repository root:
 
-    nice .venv/bin/python scripts/export_library.py [SPEC ...] [--out reports/export.md]
+    nice .venv/bin/python scripts/export_library.py [SPEC ...] [--out reports/export.md] [--merge]
+
+--merge keeps the rows of the existing report for the specs not named (a long run done in parts).
 """
 from __future__ import annotations
 
@@ -109,7 +111,25 @@ def reason(stderr: str) -> str:
     return first if len(first) <= MAX_REASON else first[: MAX_REASON - 3] + "..."
 
 
-def render(rows: list[tuple[str, list[str], dict[str, Cell]]], seconds: float) -> str:
+def read_rows(report: Path) -> list[tuple[str, list[str], dict[str, Cell]]]:
+    """The rows of a report this script wrote, back as (spec, --input options, cells)."""
+    text = report.read_text() if report.exists() else ""
+    reasons = dict(re.findall(r"^(\d+)\. \*\*.+?\*\*, \w+: (.*)$", text, re.M))
+    rows = []
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) != 2 + len(FORMATS) or cells[0] in ("spec", "---"):
+            continue
+        options = [] if cells[1] == "own" else ["--input", cells[1]]
+        parsed = {}
+        for name, cell in zip(FORMATS, cells[2:]):
+            failed = re.fullmatch(r"failed \[(\d+)\]", cell)
+            parsed[name] = Cell("failed", reasons.get(failed.group(1), "?")) if failed else Cell("ok", cell[3:])
+        rows.append((cells[0], options, parsed))
+    return rows
+
+
+def render(rows: list[tuple[str, list[str], dict[str, Cell]]], seconds: float, ran: int) -> str:
     import onnx
     import onnxruntime
     import torch
@@ -132,7 +152,8 @@ def render(rows: list[tuple[str, list[str], dict[str, Cell]]], seconds: float) -
         "module's state_dict loaded into it strictly, and compared the same way.",
         "",
         f"torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}; "
-        f"{len(rows)} specs in {seconds / 60:.0f} min.",
+        f"{len(rows)} specs" + (f"; the last run ({ran} of them, the rest kept by --merge) took {seconds / 60:.0f} min."
+                                if ran < len(rows) else f" in {seconds / 60:.0f} min."),
         "",
         "| spec | input | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
@@ -160,13 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("specs", nargs="*", type=Path, help="Specs (default: every spec in specs/).")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "export.md")
+    parser.add_argument("--merge", action="store_true", help="Keep the existing report's other rows.")
     parser.add_argument("--input", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--check-python", type=Path, help=argparse.SUPPRESS)  # one python check, in its own process
     args = parser.parse_args(argv)
     if args.check_python:
         return check_python(args.check_python, args.specs[0], args.input)
     specs = args.specs or sorted((ROOT / "specs").glob("*.yaml"))
-    rows, start = [], time.monotonic()
+    names = {path.stem for path in specs}
+    rows, start = [row for row in read_rows(args.out) if row[0] not in names] if args.merge else [], time.monotonic()
     with tempfile.TemporaryDirectory(prefix="archspec-export-") as temporary:
         for path in specs:
             options = reduced_inputs(path)
@@ -174,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             for written in Path(temporary).iterdir():
                 written.unlink()  # the next spec's disk
             rows.append((path.stem, options, cells))
+            rows.sort(key=lambda row: row[0])
             print(path.stem, " ".join(f"{name}:{cell.status}" for name, cell in cells.items()), flush=True)
-            args.out.write_text(render(rows, time.monotonic() - start))  # progress survives an interruption
+            args.out.write_text(render(rows, time.monotonic() - start, len(specs)))  # progress survives an interruption
     return 0
 
 
