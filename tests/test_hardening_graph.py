@@ -360,14 +360,16 @@ def test_a_flat_spec_of_5000_ops_is_folded_into_runs(tmp_path):
     # 1 input + 5000 ops + 1 output at level 1: runs of ceil(5002 / (MAX_FOLDED - 3)) ops
     size = math.ceil(5002 / (MAX_FOLDED - 3))
     runs = math.ceil(5000 / size)
-    nodes = drawn_nodes(dot)
+    # a column break is a pair of connectors ("to column 2", "from column 1") and one more edge
+    nodes = [n for n in drawn_nodes(dot) if not n.startswith(("[to column ", "[from column "))]
+    breaks = sum(1 for n in drawn_nodes(dot) if n.startswith("[to column "))
     assert len(nodes) == 1 + runs + 1 <= MAX_FOLDED
     assert sum(1 for n in nodes if n.startswith("[run] ")) == runs
     assert nodes[1] == "[run] conv1" and f"<B>{size} ops</B>" in dot and "conv, relu" in dot
     last = 5000 - (runs - 1) * size
     assert f"<B>{last} ops</B>" in dot
-    # a chain: input -> run 1 -> ... -> run n -> output, one edge each
-    assert len(dot_edges(dot)) == runs + 1
+    # a chain: input -> run 1 -> ... -> run n -> output, one edge each, and one per column break
+    assert len(dot_edges(dot)) == runs + 1 + breaks
     assert "run of consecutive ops (folded)" in dot  # the legend says what a run is
 
 

@@ -13,12 +13,17 @@ What the diagram shows:
   resolution: U-Net's encoder -> decoder copies) dashed, thick and orange; size references (the
   second input of `upsample`, `crop`, `pad`) dotted;
 - an encoder-decoder is drawn as a U: the decoder runs back up next to the encoder, each bridge
-  joins two nodes placed on the same rank;
+  joins two nodes placed on the same rank, without a label (the encoder's edge beside it carries
+  the same shape; the bridge's tooltip says it);
 - a drawing longer than `WRAP_RANKS` ranks is cut into side-by-side columns at block
-  boundaries (a block cut in two is drawn as two boxes, the second "continued").
+  boundaries (a block cut in two is drawn as two boxes, the second "continued"); the edges
+  between columns end and start again at connectors (`to column 2`, `from column 1`);
+- parallel branches left to right in spec order (the order their concat takes them in); a name
+  under an op's label where the user gave it, not the automatic `conv1`.
 
-Three steps, each in its own module: layout (`archspec.render.layout`, pure graph analysis),
-DOT emission (`archspec.render.dot`) and the graphviz subprocess (`archspec.render.dot_command`).
+Three steps, each in its own module: layout (`archspec.render.layout` and `.wrap`:
+pure graph analysis), DOT emission (`archspec.render.dot`) and the graphviz subprocess
+(`archspec.render.dot_command`).
 `diagram_source` gives the DOT text (no system tool needed); `render` runs `dot` on it.
 """
 from __future__ import annotations
@@ -31,8 +36,9 @@ from archspec.ir.graph import IRGraph
 from archspec.render.dot import emit
 from archspec.render.dot_command import render, render_svg_text
 from archspec.render.dot_nodes import NodeLabels, human
-from archspec.render.layout import auto_depth, classify_edges, cluster_tree, columns, fitted_layout, layout
+from archspec.render.layout import auto_depth, classify_edges, cluster_tree, fitted_layout, layout
 from archspec.render.palette import FAMILIES, family
+from archspec.render.wrap import columns, wrapped
 
 __all__ = [  # what the commands, the HTML report and the tests use, wherever it lives
     "FAMILIES", "FORMATS", "RANKDIRS", "WRAP_RANKS", "auto_depth", "build_artifacts", "classify_edges", "columns",
@@ -63,8 +69,7 @@ def diagram(
         from archspec.passes.counts import analyze
 
         analysis = analyze(ir)
-    plan = fitted_layout(ir, depth or None)
-    column = columns(plan, wrap)
+    plan, column = wrapped(fitted_layout(ir, depth or None), wrap)
     clusters = cluster_tree(ir, plan, column)
     labels = NodeLabels(ir, repeats=clusters.repeats)
     if params:
@@ -73,7 +78,7 @@ def diagram(
     if title is None and analysis is not None:
         totals = analysis.totals
         title = f"{ir.name}: {human(totals.params)} params, {human(totals.macs)} MACs"
-    return emit(ir, plan, column, clusters, labels, rankdir=rankdir, title=title)
+    return emit(ir, plan, clusters, labels, rankdir=rankdir, title=title)
 
 
 def diagram_source(ir: IRGraph, analysis: Any = None, **options: Any) -> str:

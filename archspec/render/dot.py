@@ -2,7 +2,9 @@
 
 The graph's attributes, the clusters (nested, one box per column a block spans), the units
 (`archspec.render.dot_nodes`), the edges in their styles, the rank constraints that keep the U
-of an encoder-decoder and the columns side by side, and the legend of what was drawn."""
+of an encoder-decoder, and the legend of what was drawn. Everything is written in the order it
+is drawn, which is the order dot starts from: parallel branches come out left to right in spec
+order, and columns side by side."""
 from __future__ import annotations
 
 import html
@@ -15,7 +17,7 @@ from archspec.render.layout import ClusterKey, Clusters, Layout
 from archspec.render.palette import EDGE_LEGEND, EDGE_STYLES, FAMILIES
 
 
-def emit(ir: IRGraph, plan: Layout, column: dict[str, int], clusters: Clusters, labels: NodeLabels,
+def emit(ir: IRGraph, plan: Layout, clusters: Clusters, labels: NodeLabels,
          rankdir: str = "TB", title: str | None = None):
     """The drawing as a `graphviz.Digraph` (its `.source` is the DOT text)."""
     import graphviz
@@ -24,30 +26,50 @@ def emit(ir: IRGraph, plan: Layout, column: dict[str, int], clusters: Clusters, 
     graph.attr(
         rankdir=rankdir, fontname="Helvetica", fontsize="12", nodesep="0.3", ranksep="0.32",
         pad="0.3", labelloc="t", labeljust="l", outputorder="edgesfirst",
+        # one ranking for the whole graph: the U's rank constraints join units in two clusters,
+        # and parallel branches keep the order they are written in (`_emit_cluster`)
+        newrank="true",
     )
-    if plan.bridges or any(column.values()):
-        graph.attr(newrank="true")  # rank constraints across clusters (the U, the columns)
     if title:
         graph.attr(label=html_label(font(title, 16, bold=True)))
     graph.attr("node", fontname="Helvetica", fontsize="11", shape="box", style="rounded,filled", height="0.3", margin="0.12,0.04", penwidth="1.1")
     graph.attr("edge", fontname="Helvetica", fontsize="9", fontcolor="#555555", arrowsize="0.6", color="#555555")
-    _emit_cluster(graph, (), clusters, labels)
-    used_edges = _emit_edges(graph, plan, column)
-    _rank_constraints(graph, plan, column)
+    _emit_cluster(graph, (), clusters, labels, _starts(plan, clusters))
+    used_edges = _emit_edges(graph, plan)
+    _rank_constraints(graph, plan)
     _legend(graph, labels.used_families, used_edges)
     return graph
 
 
-def _emit_cluster(target: Any, key: ClusterKey, clusters: Clusters, labels: NodeLabels) -> None:
-    """The units directly inside cluster `key`, then its child clusters, depth first."""
-    for unit in clusters.members[key]:
-        target.node(unit.id, **labels.attrs(unit))
-    for child in clusters.children[key]:
-        path, part = child[-1]
+def _emit_cluster(target: Any, key: ClusterKey, clusters: Clusters, labels: NodeLabels, starts: dict[Any, int]) -> None:
+    """The units directly inside cluster `key` and its child clusters, depth first, in the order
+    they are drawn (`starts`: the position of each unit and of each cluster's first unit). dot
+    starts from the order it reads nodes in: written members first (a module's concat before its
+    branches' boxes, Inception-v3's pool before the other branches' convs), the branches came out
+    in another order than the spec's (GoogLeNet's 2,3,4,1 and 1,3,2,4)."""
+    inside = [*clusters.members[key], *clusters.children[key]]
+    for item in sorted(inside, key=lambda item: starts[item if isinstance(item, tuple) else item.id]):
+        if not isinstance(item, tuple):
+            target.node(item.id, **labels.attrs(item))
+            continue
+        path, part = item[-1]
         first = part == clusters.first_column[path]
         with target.subgraph(name="cluster_" + path + ("" if first else f"~{part}")) as cluster:
-            cluster.attr(**_cluster_attrs(child, clusters, first))
-            _emit_cluster(cluster, child, clusters, labels)
+            cluster.attr(**_cluster_attrs(item, clusters, first))
+            _emit_cluster(cluster, item, clusters, labels, starts)
+
+
+def _starts(plan: Layout, clusters: Clusters) -> dict[Any, int]:
+    """The position of each unit in the layout, and of each cluster's first unit."""
+    starts: dict[Any, int] = {unit_id: i for i, unit_id in enumerate(plan.units)}
+
+    def first(key: ClusterKey) -> int:
+        starts[key] = min([starts[unit.id] for unit in clusters.members[key]] + [first(child) for child in clusters.children[key]])
+        return starts[key]
+
+    for child in clusters.children[()]:
+        first(child)
+    return starts
 
 
 def _cluster_attrs(key: ClusterKey, clusters: Clusters, first: bool) -> dict[str, str]:
@@ -77,7 +99,7 @@ def _cluster_label(path: str, kind: str, parent: tuple[str, ...], repeat: tuple[
     return f"{name} · {kind}"
 
 
-def _emit_edges(graph: Any, plan: Layout, column: dict[str, int]) -> set[str]:
+def _emit_edges(graph: Any, plan: Layout) -> set[str]:
     """Every edge in the style of its kind, labelled with its shapes; returns the kinds drawn."""
     used: set[str] = set()
     for edge in plan.edges:
@@ -86,7 +108,11 @@ def _emit_edges(graph: Any, plan: Layout, column: dict[str, int]) -> set[str]:
         if plan.units[edge.head].kind == "output":
             attrs["color"] = "#333333"
         label = ", ".join(format_shape(shape) for shape in edge.shapes)
-        if label:
+        if edge.kind == "bridge" and edge.head in plan.decoder and _shown_below(plan, edge):
+            # across the U the label sat over the border of the encoder's or decoder's box;
+            # the tensor it copies is labelled on the encoder's own edge just below
+            attrs["tooltip"] = f"bridge: {label}"
+        elif label:
             attrs["label"] = " " + label + " "
         tail, head = edge.tail, edge.head
         if edge.head in plan.decoder:
@@ -95,21 +121,22 @@ def _emit_edges(graph: Any, plan: Layout, column: dict[str, int]) -> set[str]:
                 attrs["dir"] = "back"
             elif edge.kind != "bridge":
                 attrs["constraint"] = "false"
-        if column[edge.tail] != column[edge.head]:
-            attrs["constraint"] = "false"  # from one column to the next: no pull on the ranks
         graph.edge(tail, head, **attrs)
     return used
 
 
-def _rank_constraints(graph: Any, plan: Layout, column: dict[str, int]) -> None:
-    """Every column starts at the top, left to right in order; each bridge of a U joins two
-    units on one rank."""
-    anchors = [next(u for u in plan.units if column[u] == c) for c in sorted(set(column.values()))]
-    if len(anchors) > 1:
-        with graph.subgraph() as same:
-            same.attr(rank="same")
-            for tail, head in zip(anchors, anchors[1:]):
-                same.edge(tail, head, style="invis")
+def _shown_below(plan: Layout, bridge: Any) -> bool:
+    """Another edge from the bridge's tail is labelled with every shape the bridge carries."""
+    others = {shape for edge in plan.edges if edge.tail == bridge.tail and edge is not bridge for shape in edge.shapes}
+    return bool(bridge.shapes) and set(bridge.shapes) <= others
+
+
+def _rank_constraints(graph: Any, plan: Layout) -> None:
+    """Each bridge of a U joins two units on one rank.
+
+    The columns need no constraint: joined by connectors only, each is a graph of its own,
+    which dot ranks from the top and places left to right in the order it reads them. (An
+    invisible edge tying their tops together made dot swap Inception-v3's branches.)"""
     for bridge in plan.bridges:
         if bridge.head in plan.decoder:
             with graph.subgraph() as same:

@@ -12,6 +12,7 @@ from archspec.ops.catalog import lookup
 from archspec.ops.common import format_shape
 from archspec.render.layout import Unit
 from archspec.render.palette import FAMILIES, family
+from archspec.render.wrap import CONNECTOR, connector_ends
 
 Attrs = dict[str, str]
 
@@ -37,11 +38,24 @@ def html_label(text: str) -> str:
 
 
 def relative(path: str, clusters: tuple[str, ...]) -> str:
-    """A name relative to its innermost cluster; a bare index keeps its parent (`layer1.0`)."""
-    if not clusters or not path.startswith(clusters[-1] + "."):
-        return path
-    rest = path[len(clusters[-1]) + 1 :]
-    return f"{clusters[-1].rsplit('.', 1)[-1]}.{rest}" if rest.split(".")[0].isdigit() else rest
+    """A name relative to its innermost cluster, starting at a word: a bare index keeps the path
+    up to the name before it (`layer1.0`; `block.0.0`, not `0.0`, inside `features.1.0.block.0`)."""
+    parts = path.split(".")
+    keep = len(parts)
+    if clusters and path.startswith(clusters[-1] + "."):
+        keep -= clusters[-1].count(".") + 1
+    while keep < len(parts) and parts[-keep].isdigit():
+        keep += 1
+    return ".".join(parts[-keep:])
+
+
+def stacked(lines: list[str]) -> str:
+    """Lines of a node label, one table row each: a row is as tall as its text, descenders
+    included (with <BR/> graphviz overlaps `adaptive_avgpool`'s p, g and _ with the next line)."""
+    if len(lines) == 1:
+        return lines[0]
+    rows = "".join(f"<TR><TD>{line}</TD></TR>" for line in lines)
+    return f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">{rows}</TABLE>'
 
 
 def _is_symbol(label: str) -> bool:
@@ -60,10 +74,16 @@ class NodeLabels:
     block_figures: dict[str, Any] = field(default_factory=dict)
     repeats: dict[str, tuple[int, str]] = field(default_factory=dict)
     used_families: set[str] = field(default_factory=set)
+    shared: set[str] = field(init=False)  # ops whose weights other ops use: `= conv1` names them
+
+    def __post_init__(self) -> None:
+        self.shared = {node.module for node in self.ir.nodes() if node.module != node.id}
 
     def attrs(self, unit: Unit) -> Attrs:
         if unit.members:
             return self._run(unit)
+        if unit.kind == CONNECTOR:
+            return self._connector(unit)
         if unit.kind == "input":
             return self._input(unit)
         if unit.kind == "output":
@@ -87,7 +107,7 @@ class NodeLabels:
     def _input(self, unit: Unit) -> Attrs:
         fill, border, _ = self._look("input")
         shape = format_shape(self.ir.shapes[unit.id])
-        return dict(label=html_label(font(unit.id, bold=True) + "<BR/>" + font(shape, 9, "#555555")), shape="ellipse",
+        return dict(label=html_label(stacked([font(unit.id, bold=True), font(shape, 9, "#555555")])), shape="ellipse",
                     style="filled,bold", fillcolor=fill, color=border, tooltip=f"input {unit.id}: {shape}")
 
     def _output(self, unit: Unit) -> Attrs:
@@ -101,7 +121,7 @@ class NodeLabels:
         lines = [font(relative(unit.block, unit.clusters), bold=True), font(self._block_summary(unit), 9, "#444444")]
         lines += self._figures(self.block_figures.get(unit.block))
         out = format_shape(self.ir.shapes[unit.nodes[-1]])
-        return dict(label=html_label("<BR/>".join(lines)), shape="box3d", style="filled", fillcolor=fill, color=border,
+        return dict(label=html_label(stacked(lines)), shape="box3d", style="filled", fillcolor=fill, color=border,
                     margin="0.15,0.07", tooltip=f"{unit.block} ({unit.block_kind}): {len(unit.nodes)} ops, output {out}")
 
     def _block_summary(self, unit: Unit) -> str:
@@ -126,14 +146,14 @@ class NodeLabels:
             return dict(label=label, shape="circle", width="0.32", height="0.32", fixedsize="true", fontsize="15",
                         fillcolor=fill, color=border, tooltip=tooltip)
         lines = [font(label, bold=True)]
-        short = relative(node.id, unit.clusters)
         weighted = entry.is_("weighted")
-        if weighted or not re.fullmatch(re.escape(node.op) + r"\d*", short):  # a name the user gave
-            lines.append(font(short, 9, "#555555"))
+        # a name the user gave, not the automatic `conv1`; that one only where `= conv1` points at it
+        if not re.fullmatch(re.escape(node.op) + r"\d*", node.id.rsplit(".", 1)[-1]) or node.id in self.shared:
+            lines.append(font(relative(node.id, unit.clusters), 9, "#555555"))
         if node.module != node.id and (weighted or entry.is_("normalisation")):  # shared weights: whose
             lines.append(font(f"= {node.module}", 9, "#7f7f7f"))
         lines += self._figures(self.layer_figures.get(node.id))
-        attrs = dict(label=html_label("<BR/>".join(lines)), fillcolor=fill, color=border, tooltip=tooltip)
+        attrs = dict(label=html_label(stacked(lines)), fillcolor=fill, color=border, tooltip=tooltip)
         if entry.family == "merge":  # a merge with a worded label (concat): a funnel
             attrs.update(shape="invtrapezium", style="filled")
         return attrs
@@ -146,7 +166,7 @@ class NodeLabels:
         tooltip = f"{count} folded: {unit.members[0]} … {unit.members[-1]}"
         if unit.kind in ("input", "output"):
             fill, border, _ = self._look("input")
-            return dict(label=html_label(font(count, bold=True) + "<BR/>" + span), shape="ellipse", style="filled",
+            return dict(label=html_label(stacked([font(count, bold=True), span])), shape="ellipse", style="filled",
                         fillcolor=fill, color=border, tooltip=tooltip)
         ops = list(dict.fromkeys(self.ir.node(n).op for n in unit.nodes))
         families = {family(op) for op in ops}
@@ -156,5 +176,16 @@ class NodeLabels:
         else:
             kinds = ", ".join(ops[:4]) + (", …" if len(ops) > 4 else "")
             lines = [font(f"{len(unit.nodes)} ops", bold=True), font(kinds, 9, "#444444")]
-        return dict(label=html_label("<BR/>".join([*lines, span])), shape="box3d", style="filled", fillcolor=fill,
+        return dict(label=html_label(stacked([*lines, span])), shape="box3d", style="filled", fillcolor=fill,
                     color=border, margin="0.15,0.07", tooltip=tooltip)
+
+    def _connector(self, unit: Unit) -> Attrs:
+        """Where the edges of a unit leave its column (`to column 2`) or enter another one
+        (`from column 1` and the unit's name)."""
+        words, tail = connector_ends(unit.id)
+        name = tail.split("] ", 1)[-1]
+        lines = [font(words, 9, bold=True)]
+        if words.startswith("from"):
+            lines.append(font(name, 9, "#555555"))
+        return dict(label=html_label(stacked(lines)), shape="cds", style="filled", fillcolor="#ffffff", color="#5a6b85",
+                    margin="0.1,0.03", tooltip=f"{words}: the edges from {name}")

@@ -1,7 +1,8 @@
 """The drawn graph, before any DOT: which units are drawn (ops, folded blocks, runs of ops), the
 edges between them and what kind each is (`archspec.render.edge_kinds`), folding a graph until
-graphviz can draw it in about a second, the U of an encoder-decoder, columns, and the clusters
-(blocks and stages) the units sit in. Pure graph analysis: `archspec.render.dot` writes the text."""
+graphviz can draw it in about a second, the U of an encoder-decoder, and the clusters (blocks
+and stages) the units sit in; `archspec.render.wrap` cuts a long drawing into columns. Pure
+graph analysis: `archspec.render.dot` writes the text."""
 from __future__ import annotations
 
 from collections import deque
@@ -12,10 +13,9 @@ from archspec.render.edge_kinds import MAX_CLASSIFY_WORK, area, classify_edges
 
 __all__ = [  # MAX_CLASSIFY_WORK and classify_edges are the drawn edges' kinds, from edge_kinds
     "MAX_CLASSIFY_WORK", "MAX_DRAWING_COST", "MAX_DRAWN", "MAX_FOLDED", "Clusters", "Edge", "Layout", "Unit",
-    "auto_depth", "classify_edges", "cluster_tree", "columns", "drawing_cost", "fitted_layout", "layout",
+    "auto_depth", "classify_edges", "cluster_tree", "drawing_cost", "fitted_layout", "layout",
 ]
 
-MAX_COLUMNS = 8
 EDGE_RANK = {"data": 0, "size": 1, "shortcut": 2, "bridge": 3}
 # units in one drawing; graphviz takes seconds at a few hundred (the largest library spec at
 # every op, densenet201, has 709: dot 2.9 s on a busy 2-core box) and minutes at a few
@@ -249,62 +249,6 @@ def _u_shape(ir: IRGraph, units: dict[str, Unit], edges: list[Edge], bridges: li
     turn = min(inside, key=lambda u: (unit_area(u), -order[u]))
     decoder = reach(turn, successors, lambda u: True)
     return decoder, turn
-
-
-def columns(plan: Layout, wrap: int | None) -> dict[str, int]:
-    """The column of each unit: a drawing longer than `wrap` ranks is cut into side-by-side
-    columns of similar length (rows with LR), at the places that break the fewest blocks.
-
-    Without this a full-depth ResNet-152 is one 500-node line, too tall for a bitmap. An
-    encoder-decoder keeps its U (no columns)."""
-    units = list(plan.units)
-    if not wrap or plan.turn is not None:
-        return dict.fromkeys(units, 0)
-    order = {u: i for i, u in enumerate(units)}
-    predecessors: dict[str, list[str]] = {u: [] for u in units}
-    for edge in plan.edges:
-        if edge.kind != "size" and order[edge.tail] < order[edge.head]:
-            predecessors[edge.head].append(edge.tail)
-    rank: dict[str, int] = {}
-    for u in units:
-        rank[u] = max((rank[p] + 1 for p in predecessors[u]), default=0)
-    total = max(rank.values(), default=0) + 1
-    if total <= wrap:
-        return dict.fromkeys(units, 0)
-    count = min(-(-total // wrap), MAX_COLUMNS)
-    height = total / count
-    inner = [u for u in units if plan.units[u].kind in ("op", "block", "run")]
-    spans: dict[str, list[int]] = {}
-    for u in inner:
-        for path in plan.units[u].clusters:
-            span = spans.setdefault(path, [order[u], order[u]])
-            span[1] = order[u]
-    cuts: list[int] = []
-    for k in range(1, count):
-        target = k * height
-        candidates = [u for u in inner if abs(rank[u] - target) <= height * 0.25 and (not cuts or order[u] > cuts[-1])]
-        if not candidates:
-            continue
-
-        def broken(u: str) -> int:
-            at = order[u]
-            return sum(1 for first, last in spans.values() if first < at <= last)
-
-        # a block cut in two costs as much as a column a quarter longer or shorter than the others
-        best = min(candidates, key=lambda u: broken(u) + 4 * abs(rank[u] - target) / height)
-        cuts.append(order[best])
-    column = {}
-    for u in units:
-        column[u] = sum(1 for cut in cuts if order[u] >= cut)
-    consumers: dict[str, list[str]] = {}
-    for edge in plan.edges:  # an output sits by its producer, an input by its first consumer
-        consumers.setdefault(edge.tail, []).append(edge.head)
-        if plan.units[edge.head].kind == "output":
-            column[edge.head] = column[edge.tail]
-    for u in units:
-        if plan.units[u].kind == "input":
-            column[u] = min((column[c] for c in consumers.get(u, [])), default=0)
-    return column
 
 
 def auto_depth(ir: IRGraph, limit: int = 120) -> int | None:
