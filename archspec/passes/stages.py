@@ -1,5 +1,5 @@
-"""The stages of a network: the one definition behind `compare`'s per-stage rows and the HTML
-report's per-stage chart.
+"""The stages of a network: the one definition behind `compare`'s per-stage rows and the file
+reports' charts (parameters and MACs per stage; the stage bands of the per-layer memory chart).
 
 A stage is what torchvision makes a top-level child of the model: `layer1`..`layer4` of a
 ResNet, `block1`..`block13` of MobileNet v1, and, where the model groups its blocks in one
@@ -11,6 +11,7 @@ blocks are the stages; so is a `repeat` that is the only scope inside an opened 
 Layers outside any stage are stages of their own (`conv1`, `fc`) where they have parameters or
 MACs; the others (ReLU, pooling) add nothing to either figure and are left out, so the stages of
 a spec always sum to its totals. With `depth=N` the stages are the blocks at nesting depth N.
+`stage_runs` places every layer in its stage (or none) for charts drawn per layer.
 """
 from __future__ import annotations
 
@@ -45,6 +46,21 @@ def stages(analysis: Analysis, depth: int | None = None) -> tuple[Stage, ...]:
         members.setdefault(name, []).append(layer)
         found.setdefault(name, (kind, is_block))
     return tuple(_stage(name, *found[name], layers) for name, layers in members.items())
+
+
+def stage_runs(analysis: Analysis, found: tuple[Stage, ...]) -> list[tuple[str | None, int]]:
+    """(stage name, layers) of each run of consecutive layers in one stage, in execution order,
+    covering every layer; None for the layers in no stage (parameter-free layers outside every
+    block). `found` are this analysis' `stages(...)`: charts read stages from here, not anew."""
+    stage_of = {name: stage.name for stage in found for name in stage.layers}
+    runs: list[tuple[str | None, int]] = []
+    for layer in analysis.layers:
+        name = stage_of.get(layer.name)
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1] + 1)
+        else:
+            runs.append((name, 1))
+    return runs
 
 
 def _stage(name: str, kind: str, is_block: bool, layers: list[LayerStats]) -> Stage:

@@ -5,7 +5,8 @@ tables, and the library tables of `report`. `COLUMNS` are the per-layer columns 
 tables (terminal, Markdown, HTML). A new figure is one entry in one of them.
 
 Units: "count" (parameters, elements: `1,234,567`), "ops" (MACs, FLOPs: `1,234,567 (1.23 M)`, or
-`1.23 M` where room is short), "bytes" (`1.50 MiB`) and "layers" (a plain number).
+`1.23 M` where room is short), "bytes" (`1.50 MiB`, `17.92 KiB`: `byte_unit` picks the unit for
+every byte figure and the memory chart's axis) and "layers" (a plain number).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any, Callable
 
 from archspec.ops.common import format_shape
 
-__all__ = ["COLUMNS", "TOTALS", "Column", "Figure", "count", "field_text", "format_shape", "human", "human_bytes", "shapes_text"]
+__all__ = ["COLUMNS", "TOTALS", "Column", "Figure", "byte_unit", "count", "field_text", "format_shape", "human",
+           "human_bytes", "shapes_text"]
 
 
 # --- formatters ------------------------------------------------------------------------------------
@@ -30,13 +32,20 @@ def human(value: int) -> str:
     return str(value)
 
 
+BYTE_UNITS = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1))
+
+
+def byte_unit(value: float) -> tuple[str, int]:
+    """The unit bytes are shown in: the largest that keeps `value` at 1 or more (`human_bytes`,
+    and the memory chart's axis for its largest bar), so 18,350 bytes read 17.92 KiB."""
+    return next(((unit, size) for unit, size in BYTE_UNITS if abs(value) >= size), BYTE_UNITS[-1])
+
+
 def human_bytes(value: int) -> str:
     if value < 0:
         return "-" + human_bytes(-value)
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= size:
-            return f"{value / size:.2f} {unit}"
-    return f"{value} B"
+    unit, size = byte_unit(value)
+    return f"{value} B" if size == 1 else f"{value / size:.2f} {unit}"
 
 
 def shapes_text(shapes: dict[str, Any]) -> str:

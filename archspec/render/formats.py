@@ -55,7 +55,9 @@ class ReportOptions:
 
     def extras(self, compiled: "Compiled") -> dict:
         """The receptive fields and memory estimate this report shows, as renderer keywords."""
-        return {"fields": compiled.fields if self.fields else None,
+        from archspec.render.report import report_fields
+
+        return {"fields": report_fields(compiled.ir, compiled.fields) if self.fields else None,
                 "memory": compiled.memory(self.dtype, self.optimizer) if self.memory else None}
 
 

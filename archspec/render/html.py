@@ -2,10 +2,11 @@
 library overview.
 
 A spec's report holds the summary figures, the diagram (inline SVG from graphviz's `dot`), two
-charts (parameters and MACs per stage; activation memory per layer), with a training run (`report
---run RUN`, and the report.html that `train` writes) its loss and metric curves, and the
-per-layer table (shapes, parameters, MACs, FLOPs, memory, receptive field). The overview holds the
-table of every spec and a params-vs-MACs scatter plot.
+charts (parameters and MACs per stage; activation memory per layer, with what is saved for
+backward in a panel of its own), with a training run (`report --run RUN`, and the report.html that
+`train` writes) its loss and metric curves, and the per-layer table (shapes, parameters, MACs,
+FLOPs, memory, receptive field). The overview holds the table of every spec and a params-vs-MACs
+scatter plot.
 
 The pieces: archspec.render.charts (matplotlib charts), archspec.render.curves (training runs),
 archspec.render.html_page (the HTML). matplotlib is imported only for file reports.
@@ -21,7 +22,7 @@ from archspec.render.curves import predictions_chart, training_chart
 from archspec.files import safe_folder, write_atomic
 from archspec.render.html_page import SpecReport, library_html, spec_html
 from archspec.render.layout import auto_depth
-from archspec.render.report import library_markdown, markdown, md_text
+from archspec.render.report import library_markdown, markdown, md_text, report_fields
 
 if TYPE_CHECKING:
     from archspec.pipeline import Compiled
@@ -77,7 +78,7 @@ def spec_report(compiled: "Compiled", dtype: str = "fp32", optimizer: str = "sgd
 
     memory = compiled.memory(dtype, optimizer)
     try:
-        fields = compiled.fields
+        fields = report_fields(compiled.ir, compiled.fields)
     except ArchspecError:  # too large a graph for the receptive-field pass: the report goes without
         fields = None
     source = diagram_source(compiled.ir, compiled.analysis, depth=auto_depth(compiled.ir, DIAGRAM_NODES), params=True)
@@ -110,4 +111,4 @@ def spec_markdown(report: SpecReport) -> str:
 
 
 def library_md(results: "list[Compiled]") -> str:
-    return "# archspec spec library\n\n![parameters vs MACs](library.svg)\n\n" + library_markdown(results)
+    return library_markdown(results, figure="library.svg")

@@ -1,6 +1,8 @@
 """The HTML pages of the file reports: one spec's page (figure cards, diagram, charts, the
 layer table) and the library overview. Self-contained: CSS and SVG inline, no script, no network
-reference. The layer table's columns are archspec.render.figures' `COLUMNS`.
+reference. The layer table's columns are archspec.render.figures' `COLUMNS`; it scrolls in a box
+of its own (both scrollbars on screen, the header row stuck to its top). `spec_sections` lists a
+spec page's sections in order: a new section is one entry there.
 """
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from archspec.ir.graph import producer_of
 from archspec.render.charts import TASK_COLOURS
 from archspec.render.figures import columns, count, field_text, format_shape, human, human_bytes, shapes_text
 from archspec.render.palette import FAMILIES, family
-from archspec.render.report import LIBRARY_COLUMNS, LIBRARY_HEADERS, layer_rows, library_rows
+from archspec.render.report import LIBRARY_COLUMNS, LIBRARY_HEADERS, fractional_jump, jump_note, layer_rows, library_rows
 
 if TYPE_CHECKING:
     from archspec.passes.memory import MemoryEstimate
@@ -28,6 +31,9 @@ class SpecReport:
     diagram_svg: str | None
     diagram_note: str | None
     charts: dict[str, tuple[str, str]] = field(default_factory=dict)  # file stem -> (title, svg)
+
+
+RF_COLUMN = next(c.title for c in columns(fields=True) if c.option == "fields")  # the column a jump note explains
 
 
 CSS = """
@@ -57,6 +63,9 @@ tr:hover td { background: #f9fbfe; }
 td.name { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
 .dot { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; border: 1px solid; }
 .wrap { overflow-x: auto; }
+.scroll { overflow: auto; max-height: 78vh; border: 1px solid var(--line); border-radius: 8px; }
+.scroll th { z-index: 1; }
+td.jump { text-decoration: underline dotted var(--muted); cursor: help; }
 td.text { white-space: normal; min-width: 220px; color: var(--muted); }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 """
@@ -89,19 +98,33 @@ def _cards(report: SpecReport) -> str:
         _card("weighted layers", str(a.depth), f"{len(a.layers)} ops"),
         _card("input → output", flow, shapes_text(a.inputs) + " → " + shapes_text(a.outputs)),
     ]
-    deepest = _largest_field(report)
+    deepest = _headline_field(report)
     if deepest:
         cards.append(_card("receptive field", deepest[0], deepest[1]))
     return '<section class="cards">' + "".join(cards) + "</section>"
 
 
-def _largest_field(report: SpecReport) -> tuple[str, str] | None:
+def _headline_field(report: SpecReport) -> tuple[str, str] | None:
+    """The receptive field on the cards: the last layer, in execution order, on the way to the
+    spec's first output (its main one: GoogLeNet's `logits`, not `aux2`) that still has positions,
+    i.e. the largest field the main path builds before it pools or flattens (the whole input, past
+    a squeeze-excitation gate)."""
     if not report.fields:
         return None
+    ir = report.compiled.ir
+    main, feeds = next(iter(ir.outputs.items()))
+    on_path, stack = set(), [producer_of(feeds)]
+    while stack:
+        node_id = stack.pop()
+        if node_id not in on_path:
+            on_path.add(node_id)
+            stack.extend(producer_of(value) for value in ir.node(node_id).inputs)
+    positional = report.compiled.fields  # the pass's: global there = no positions left
     for layer in reversed(report.compiled.analysis.layers):
-        field = report.fields.get(layer.name)
-        if field is not None and not field.is_global:
-            return field_text(field), f"at {layer.name}"
+        field = positional.get(layer.name)
+        if layer.name in on_path and field is not None and not field.is_global:
+            where = f"at {layer.name}" + (f", on the way to {main}" if len(ir.outputs) > 1 else "")
+            return field_text(report.fields[layer.name]), where
     return None
 
 
@@ -109,43 +132,63 @@ def _layer_table(report: SpecReport) -> str:
     shown = columns(flops=True, fields=True, memory=True)
     head = ("<tr><th class=\"n\">#</th><th>Layer</th><th>Op</th><th class=\"n\">Output</th>"
             + "".join(f"<th class=\"n\">{html.escape(c.title)}</th>" for c in shown) + "</tr>")
-    rows = []
-    for index, row in enumerate(layer_rows(report.compiled.analysis, None, report.fields or {}, report.memory), start=1):
+    rows, html_rows = layer_rows(report.compiled.analysis, None, report.fields or {}, report.memory), []
+    note = jump_note(rows)
+    for index, row in enumerate(rows, start=1):
         fill, border, _ = FAMILIES[family(row.op)]
-        rows.append(
+        html_rows.append(
             f"<tr><td class=\"n\">{index}</td>"
             f"<td class=\"name\" style=\"padding-left:{8 + 14 * row.level}px\">{html.escape(row.name)}</td>"
             f"<td><span class=\"dot\" style=\"background:{fill};border-color:{border}\"></span>{html.escape(row.op)}</td>"
             f"<td class=\"n\">{html.escape(row.output_shape)}</td>"
-            + "".join(f"<td class=\"n\">{html.escape(c.text(row))}</td>" for c in shown) + "</tr>"
+            + "".join(_cell(c, row, note) for c in shown) + "</tr>"
         )
-    return f'<div class="wrap"><table class="layers">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table></div>"
+    # a box of its own height: both scrollbars on screen and the header row stuck to its top
+    table = (f'<div class="scroll" id="layers"><table class="layers">\n<thead>{head}</thead>\n<tbody>\n'
+             + "\n".join(html_rows) + "\n</tbody></table></div>")
+    return table + (f'\n<p class="lead" id="jump-note">{html.escape(note)}</p>' if note else "")
+
+
+def _cell(column, row, note: str | None) -> str:
+    """A figure cell; a fractional jump's carries the footnote as its tooltip."""
+    text = html.escape(column.text(row))
+    if note and column.title == RF_COLUMN and fractional_jump(row.field):
+        return f'<td class="n jump" title="{html.escape(note)}">{text}</td>'
+    return f'<td class="n">{text}</td>'
 
 
 DIAGRAM_CAPTION = ("ops with their key arguments, tensor shapes (C x H x W) on the edges, blocks as boxes; "
                    "dashed blue: shortcuts, dashed orange: encoder-decoder bridges")
 
 
-def spec_html(report: SpecReport) -> str:
+def spec_sections(report: SpecReport) -> list[tuple[str, str]]:
+    """The page's sections in order, as (key, HTML): title, cards, diagram, charts, layers,
+    footer. The one place a section is added (the interactive viewer goes after the diagram)."""
     a, meta = report.compiled.analysis, report.compiled.meta
-    parts = [f"<h1>{html.escape(a.name)}</h1>"]
-    parts += [f'<p class="lead">{html.escape(str(meta[key]))}</p>' for key in ("summary", "paper") if meta.get(key)]
-    parts += [_cards(report), "<h2>Diagram</h2>"]
+    head = [f"<h1>{html.escape(a.name)}</h1>"]
+    head += [f'<p class="lead">{html.escape(str(meta[key]))}</p>' for key in ("summary", "paper") if meta.get(key)]
     if report.diagram_svg:
-        parts.append(f'<figure><div class="diagram" id="diagram">{report.diagram_svg}</div>'
-                     f"<figcaption>{DIAGRAM_CAPTION}</figcaption></figure>")
+        diagram = (f'<figure><div class="diagram" id="diagram">{report.diagram_svg}</div>'
+                   f"<figcaption>{DIAGRAM_CAPTION}</figcaption></figure>")
     else:
-        parts.append(f'<p class="note" id="diagram">{html.escape(report.diagram_note or "no diagram")}</p>')
-    parts.append("<h2>Charts</h2>")
-    for stem, (title, svg) in report.charts.items():
-        parts.append(f'<figure class="chart" id="chart-{stem}">{svg}<figcaption>{html.escape(title)}</figcaption></figure>')
-    parts += ["<h2>Layers</h2>", _layer_table(report)]
+        diagram = f'<p class="note" id="diagram">{html.escape(report.diagram_note or "no diagram")}</p>'
+    charts = [f'<figure class="chart" id="chart-{stem}">{svg}<figcaption>{html.escape(title)}</figcaption></figure>'
+              for stem, (title, svg) in report.charts.items()]
     source = meta.get("path")
-    parts.append(
-        f"<footer>archspec report of {html.escape(str(source or a.name))}; counts for batch {a.batch}; memory in "
-        f"{report.memory.dtype} with {report.memory.optimizer}; receptive fields in input pixels.</footer>"
-    )
-    return page(f"{a.name} · archspec report", "\n".join(parts))
+    footer = (f"<footer>archspec report of {html.escape(str(source or a.name))}; counts for batch {a.batch}; memory in "
+              f"{report.memory.dtype} with {report.memory.optimizer}; receptive fields in input pixels.</footer>")
+    return [
+        ("title", "\n".join(head)),
+        ("cards", _cards(report)),
+        ("diagram", "<h2>Diagram</h2>\n" + diagram),
+        ("charts", "\n".join(["<h2>Charts</h2>", *charts])),
+        ("layers", "<h2>Layers</h2>\n" + _layer_table(report)),
+        ("footer", footer),
+    ]
+
+
+def spec_html(report: SpecReport) -> str:
+    return page(f"{report.compiled.analysis.name} · archspec report", "\n".join(section for _, section in spec_sections(report)))
 
 
 NUMERIC_HEADER = '<th class="n">'

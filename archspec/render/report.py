@@ -2,7 +2,8 @@
 
 The JSON contract (README, "JSON report") is built here and nowhere else; the terminal and
 Markdown renderers read the same rows so the three never disagree. Receptive fields and the memory
-estimate are passed in (from `archspec.pipeline.Compiled`) where a report shows them.
+estimate are passed in (from `archspec.pipeline.Compiled`) where a report shows them; the fields
+as `report_fields` shows them (a field that reads the whole input at every position is global).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from archspec.passes.memory import MemoryEstimate
     from archspec.pipeline import Compiled
 
-__all__ = ["analysis_json", "count", "human", "human_bytes", "layer_rows", "library_markdown", "markdown", "md_text"]
+__all__ = ["analysis_json", "count", "human", "human_bytes", "jump_note", "layer_rows", "library_markdown", "markdown",
+           "md_text", "report_fields"]
 
 JSON_VERSION = 1
 FIGURE_KEYS = ("params", "trainable", "buffers", "macs", "flops", "all_ops", "activations")
@@ -105,6 +107,49 @@ def memory_json(memory: "MemoryEstimate") -> dict[str, Any]:
         "inference_peak": memory.inference_peak,
         "training_peak": memory.training_peak,
     }
+
+
+def report_fields(ir, fields: dict[str, Any]) -> dict[str, Any]:
+    """The receptive fields as every report shows them: the pass's, except that a field every
+    position of which reads the whole input is global (`(whole)`, JSON `global: true`) rather than
+    a centre's size with a jump of 0 or near it (`1043x1043 /0x0`). That happens past a
+    squeeze-excitation gate (EfficientNet, MobileNet v3, RegNetY), ASPP's image pooling, a Swin
+    window that covers the map: it starts at a node whose positions all read one interval (jump 0)
+    that covers the input, and passes to every node that reads such a node."""
+    from dataclasses import replace
+
+    from archspec.ir.graph import producer_of
+
+    extent = ir.shapes[next(iter(ir.inputs.values()))][-2:]
+    whole: set[str] = set()
+    shown = dict(fields)
+    for node in ir.nodes():
+        field = fields.get(node.id)
+        if field is None or field.is_global:
+            continue
+        covers = field.jump == (0, 0) and all(lo <= 0 and hi >= n - 1 for (lo, hi), n in zip(field.centre_interval, extent))
+        if covers or any(producer_of(value) in whole for value in node.inputs):
+            whole.add(node.id)
+            shown[node.id] = replace(field, jump=(0, 0), is_global=True)
+    return shown
+
+
+def fractional_jump(field) -> bool:
+    return field is not None and not field.is_global and any(not float(j).is_integer() for j in field.jump)
+
+
+def jump_note(rows: "list[Row]") -> str | None:
+    """The footnote that explains a fractional jump (U-Net, FCN, PSPNet, GoogLeNet's aux pooling) where
+    one appears: the table's cells hold the figure, this its meaning."""
+    first = next((row for row in rows if fractional_jump(row.field)), None)
+    if first is None:
+        return None
+    jump = "x".join(str(field_number(j)) for j in first.field.jump)
+    return (f"A fractional jump (first at {first.name}: {jump}) is an average step in input pixels: (centre of "
+            "the last position's field - centre of the first's) / (positions - 1). After upsampling (a transposed "
+            "convolution, a resize) neighbouring positions share input pixels, so the field moves less than a pixel "
+            "per position; where sizes do not divide evenly (a resize between sizes, adaptive or ceil_mode pooling, "
+            "cropping) the steps are uneven.")
 
 
 def field_json(field) -> dict[str, Any]:
@@ -200,9 +245,13 @@ def markdown(
     lines += ["| | |", "|---|---|"] + [f"| {k} | {md_text(v)} |" for k, v in totals_lines(analysis, memory)]
     lines += ["", "| Layer | Op | Output | " + " | ".join(c.title for c in shown) + " |"]
     lines += ["|---|---|---|" + "---:|" * len(shown)]
-    for row in layer_rows(analysis, depth, fields, memory):
+    rows = layer_rows(analysis, depth, fields, memory)
+    for row in rows:
         lines.append(f"| {md_code(row.name)} | {md_text(row.op)} | {row.output_shape} | "
                      + " | ".join(c.text(row) for c in shown) + " |")
+    note = jump_note(rows) if fields is not None else None
+    if note:
+        lines += ["", "> " + md_text(note)]
     return "\n".join(lines) + "\n"
 
 
@@ -239,10 +288,16 @@ def library_rows(results: "list[Compiled]") -> list[list[str]]:
     return rows
 
 
-def library_markdown(results: "list[Compiled]") -> str:
+LIBRARY_TITLE = "archspec spec library"
+
+
+def library_markdown(results: "list[Compiled]", figure: str | None = None) -> str:
+    """The library table under one title; `figure`: an image file shown below the title (the
+    scatter plot that `--out` writes beside the Markdown)."""
     lines = [
-        "# archspec spec library",
+        f"# {LIBRARY_TITLE}",
         "",
+        *([f"![parameters vs MACs]({figure})", ""] if figure else []),
         "Generated by `archspec report --format markdown` (`make library`). Params, MACs and FLOPs at batch 1",
         "and each spec's default input; FLOPs as torch's FlopCounterMode counts them; depth = weighted layers.",
         "",
