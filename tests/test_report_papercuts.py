@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import archspec.pipeline
 from archspec.cli import app
 from conftest import LIBRARY, SPECS
 
@@ -192,6 +193,11 @@ def test_a_squeeze_excitation_gate_reads_the_whole_input(write_spec):
     assert (layers["stem"]["receptive_field"], layers["stem"]["jump"]) == ([3, 3], [1, 1])
     table = invoke("report", str(spec), "--receptive-field", "--format", "markdown").stdout
     assert re.search(r"\| `head` \| conv \| 2x16x16 \| [^\n]*\(whole\) \|", table)
+    from archspec.render.viewer.model import view_model  # the viewer's panel says the same
+
+    nodes = {node["id"]: node for node in view_model(archspec.pipeline.compile(spec))["nodes"]}
+    assert [name for name in layers if nodes[name]["field"] and nodes[name]["field"]["global"]] == \
+        ["squeeze", "excite", "gate", "scale", "head"]
 
 
 def test_library_squeeze_excitation_nets_show_whole_fields(tmp_path):

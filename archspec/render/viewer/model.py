@@ -58,9 +58,12 @@ def view_model(compiled: "Compiled", depth: int | None = None) -> dict[str, Any]
 
 
 def _fields(compiled: "Compiled") -> tuple[dict[str, Any], str | None]:
-    """Receptive fields, or none with the reason when the pass refuses the graph (too much work)."""
+    """Receptive fields as the reports show them (past an SE gate: whole), or none with the reason
+    when the pass refuses the graph (too much work)."""
+    from archspec.render.report import report_fields
+
     try:
-        return compiled.fields, None
+        return report_fields(compiled.ir, compiled.fields), None
     except ArchspecError as err:
         return {}, f"receptive fields not computed: {err}"
 
