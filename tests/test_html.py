@@ -37,7 +37,9 @@ def resnet_html(tmp_path_factory) -> Path:
 
 
 def svg_blocks(page: str) -> list[str]:
-    return re.findall(r"<svg\b.*?</svg>", page, flags=re.DOTALL)
+    """The page's static SVGs (diagram and charts), not the viewer's canvas, which its script fills."""
+    return [block for block in re.findall(r"<svg\b.*?</svg>", page, flags=re.DOTALL)
+            if not block.startswith('<svg class="av-canvas"')]
 
 
 # --- HTML report of one spec ------------------------------------------------------------------------
@@ -46,7 +48,9 @@ def test_html_report_is_one_self_contained_file(resnet_html):
     assert sorted(p.name for p in resnet_html.parent.iterdir()) == ["report.html"]
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert not NETWORK_REFERENCE.search(page), NETWORK_REFERENCE.search(page).group(0)
-    assert "<script" not in page and "<link" not in page and "<img" not in page and "<iframe" not in page
+    assert "<link" not in page and "<img" not in page and "<iframe" not in page
+    scripts = re.findall(r"<script\b[^>]*>", page)
+    assert scripts and all("src=" not in tag for tag in scripts)  # the viewer's scripts, inlined
     assert "<style>" in page
     assert "<?xml" not in page and "<!DOCTYPE svg" not in page  # SVGs are inlined, not pasted as files
 
@@ -158,8 +162,8 @@ PROBE_TAIL = """<script>
     stages: size(document.querySelector('#chart-stages svg')),
     memory: size(document.querySelector('#chart-memory svg')),
     table: size(document.querySelector('table.layers')),
-    svgs: document.querySelectorAll('svg').length,
-    broken: Array.prototype.filter.call(document.querySelectorAll('svg'), function (s) { return !s.getBBox || s.getBBox().width === 0; }).length
+    svgs: document.querySelectorAll('svg:not(.av-canvas)').length,
+    broken: Array.prototype.filter.call(document.querySelectorAll('svg:not(.av-canvas)'), function (s) { return !s.getBBox || s.getBBox().width === 0; }).length
   };
   var pre = document.createElement('pre');
   pre.id = 'probe';
@@ -171,8 +175,8 @@ PROBE_TAIL = """<script>
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_report_renders_in_headless_chromium(resnet_html, tmp_path):
-    """The page as written, plus a probe (a copy: the report itself has no script) that records
-    errors and the laid-out sizes of the diagram, the charts and the table."""
+    """The page as written, plus a probe (in a copy) that records errors and the laid-out sizes of
+    the diagram, the charts and the table (the viewer's own drawing: tests/test_view.py)."""
     page = resnet_html.read_text()
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("<head>", "<head>\n" + PROBE_HEAD, 1).replace("</body>", PROBE_TAIL + "\n</body>", 1))

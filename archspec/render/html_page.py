@@ -1,6 +1,6 @@
 """The HTML pages of the file reports: one spec's page (figure cards, diagram, charts, the
-layer table) and the library overview. Self-contained: CSS and SVG inline, no script, no network
-reference. The layer table's columns are archspec.render.figures' `COLUMNS`; it scrolls in a box
+layer table, and the interactive viewer of archspec.render.viewer after the diagram) and the library
+overview. Self-contained: CSS, SVG and the viewer's scripts inline, no network reference. The layer table's columns are archspec.render.figures' `COLUMNS`; it scrolls in a box
 of its own (both scrollbars on screen, the header row stuck to its top). `spec_sections` lists a
 spec page's sections in order: a new section is one entry there.
 """
@@ -162,8 +162,10 @@ DIAGRAM_CAPTION = ("ops with their key arguments, tensor shapes (C x H x W) on t
 
 
 def spec_sections(report: SpecReport) -> list[tuple[str, str]]:
-    """The page's sections in order, as (key, HTML): title, cards, diagram, charts, layers,
-    footer. The one place a section is added (the interactive viewer goes after the diagram)."""
+    """The page's sections in order, as (key, HTML): title, cards, diagram, viewer, charts,
+    layers, footer. The one place a section is added."""
+    from archspec.render.viewer import viewer_section
+
     a, meta = report.compiled.analysis, report.compiled.meta
     head = [f"<h1>{html.escape(a.name)}</h1>"]
     head += [f'<p class="lead">{html.escape(str(meta[key]))}</p>' for key in ("summary", "paper") if meta.get(key)]
@@ -181,6 +183,7 @@ def spec_sections(report: SpecReport) -> list[tuple[str, str]]:
         ("title", "\n".join(head)),
         ("cards", _cards(report)),
         ("diagram", "<h2>Diagram</h2>\n" + diagram),
+        ("viewer", "<h2>Explore</h2>\n" + viewer_section(report.compiled)),
         ("charts", "\n".join(["<h2>Charts</h2>", *charts])),
         ("layers", "<h2>Layers</h2>\n" + _layer_table(report)),
         ("footer", footer),
