@@ -4,6 +4,7 @@
 #   docs/resnet18.svg   ResNet-18, every op
 #   docs/unet.png       U-Net (--depth 2): encoder and decoder side by side, bridges across
 #   docs/report.png     the HTML report of ResNet-18 in headless Chromium
+#   docs/viewer.png     `archspec view` of ResNet-50 after its script has laid the graph out
 # Needs graphviz's `dot`; the screenshot also needs `chromium` (skipped without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,11 @@ if [ -n "$browser" ]; then
   "$browser" --headless --disable-gpu --no-sandbox --hide-scrollbars --user-data-dir="$work/profile" \
     --window-size=1280,2600 --screenshot="$work/report.png" "file://$work/report/report.html" 2>/dev/null
   install -m 0644 "$work/report.png" docs/
+  "$ARCHSPEC" view specs/resnet50.yaml --depth 2 --out "$work/view.html"
+  # the page lays itself out in script (ELK): give it virtual time before the picture
+  "$browser" --headless --disable-gpu --no-sandbox --hide-scrollbars --user-data-dir="$work/profile" \
+    --window-size=1280,800 --virtual-time-budget=10000 --screenshot="$work/viewer.png" "file://$work/view.html" 2>/dev/null
+  install -m 0644 "$work/viewer.png" docs/
 else
   echo "chromium not found: docs/report.png left as it is (apt-get install chromium)" >&2
 fi
