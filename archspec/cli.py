@@ -1,7 +1,11 @@
 """The `archspec` command line: thin wrappers that wire spec -> ir -> passes -> lower/render.
 
 Results go to stdout, diagnostics to stderr. Bad input ends with a located message and exit 1,
-never a traceback. `validate` and `report` never import torch.
+never a traceback. `validate` and `report` never import torch. Start-up matters (`report
+--format json` is often scripted): this module and the command modules import only typer and
+archspec.commands.common at load time; the pipeline, rich and torch load inside the commands
+that need them (benchmarks/bench_startup.py, reports/startup.md). Help is typer's plain help:
+flags show no `<bool>` value, so `--flops true` is not suggested to anyone.
 """
 from __future__ import annotations
 
@@ -18,14 +22,17 @@ from archspec.commands.common import (
     ForceOption,
     InputOption,
     MemoryLimitOption,
+    OptimizerOption,
     SetOption,
     check_memory_limit,
     check_memory_options,
     compile_options,
     handles_errors,
     library_specs,
+    parse_inputs,
     parse_sets,
     refuse_over_limit,
+    spec_file,
 )
 from archspec.errors import ArchspecError
 
@@ -35,7 +42,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no `<bool>` after flags, and no rich to import for it
+    context_settings={"help_option_names": ["-h", "--help"]},  # every sub-command inherits -h
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from archspec import __version__
+
+        typer.echo(f"archspec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print archspec's version and exit."),
+) -> None:
+    """Compile, check and explain CNN architectures written as YAML specs."""
 
 # --- commands ---------------------------------------------------------------------------------------
 @app.command()
@@ -53,7 +78,7 @@ def validate(
     failures = 0
     for spec in specs:
         try:
-            loaded = load_spec(spec)
+            loaded = load_spec(spec_file(spec))
             errors = lint(loaded, parse_sets(sets))
             if not errors:
                 analysis = pipeline.compile(loaded, parse_sets(sets)).analysis
@@ -73,30 +98,70 @@ def validate(
 @app.command()
 @handles_errors
 def report(
-    specs: Optional[List[Path]] = typer.Argument(None, help="Spec files; none = every spec in specs/."),
+    specs: Optional[List[Path]] = typer.Argument(None, help="Spec files or library spec names (resnet18); none = every spec in specs/ (else the library)."),
     flops: bool = typer.Option(False, "--flops", help="Add MAC and FLOP columns per layer."),
     all_ops: bool = typer.Option(False, "--all-ops", help="Add the all-ops column (norm, activation, pooling work too)."),
     receptive_field: bool = typer.Option(False, "--receptive-field", help="Add receptive field size, jump and offset."),
     memory: bool = typer.Option(False, "--memory", help="Add the memory estimate: weights, gradients, optimizer state, saved activations, peaks."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 (for --memory)."),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (with momentum) or adam (for --memory)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help=OptimizerOption.help + " Default: the --run's, else sgd."),
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks nested deeper than N into one row."),
     output_format: str = typer.Option("table", "--format", help="table, json, markdown or html."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write a file report (html, or markdown + SVG charts) to this folder (html default: reports/<name>/)."),
-    run: Optional[Path] = typer.Option(None, "--run", help="A training run folder: the file report adds its loss and metric curves."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A training run folder of this spec: the file report adds its loss and metric "
+                                       "curves, at the run's build parameters, input size, batch and optimizer."),
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
-    batch: int = BatchOption,
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help=BatchOption.help + " Default: the --run's, else 1."),
 ) -> None:
     """Per-layer analysis of one spec, or a comparison of several (all of specs/ by default)."""
+    from dataclasses import replace
+
     from archspec.render.formats import ReportOptions, render_report
 
-    options = ReportOptions(output_format, depth, flops, all_ops, receptive_field, memory, dtype, optimizer, out, run,
-                            REPORTS_FOLDER)
+    options = ReportOptions(output_format, depth, flops, all_ops, receptive_field, memory, dtype, optimizer or "sgd", out,
+                            run, REPORTS_FOLDER)
     options.check()
-    check_memory_options(dtype, optimizer)
-    results = [compile_options(path, sets, inputs, batch) for path in specs or library_specs()]
-    render_report(results, len(results) == 1 and bool(specs), options)
+    facts = _trained_run(run, specs) if run is not None else None
+    run_optimizer, run_batch = (facts.optimizer, facts.batch) if facts else (None, None)
+    optimizer, batch = optimizer or run_optimizer or "sgd", batch or run_batch or 1
+    options = replace(options, optimizer=check_memory_options(dtype, optimizer))
+    if facts is None:
+        results = [compile_options(path, sets, inputs, batch) for path in specs or library_specs()]
+    else:  # the trained model: the run's build parameters and inputs under the command line's
+        from archspec import pipeline
+
+        results = [pipeline.compile(spec_file(specs[0]), {**facts.params, **parse_sets(sets)},
+                                    {**facts.inputs, **parse_inputs(inputs)}, batch=batch)]
+    single = len(results) == 1 and bool(specs)
+    if single and output_format == "table" and not options.writes_files:
+        _echo_heading(results[0])
+    render_report(results, single, options)
+
+
+def _trained_run(run: Path, specs: Optional[List[Path]]):
+    """The facts of `report --run RUN` (archspec.runs.RunFacts), refusing a run of another spec
+    (the checkpoint's SHA-256 of its spec text); a run that cannot be checked gets a warning."""
+    from archspec.runs import run_of_spec
+    from archspec.spec.yaml_source import read_text
+
+    if not specs or len(specs) != 1:
+        raise ArchspecError("--run goes with the report of one spec: name the spec that was trained")
+    path = spec_file(specs[0])
+    text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")  # as train's Path.read_text reads it
+    facts, notes = run_of_spec(run, path, text)
+    for note in notes:
+        typer.echo(note, err=True)
+    return facts
+
+
+def _echo_heading(compiled) -> None:
+    """The spec's summary and paper above its table or explanation (README: The spec language)."""
+    from archspec.render.terminal import spec_heading
+
+    heading = spec_heading(compiled.meta, compiled.analysis.name)
+    if heading:
+        typer.echo(heading)
 
 
 @app.command()
@@ -167,7 +232,7 @@ def _write_build(folder: Path, compiled, module, spec: Path):
     with locked_folder(folder):
         written = [
             write_atomic(folder / "summary.json", json.dumps(analysis_json(analysis, compiled.meta), indent=1) + "\n"),
-            write_atomic(folder / "summary.md", markdown(analysis, flops=True)),
+            write_atomic(folder / "summary.md", markdown(analysis, flops=True, meta=compiled.meta)),
             write_atomic(folder / "module.py", _module_source(module, analysis.name, spec)),
         ]
         diagram_files, note = build_artifacts(folder, compiled.ir, analysis)  # diagram.dot, and .svg where `dot` exists
@@ -210,6 +275,8 @@ def explain(
     if spec is None:
         raise ArchspecError("give a SPEC, or --case NAME for a worked example of the course")
     compiled = compile_options(spec, sets, inputs)  # once; errors carry their locations
+    if not nodes:  # the whole spec: what it is first (a NODE's explanation starts with the node)
+        _echo_heading(compiled)
     typer.echo(explain_spec(compiled, nodes or None, lang))
 
 
@@ -266,6 +333,10 @@ app.command("schema")(schema.command)
 
 from archspec.commands import export  # noqa: E402
 app.command("export")(export.command)
+
+from archspec.commands import view  # noqa: E402
+app.command("view")(view.command)
+app.command("serve")(view.serve_command)
 
 
 def main() -> None:

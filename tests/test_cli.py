@@ -7,6 +7,7 @@ Most commands run in-process through typer's CliRunner (fast); what depends on t
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archspec.cli import app
+from archspec.errors import ArchspecError
 from conftest import LIBRARY, ROOT, SPECS, run_cli
 
 LENET = str(SPECS / "lenet5.yaml")
@@ -408,3 +410,190 @@ def test_ops_lists_the_ops():
     assert {"conv", "linear", "bn", "concat", "add", "relu", "maxpool", "flatten"} <= names
     conv_row = next(line for line in result.stdout.splitlines() if line.startswith("│ conv "))
     assert "out, kernel, stride, padding" in conv_row
+
+
+# --- issue 17: version, -h, flags, optimizer names, library specs by name ------------------------------
+def _commands() -> list[str]:
+    import typer.main
+
+    return sorted(typer.main.get_command(app).commands)
+
+
+def test_version_is_the_packages():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout == f"archspec {version}\n" and result.stderr == ""
+
+
+def test_dash_h_is_help_on_the_app_and_every_command():
+    assert {"validate", "report", "build", "explain", "train", "bench", "diagram", "export"} <= set(_commands())
+    top = invoke("-h")
+    assert top.exit_code == 0 and top.stdout == invoke("--help").stdout and "--version" in top.stdout
+    for command in _commands():
+        short, long = invoke(command, "-h"), invoke(command, "--help")
+        assert short.exit_code == 0, (command, short.output)
+        assert short.stdout == long.stdout and f"Usage: archspec {command}" in short.stdout, command
+
+
+def test_flags_take_no_value_in_the_help():
+    """No `<bool>` after a flag (it made `--flops true` look right): every boolean option of every
+    command reads as a plain flag or --x/--no-x, and its help line names no value."""
+    import typer.main
+
+    for name, command in typer.main.get_command(app).commands.items():
+        text = invoke(name, "--help").stdout
+        assert "<bool>" not in text, name
+        for param in command.params:
+            if getattr(param, "is_flag", False):
+                line = next(line.strip() for line in text.splitlines() if line.strip().startswith(param.opts[0]))
+                after = line[len(param.opts[0]):].split()  # the help text, or `/ --no-x`; no value
+                assert not after or not after[0].startswith(("<", "BOOL", "[")), (name, line)
+    assert "--flops " in invoke("report", "--help").stdout
+
+
+def test_a_flag_before_the_spec_and_a_stray_true():
+    result = invoke("report", "--flops", LENET)
+    assert result.exit_code == 0 and "352,800" in result.stdout  # conv1's MACs: the column is there
+    stray = invoke("report", "--flops", "true")
+    assert stray.exit_code == 1 and stray.stdout == ""
+    assert stray.stderr == ("error: no such file: true, and archspec's library has no spec 'true'\n"
+                            "  hint: flags take no value: write `--flops`, not `--flops true`\n")
+
+
+def test_library_specs_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no specs/ here
+    data = report_json("resnet18")
+    assert data["name"] == "resnet18" and data["params"]["total"] == RESNET_PARAMS
+    assert report_json("lenet5.yaml")["params"]["total"] == report_json("archspec:lenet5")["params"]["total"] == 62_006
+    validated = invoke("validate", "lenet5", "resnet18")
+    assert validated.exit_code == 0 and validated.stdout.count("ok  ") == 2
+    wrong = invoke("report", "resnt18")
+    assert wrong.exit_code == 1 and "Traceback" not in wrong.output
+    assert wrong.stderr.startswith("error: no such file: resnt18, and archspec's library has no spec 'resnt18'\n")
+    assert "did you mean 'resnet18'" in wrong.stderr
+    missing = invoke("report", "sub/resnet18.yaml")  # a path with folders is a path, never a library name
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: no such file: sub/resnet18.yaml")
+
+
+def test_report_without_specs_elsewhere_is_the_installed_library(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = report_json()
+    assert sorted(item["name"] for item in data) == sorted(
+        __import__("yaml").safe_load(p.read_text())["name"] for p in SPECS.glob("*.yaml"))
+
+
+def test_summary_and_paper_head_the_table_and_the_explanation():
+    import yaml
+
+    doc = yaml.safe_load((SPECS / "lenet5.yaml").read_text())  # the spec's own words
+    heading = [f"lenet5: {doc['summary']}", f"paper: {doc['paper']}"]
+    table = invoke("report", LENET)
+    assert table.exit_code == 0 and table.stdout.splitlines()[:2] == heading
+    assert table.stdout.splitlines()[2].startswith("lenet5 (batch 1)")
+    explained = invoke("explain", LENET, "--lang", "en")
+    assert explained.exit_code == 0 and explained.stdout.splitlines()[:3] == [*heading, "conv1 (conv): 3x32x32 → 6x28x28"]
+    one_node = invoke("explain", LENET, "conv1", "--lang", "en")  # a named node's explanation starts with it
+    assert one_node.stdout.startswith("conv1 (conv): 3x32x32 → 6x28x28")
+    markdown = invoke("report", LENET, "--format", "markdown")
+    assert markdown.stdout.splitlines()[:5] == ["# lenet5", "", doc["summary"], "", f"Paper: {doc['paper']}"]
+
+
+@pytest.mark.parametrize("optimizer, states", [("sgd", 1), ("adam", 2), ("adamw", 2)])
+def test_report_takes_trains_optimizer_names(optimizer, states):
+    """One list (archspec.runs.OPTIMIZERS) for `report --optimizer` and `train --optimizer`: state
+    tensors per parameter are SGD's momentum (1) and Adam's two moments (torch.optim's state)."""
+    from archspec.runs import OPTIMIZERS
+    from archspec.train.config import TrainConfig
+
+    assert list(OPTIMIZERS) == ["sgd", "adam", "adamw"]
+    memory = report_json(LENET, "--memory", "--optimizer", optimizer)["memory"]
+    assert memory["optimizer_state"] == states * 62_006 * 4  # fp32 bytes of every trainable parameter
+    TrainConfig(spec=LENET, optimizer=optimizer).check()  # train takes the same name
+    for command in ("report", "compare"):
+        assert optimizer in invoke(command, "--help").stdout
+    assert optimizer in invoke("train", "--help").stdout
+
+
+def test_a_bad_optimizer_name_lists_the_same_choices_everywhere():
+    from archspec.train.config import TrainConfig
+
+    report = invoke("report", LENET, "--memory", "--optimizer", "lion")
+    assert report.exit_code == 1 and report.stderr == "error: --optimizer must be sgd, adam or adamw, not 'lion'\n"
+    with pytest.raises(ArchspecError, match=r"--optimizer must be one of sgd, adam, adamw, not 'lion'"):
+        TrainConfig(spec=LENET, optimizer="lion").check()
+
+
+def test_diagram_suffix_and_format_must_agree(tmp_path):
+    clash = invoke("diagram", LENET, "--out", str(tmp_path / "x.svg"), "--format", "png")
+    assert clash.exit_code == 1 and not any(tmp_path.iterdir())
+    assert clash.stderr == (f"error: --out {tmp_path / 'x.svg'} is a .svg file but --format is png: drop --format "
+                            "(the suffix decides) or name the file .png\n")
+    by_suffix = invoke("diagram", LENET, "--out", str(tmp_path / "x.dot"))  # the suffix decides
+    assert by_suffix.exit_code == 0 and (tmp_path / "x.dot").read_text().startswith("digraph")
+    agreeing = invoke("diagram", LENET, "--out", str(tmp_path / "y.dot"), "--format", "dot")
+    assert agreeing.exit_code == 0 and (tmp_path / "y.dot").is_file()
+
+
+def test_importing_the_cli_loads_no_heavy_module():
+    """Start-up (reports/startup.md): the command line, `--version` and `--help` load neither torch
+    nor rich, the pipeline's pydantic/networkx/YAML or numpy; each command imports what it uses."""
+    code = ("import sys\nimport archspec, archspec.cli\n"
+            "print(sorted(m for m in ('torch', 'rich', 'pydantic', 'networkx', 'yaml', 'numpy', 'matplotlib', "
+            "'archspec.pipeline', 'archspec.ops.registry') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"
+    assert "archspec 0.1.0" in run_cli("--version").stdout
+
+
+# --- report --run: the run must be of the spec; its optimizer and batch are the report's --------------
+def _fake_run(folder, spec_text: str | None, optimizer: str = "adamw", batch: int = 64, params=None):
+    """A run folder as train writes it, without training: config.json, metrics.jsonl and a
+    safetensors checkpoint whose metadata holds the spec's SHA-256 (spec_text None: no checkpoint)."""
+    import hashlib
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"spec": "specs/lenet5.yaml", "optimizer": optimizer,
+                                                    "batch_size": batch}))
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "test_loss": 1.2 / e, "test_accuracy": 0.5 + e / 10} for e in (1, 2)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if spec_text is not None:
+        build = {"spec": "specs/lenet5.yaml", "params": params or {}, "inputs": {"image": [3, 32, 32]}}
+        save_file({"w": np.zeros(1, dtype=np.float32)}, str(folder / "checkpoint.safetensors"),
+                  metadata={"spec": spec_text, "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+                            "build": json.dumps(build)})
+    return folder
+
+
+def test_report_run_refuses_another_specs_run(tmp_path):
+    run = _fake_run(tmp_path / "run", (SPECS / "lenet5.yaml").read_text())
+    result = invoke("report", RESNET, "--run", str(run), "--format", "html", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1 and not (tmp_path / "out").exists()
+    assert result.stderr.startswith(f"error: --run {run} is a run of another spec (it trained specs/lenet5.yaml)")
+    assert "hint: report the spec that was trained: specs/lenet5.yaml" in result.stderr
+
+
+def test_report_run_uses_the_runs_optimizer_batch_and_build(tmp_path):
+    run = _fake_run(tmp_path / "run", (SPECS / "lenet5.yaml").read_text(), "adamw", 64, params={"num_classes": 100})
+    result = invoke("report", LENET, "--run", str(run), "--format", "html", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "sgd, weights" not in page and "batch 1<" not in page and "batch 64" in page
+    assert re.search(r"adamw?, weights \+ grads", page)  # the memory card counts Adam-family state
+    assert "69,656" in page  # LeNet-5 with 100 classes (the run's build): 62,006 - 850 + 84*100 + 100
+    given = invoke("report", LENET, "--run", str(run), "--format", "html", "--out", str(tmp_path / "o2"),
+                   "--batch", "2", "--optimizer", "sgd")  # the command line wins
+    assert given.exit_code == 0 and "batch 2" in (tmp_path / "o2" / "report.html").read_text()
+
+
+def test_report_run_without_a_checkpoint_warns(tmp_path):
+    run = _fake_run(tmp_path / "run", None)
+    result = invoke("report", LENET, "--run", str(run), "--format", "html", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"warning: --run {run}: no checkpoint with the spec's SHA-256 there")
+    assert "batch 64" in (tmp_path / "out" / "report.html").read_text()

@@ -3,6 +3,7 @@ checkpoint mismatch messages, bad data, multi-output and triplet losses."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,6 +73,14 @@ def test_digits_short_run_reaches_90_percent(tmp_path):
     rows = [__import__("json").loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     page = (folder / "report.html").read_text()
     assert 'id="chart-training"' in page and "3 epochs" in page
+    # its memory cards are the run's: AdamW (Adam-family state) at batch 64, not SGD at batch 1
+    assert "batch 64" in page and "batch 1<" not in page and "sgd, weights" not in page
+    assert re.search(r"adamw?, weights \+ grads", page)
+    # `report --run` refuses a run of another spec: LeNet's curves never land in a ResNet report
+    other_report = CliRunner().invoke(app, ["report", str(ROOT / "specs" / "resnet18.yaml"), "--run", str(folder),
+                                            "--format", "html", "--out", str(tmp_path / "resnet")])
+    assert other_report.exit_code == 1 and "is a run of another spec" in other_report.stderr
+    assert not (tmp_path / "resnet").exists()
     assert f"accuracy {rows[-1]['test_accuracy']:.4f}" in page and page.count("<svg") >= 3
     # `report --run` adds the same curves to a report written elsewhere; misuse is a clean error
     written = CliRunner().invoke(app, ["report", LENET, "--run", str(folder), "--format", "html", "--out", str(tmp_path / "rep")])
@@ -171,7 +180,7 @@ def test_bad_data_errors_name_the_file(tmp_path):
     fake_run.mkdir()
     for text, message in (("", "no config.json there"), ("{not json", "cannot read"),
                           ('{"spec": "x.yaml", "colour_jitter": 1}', "unknown keys: colour_jitter"),
-                          ('{"spec": "x.yaml", "optimizer": "lion"}', "--optimizer must be sgd or adamw")):
+                          ('{"spec": "x.yaml", "optimizer": "lion"}', "--optimizer must be one of sgd, adam, adamw")):
         if text:
             (fake_run / "config.json").write_text(text)
         out = runner.invoke(app, ["train", "--resume", str(fake_run)])
@@ -346,9 +355,68 @@ def test_task_objects_evaluate_and_score_by_hand():
 
 
 def test_bench_runs():
-    out = CliRunner().invoke(app, ["bench", LENET, "--batch", "4", "--seconds", "0.05"])
+    out = CliRunner().invoke(app, ["bench", LENET, "--batch", "4", "--seconds", "0.05", "--threads", "1"])
     assert out.exit_code == 0, out.output
-    assert "forward+backward" in out.output
+    assert "forward+backward" in out.output and "at batch 4, 1 torch thread(s)" in out.output
+
+
+def test_thread_rule():
+    """archspec.train.threads.pick_threads: --threads as given; 1 on at most 2 cores; else the idle
+    cores (cores - load average) shared by the processes, at least 1."""
+    from archspec.train.threads import pick_threads
+
+    assert pick_threads(3, cores=2, load=9.0) == 3  # asked for: taken as it is
+    assert pick_threads(0, cores=2, load=0.0) == 1  # the busy 2-core box of issue 17 (536 vs 4,086 img/s)
+    assert pick_threads(0, cores=1, load=None) == 1
+    assert pick_threads(0, cores=None, load=None) == 1  # unknown machine: the safe choice
+    assert pick_threads(0, cores=8, load=None) == 8  # idle (load unknown)
+    assert pick_threads(0, cores=8, load=0.4) == 7  # 7.6 idle cores: 7 whole ones
+    assert pick_threads(0, cores=8, load=6.5) == 1
+    assert pick_threads(0, cores=8, load=40.0) == 1
+    assert pick_threads(0, cores=16, load=2.0, processes=2) == 7  # 14 idle cores for 2 processes
+    assert pick_threads(0, cores=4, load=0.0, processes=8) == 1
+
+
+def test_train_sets_the_thread_count(tmp_path, monkeypatch):
+    import archspec.train.loop as loop
+
+    before = torch.get_num_threads()
+    asked = []
+    monkeypatch.setattr(loop, "threads_for", lambda requested, processes=1: asked.append(requested) or 1)
+    try:
+        torch.set_num_threads(2)
+        quiet(spec=LENET, data="digits", max_steps=1, threads=0, out=str(tmp_path / "auto"))
+        assert asked == [0]  # --threads not given: the rule decides
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name, kind", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW")])
+def test_every_optimizer_name_trains(name, kind):
+    """train --optimizer takes every name of archspec.runs.OPTIMIZERS (report --optimizer's too)."""
+    from archspec.runs import OPTIMIZERS
+    from archspec.train.state import make_optimizer
+
+    config = TrainConfig(spec=LENET, optimizer=name)
+    config.check()
+    optimizer = make_optimizer(config, torch.nn.Linear(2, 2))
+    assert type(optimizer).__name__ == kind
+    assert optimizer.param_groups[0]["lr"] == OPTIMIZERS[name].lr
+    assert optimizer.param_groups[0]["weight_decay"] == OPTIMIZERS[name].weight_decay
+
+
+def test_digits_has_359_test_images():
+    """scikit-learn's digits: 1,797 images; the fixed 80/20 split rounds 359.4 to 359 test images,
+    what `evaluate` prints and what the README says."""
+    from sklearn.datasets import load_digits
+
+    from archspec.train.data import load_data
+
+    data = load_data("digits", (3, 32, 32))
+    assert len(data.x_test) == 359 and len(data.x_train) + len(data.x_test) == len(load_digits().images) == 1797
+    readme = (ROOT / "README.md").read_text()
+    assert "(359 test images" in readme and "360 test images" not in readme
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

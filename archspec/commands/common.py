@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import typer
 
-from archspec.errors import ArchspecError, SpecError
-from archspec.spec.yaml_source import parse_yaml_counted
+from archspec.errors import ArchspecError, SpecError, did_you_mean
+from archspec.runs import OPTIMIZER_NAMES, OPTIMIZERS
 
 if TYPE_CHECKING:
     from archspec.pipeline import Compiled
@@ -26,7 +26,8 @@ InputOption = typer.Option(None, "--input", help="Input shape CxHxW, or NAME=CxH
 BatchOption = typer.Option(1, "--batch", min=1, help="Batch size the counts are for.")
 
 DtypeOption = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16: bytes per activation and weight in the memory figures.")
-OptimizerOption = typer.Option("sgd", "--optimizer", help="sgd (with momentum) or adam: optimizer state in the training peak.")
+OptimizerOption = typer.Option("sgd", "--optimizer", help=f"{OPTIMIZER_NAMES}: the optimizer state in the training peak "
+                                                          "(sgd: one tensor per parameter, adam and adamw: two).")
 
 MemoryLimitOption = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit",
                                  help="GiB the static estimate (model, batch and data set) may reach.")
@@ -39,11 +40,14 @@ def check_choice(option: str, value: str, choices) -> None:
         raise ArchspecError(f"{option} must be {' or '.join(', '.join(choices).rsplit(', ', 1))}, not '{value}'")
 
 
-def check_memory_options(dtype: str, optimizer: str) -> None:
-    from archspec.passes.memory import DTYPE_BYTES, OPTIMIZER_STATES
+def check_memory_options(dtype: str, optimizer: str) -> str:
+    """Check --dtype and --optimizer (one of archspec.runs.OPTIMIZERS, as `train` takes); the
+    optimizer's name, which the memory estimate counts it under."""
+    from archspec.passes.memory import DTYPE_BYTES
 
     check_choice("--dtype", dtype, list(DTYPE_BYTES))
-    check_choice("--optimizer", optimizer, list(OPTIMIZER_STATES))
+    check_choice("--optimizer", optimizer, list(OPTIMIZERS))
+    return optimizer
 
 
 def check_memory_limit(value: float) -> float:
@@ -111,6 +115,8 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 
 def _set_value(key: str, text: str) -> Any:
+    from archspec.spec.yaml_source import parse_yaml_counted
+
     option = f"--set {key}"
     if len(text) > MAX_SET_CHARS:
         raise SpecError(f"{option}: the value is {len(text):,} characters; the limit is {MAX_SET_CHARS:,}",
@@ -157,16 +163,45 @@ def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 
 def compile_options(spec_path: Path, sets, inputs, batch: int = 1) -> "Compiled":
-    """One spec compiled under the `--set` and `--input` options (archspec.pipeline.compile)."""
+    """One spec (a file, or a library spec by name) compiled under the `--set` and `--input`
+    options (archspec.pipeline.compile)."""
     from archspec import pipeline
 
-    return pipeline.compile(spec_path, parse_sets(sets), parse_inputs(inputs), batch=batch)
+    return pipeline.compile(spec_file(spec_path), parse_sets(sets), parse_inputs(inputs), batch=batch)
+
+
+BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def spec_file(path: Path) -> Path:
+    """A SPEC argument: the file it names, else (a bare name such as `resnet18` or `resnet18.yaml`
+    that is no file here) the spec of that name in archspec's library, the folder `archspec:`
+    paths read (archspec.spec.includes.library_root), so library specs work from any folder."""
+    path = Path(path)
+    if os.path.lexists(path) or len(path.parts) != 1:
+        return path  # a path with folders that does not exist: the loader says "no such file"
+    from archspec.spec.includes import LIBRARY_PREFIX, library_root
+
+    root = library_root()
+    stem = path.name.removeprefix(LIBRARY_PREFIX).removesuffix(".yaml")  # `archspec:resnet18` as in `use:`
+    if root is not None and (root / f"{stem}.yaml").is_file():
+        return root / f"{stem}.yaml"
+    known = sorted(p.stem for p in root.glob("*.yaml")) if root is not None else []
+    if stem.lower() in BOOLEAN_WORDS:  # `--flops true`: the flag took no value, so "true" became a SPEC
+        hint = f"flags take no value: write `--flops`, not `--flops {stem}`"
+    else:
+        hint = did_you_mean(stem, known) or (f"the library's specs include {', '.join(known[:5])}" if known else None)
+    raise SpecError(f"no such file: {path}, and archspec's library has no spec '{stem}'", hint=hint)
 
 
 def library_specs() -> list[Path]:
-    if not SPECS_FOLDER.is_dir():
-        raise ArchspecError(f"no SPEC given and no {SPECS_FOLDER}/ folder here")
-    return sorted(SPECS_FOLDER.glob("*.yaml"))
+    """Every spec of the library: the specs/ folder here, else archspec's own library."""
+    from archspec.spec.includes import library_root
+
+    folder = SPECS_FOLDER if SPECS_FOLDER.is_dir() else library_root()
+    if folder is None:
+        raise ArchspecError(f"no SPEC given, no {SPECS_FOLDER}/ folder here and no library in this installation")
+    return sorted(folder.glob("*.yaml"))
 
 
 def print_result(data: dict, output_format: str, render_markdown: Callable[[dict], str], render_table: Callable[[dict], None]) -> None:

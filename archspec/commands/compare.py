@@ -31,11 +31,10 @@ from archspec.commands.common import (
     print_result,
 )
 from archspec.errors import ArchspecError
-from archspec.passes.stages import Stage, stages
-from archspec.render.figures import TOTALS, count, shapes_text, totals_figures
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the analysis modules load when the command runs (archspec.cli: start-up)
     from archspec.passes.memory import MemoryEstimate
+    from archspec.passes.stages import Stage
     from archspec.pipeline import Compiled
 
 FORMAT_VERSION = 1
@@ -63,10 +62,12 @@ class Entry:
     path: Path
     compiled: "Compiled"
     memory: "MemoryEstimate"
-    stages: tuple[Stage, ...]
+    stages: "tuple[Stage, ...]"
 
 
 def load_entries(paths: list[Path], sets, inputs, batch: int, dtype: str, optimizer: str, depth: int | None) -> list[Entry]:
+    from archspec.passes.stages import stages
+
     compiled = [compile_options(path, sets, inputs, batch) for path in paths]
     names = [c.analysis.name for c in compiled]
     entries = []
@@ -80,6 +81,8 @@ def load_entries(paths: list[Path], sets, inputs, batch: int, dtype: str, optimi
 
 
 def comparison_json(entries: list[Entry], batch: int, dtype: str, optimizer: str, sets) -> dict[str, Any]:
+    from archspec.render.figures import totals_figures
+
     order = align([[s.name for s in e.stages] for e in entries])
     by_name = [{s.name: s for s in e.stages} for e in entries]
     rows = []
@@ -125,6 +128,8 @@ def comparison_json(entries: list[Entry], batch: int, dtype: str, optimizer: str
 
 # --- rendering -----------------------------------------------------------------------------------------
 def totals_rows(data: dict) -> list[list[str]]:
+    from archspec.render.figures import TOTALS, shapes_text
+
     specs = data["specs"]
     rows = [["Input"] + [shapes_text(s["inputs"]) for s in specs], ["Output"] + [shapes_text(s["outputs"]) for s in specs]]
     for figure in TOTALS:
@@ -134,6 +139,8 @@ def totals_rows(data: dict) -> list[list[str]]:
 
 
 def stage_rows(data: dict) -> list[list[str]]:
+    from archspec.render.figures import count
+
     rows = []
     for row in data["stages"]:
         cells = [row["name"]]
@@ -203,7 +210,7 @@ def command(
 ) -> None:
     """Totals side by side (params, MACs, FLOPs, activations, memory peaks, depth, shapes) and params and MACs per stage."""
     check_choice("--format", output_format, ["table", "json", "markdown"])
-    check_memory_options(dtype, optimizer)
+    optimizer = check_memory_options(dtype, optimizer)
     if len(specs) < 2:
         raise ArchspecError("compare needs at least two specs (for one spec, use `archspec report`)")
     entries = load_entries(specs, sets, inputs, batch, dtype, optimizer, depth)

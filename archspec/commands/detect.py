@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import InputOption, SetOption, handles_errors
+from archspec.commands.common import InputOption, SetOption, handles_errors, spec_file
 from archspec.errors import ArchspecError
 
 MAX_IMAGES = 1000  # one command's images
@@ -53,7 +53,7 @@ def detect(spec: Path, weights: Path, images: list[Path], out: Path, score: floa
     from archspec.train.runtime import Dist, Runtime, pick_device
     from archspec.train.setup import plan
 
-    spec_plan, checkpoint = checkpoint_plan(weights, sets, inputs, lambda params, shapes: plan(spec, params, shapes))
+    spec_plan, checkpoint = checkpoint_plan(weights, sets, inputs, lambda params, shapes: plan(spec_file(spec), params, shapes))
     if spec_plan.task != "detection":
         raise ArchspecError(f"{spec_plan.name} is a {spec_plan.task} spec; detect needs `task: detection`")
     layout = spec_plan.detection

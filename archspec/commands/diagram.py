@@ -18,7 +18,8 @@ from archspec.errors import ArchspecError
 def command(
     spec: Path = typer.Argument(..., help="The spec file."),
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Draw every block at nesting depth N as one node (0 or none: every op)."),
-    output_format: Optional[str] = typer.Option(None, "--format", help="svg, png, pdf or dot (default: from --out's suffix, else svg)."),
+    output_format: Optional[str] = typer.Option(None, "--format", help="svg, png, pdf or dot (default: from --out's suffix, else svg); "
+                                                "a --format that disagrees with --out's suffix is an error."),
     rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) or LR (left to right)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file, or a folder for diagram.<format> (default reports/<name>/diagram.<format>)."),
     params: bool = typer.Option(False, "--params", help="Show parameters and MACs on every node."),
@@ -29,9 +30,7 @@ def command(
     from archspec.render.diagram import FORMATS, RANKDIRS, diagram_source, render
     from archspec.files import safe_folder, write_atomic
 
-    fmt = (output_format or (out.suffix.lstrip(".").lower() if out is not None and out.suffix else "") or "svg").lower()
-    if fmt not in FORMATS:
-        raise ArchspecError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    fmt = diagram_format(output_format, out, FORMATS)
     if rankdir.upper() not in RANKDIRS:
         raise ArchspecError(f"--rankdir must be TB or LR, not '{rankdir}'")
     compiled = compile_options(spec, sets, inputs)
@@ -47,3 +46,17 @@ def command(
     typer.echo(f"wrote {dot_file}")
     if fmt != "dot":
         typer.echo(f"wrote {write_atomic(path, render(source, fmt))}")
+
+
+def diagram_format(output_format: Optional[str], out: Optional[Path], formats) -> str:
+    """The format to draw: --format, else --out's suffix, else svg. Both given and disagreeing
+    (`--out x.svg --format png`) is an error rather than a PNG in a file named .svg."""
+    suffix = out.suffix.lstrip(".").lower() if out is not None and out.suffix and not out.is_dir() else ""
+    fmt = (output_format or suffix or "svg").lower()
+    if fmt not in formats:
+        what = "--format" if output_format else f"--out {out}: the suffix"
+        raise ArchspecError(f"{what} must be one of {', '.join(formats)}, not '{fmt}'")
+    if output_format and suffix in formats and suffix != fmt:
+        raise ArchspecError(f"--out {out} is a .{suffix} file but --format is {fmt}: drop --format (the suffix "
+                            f"decides) or name the file .{fmt}")
+    return fmt

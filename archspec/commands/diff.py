@@ -34,9 +34,8 @@ from archspec.commands.common import (
     parse_inputs,
     parse_sets,
     print_result,
+    spec_file,
 )
-from archspec.ops.registry import tensor_key
-from archspec.render.figures import FIGURES, TOTALS, format_shape, shapes_text, totals_figures
 
 FORMAT_VERSION = 1
 NODE_FIGURES = ("params", "macs", "flops", "activation_bytes")
@@ -52,7 +51,7 @@ class Side:
 
         self.path = path
         self.sets = sets
-        compiled = pipeline.compile(path, sets, parse_inputs(inputs), batch=batch)
+        compiled = pipeline.compile(spec_file(path), sets, parse_inputs(inputs), batch=batch)
         self.ir = compiled.ir
         self.analysis = compiled.analysis
         self.memory = compiled.memory(dtype, optimizer)
@@ -83,6 +82,8 @@ class Side:
 
     def tensors(self) -> dict[str, tuple[int, ...]]:
         """Parameter and buffer tensors as the state_dict names them, in module order."""
+        from archspec.ops.registry import tensor_key
+
         found: dict[str, tuple[int, ...]] = {}
         for layer in self.analysis.layers:
             for key, shape in {**layer.tensors, **layer.buffer_tensors}.items():
@@ -163,6 +164,8 @@ def diff_json(old: Side, new: Side) -> dict[str, Any]:
         entry["delta"] = figures_delta(entry["old"], entry["new"])
         counts[status] += 1
         nodes.append(entry)
+    from archspec.render.figures import totals_figures
+
     before, after = totals_figures(old.analysis, old.memory), totals_figures(new.analysis, new.memory)
     return {
         "format_version": FORMAT_VERSION,
@@ -204,6 +207,8 @@ def checkpoint_json(old: dict[str, tuple], new: dict[str, tuple]) -> dict[str, A
 
 # --- rendering ---------------------------------------------------------------------------------------
 def _value(value: Any) -> str:
+    from archspec.render.figures import format_shape
+
     if isinstance(value, list) and all(isinstance(v, int) for v in value):
         return format_shape(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -228,6 +233,8 @@ def change_text(entry: dict[str, Any]) -> str:
 
 
 def node_rows(data: dict) -> list[list[str]]:
+    from archspec.render.figures import FIGURES
+
     marks = {"added": "+", "removed": "-", "changed": "~", "rewired": ">"}
     return [
         [
@@ -247,6 +254,8 @@ NODE_HEADERS = ["", "Node", "Op", "What changed", "Δ Params", "Δ MACs", "Δ Ac
 
 
 def total_rows(data: dict) -> list[list[str]]:
+    from archspec.render.figures import TOTALS
+
     rows = []
     for figure in TOTALS:
         if figure.in_tables:
@@ -297,6 +306,7 @@ def render_table(data: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from archspec.render.figures import shapes_text
     from archspec.render.terminal import console
 
     out = console()
@@ -356,7 +366,7 @@ def command(
 ) -> None:
     """Nodes added, removed and changed with their parameter, MAC and memory deltas, and which checkpoint tensors of OLD still load into NEW."""
     check_choice("--format", output_format, ["table", "json", "markdown"])
-    check_memory_options(dtype, optimizer)
+    optimizer = check_memory_options(dtype, optimizer)
     common = parse_sets(sets)
     before = Side(old, {**common, **parse_sets(old_sets)}, [*(inputs or []), *(old_inputs or [])], batch, dtype, optimizer)
     after = Side(new or old, {**common, **parse_sets(new_sets)}, [*(inputs or []), *(new_inputs or [])], batch, dtype, optimizer)

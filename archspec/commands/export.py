@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import InputOption, SetOption, compile_options, handles_errors
+from archspec.commands.common import InputOption, SetOption, compile_options, handles_errors, spec_file
 from archspec.errors import ArchspecError
 from archspec.export import EXAMPLE_BATCH, FORMATS, MIN_EXAMPLE_BATCH, ExportJob, lookup
 
@@ -52,7 +52,7 @@ def exported_model(spec: Path, weights: Optional[Path], sets, inputs, build: boo
     from archspec.commands.train import checkpoint_plan, trained_model
     from archspec.train.setup import plan
 
-    spec_plan, checkpoint = checkpoint_plan(weights, sets, inputs, lambda params, shapes: plan(spec, params, shapes))
+    spec_plan, checkpoint = checkpoint_plan(weights, sets, inputs, lambda params, shapes: plan(spec_file(spec), params, shapes))
     return spec_plan.compiled, trained_model(spec_plan, weights, checkpoint).eval() if build else None
 
 

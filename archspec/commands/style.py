@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import SetOption, handles_errors, parse_sets
+from archspec.commands.common import SetOption, handles_errors, parse_sets, spec_file
 from archspec.errors import ArchspecError
 
 WEIGHTS_HINT = ("--weights takes a state_dict whose tensors are the lowered module's, by name or by order and "
@@ -124,6 +124,7 @@ def _module(spec: Path, sets, image_shape: tuple[int, ...], weights: Optional[Pa
     from archspec import pipeline
     from archspec.spec.document import load_spec
 
+    spec = spec_file(spec)
     if not spec.is_file():
         raise ArchspecError(f"--spec {spec}: no such file")
     loaded = load_spec(spec)

@@ -13,11 +13,12 @@ the command then exits 1 after printing every row.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
@@ -30,17 +31,26 @@ from archspec.commands.common import (
     handles_errors,
     parse_inputs,
     parse_sets,
+    spec_file,
 )
 from archspec.errors import ArchspecError
-from archspec.render.figures import TOTALS, Figure, format_shape, totals_figures
+
+if TYPE_CHECKING:
+    from archspec.render.figures import Figure
 
 FORMAT_VERSION = 1
 MAX_POINTS = 10_000  # a grid point costs a compile and an analysis (about 0.01-0.2 s each)
 # the figures per point: the table figures of archspec.render.figures, by their JSON key here;
 # `depth` is `weighted_layers` (EfficientNet has a `depth` parameter)
 RENAMED = {"depth": "weighted_layers"}
-SWEPT: dict[str, Figure] = {RENAMED.get(f.key, f.key): f for f in TOTALS if f.in_tables}
-FIGURES = list(SWEPT)
+
+
+@functools.cache
+def swept() -> "dict[str, Figure]":
+    """The figures per point, by their key here (loaded on first use: archspec.cli's start-up)."""
+    from archspec.render.figures import TOTALS
+
+    return {RENAMED.get(f.key, f.key): f for f in TOTALS if f.in_tables}
 
 
 # --- axes ------------------------------------------------------------------------------------------------
@@ -123,9 +133,10 @@ def grid(sets: dict[str, list[Any]], inputs: list[list[tuple[str, tuple[int, ...
 # --- evaluating the grid -------------------------------------------------------------------------------
 def evaluate(spec: Path, points, batch: int, dtype: str, optimizer: str) -> tuple[Any, list[dict[str, Any]]]:
     from archspec import pipeline
+    from archspec.render.figures import totals_figures
     from archspec.spec.document import load_spec
 
-    loaded = load_spec(spec)
+    loaded = load_spec(spec_file(spec))
     rows = []
     for params, given in points:
         row: dict[str, Any] = {"set": params, "inputs": {}}
@@ -136,11 +147,11 @@ def evaluate(spec: Path, points, batch: int, dtype: str, optimizer: str) -> tupl
             analysis = compiled.analysis
             figures = totals_figures(analysis, compiled.memory(dtype, optimizer))
         except ArchspecError as err:
-            row.update(outputs=None, error=str(err), **dict.fromkeys(FIGURES))
+            row.update(outputs=None, error=str(err), **dict.fromkeys(swept()))
         else:
             row["inputs"] = {k: list(v) for k, v in analysis.inputs.items()}
             row.update(outputs={k: list(v) for k, v in analysis.outputs.items()}, error=None,
-                       **{key: figures[figure.key] for key, figure in SWEPT.items()})
+                       **{key: figures[figure.key] for key, figure in swept().items()})
         rows.append(row)
     return loaded, rows
 
@@ -161,21 +172,23 @@ def sweep_json(loaded, spec: Path, axes: dict, rows: list[dict], batch: int, dty
 
 def flat_rows(data: dict) -> tuple[list[str], list[list[Any]]]:
     """Header and rows with one column per parameter, input, output and figure (CSV, table)."""
+    from archspec.render.figures import format_shape
+
     params = list(data["axes"]["set"])
-    reserved = set(FIGURES) | {"error", "input", "output"}
+    reserved = set(swept()) | {"error", "input", "output"}
     param_columns = [f"set.{p}" if p in reserved or p.startswith(("input.", "output.")) else p for p in params]
     input_names = list(dict.fromkeys(k for r in data["rows"] for k in r["inputs"]))
     output_names = list(dict.fromkeys(k for r in data["rows"] for k in (r["outputs"] or {})))
     label = lambda kind, names, n: kind if len(names) == 1 else f"{kind}.{n}"  # noqa: E731
     header = param_columns + [label("input", input_names, n) for n in input_names] + [label("output", output_names, n) for n in output_names]
-    header += FIGURES + ["error"]
+    header += list(swept()) + ["error"]
     shape = lambda s: "" if s is None else format_shape(s)  # noqa: E731
     table = []
     for r in data["rows"]:
         cells = [r["set"][p] for p in params]
         cells += [shape(r["inputs"].get(n)) for n in input_names]
         cells += [shape((r["outputs"] or {}).get(n)) for n in output_names]
-        cells += [r[f] for f in FIGURES] + [r["error"] or ""]
+        cells += [r[f] for f in swept()] + [r["error"] or ""]
         table.append(cells)
     return header, table
 
@@ -191,8 +204,8 @@ def render_csv(data: dict) -> str:
 
 
 def _cell(key: str, value: Any) -> str:
-    if key in SWEPT:
-        return SWEPT[key].compact(value)
+    if key in swept():
+        return swept()[key].compact(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
@@ -223,8 +236,8 @@ def render_table(data: dict) -> None:
     title = f"sweep {data['name']} (batch {data['batch']}, {data['dtype']}, {data['optimizer']}{', zipped' if data['zip'] else ''})"
     table = Table(title=escape(title), title_justify="left", header_style="bold")
     for i in show:
-        title = SWEPT[header[i]].narrow_title if header[i] in SWEPT else header[i]
-        table.add_column(title, justify="right" if header[i] in SWEPT else "left", no_wrap=header[i] != "error", min_width=min(len(title), 12))
+        title = swept()[header[i]].narrow_title if header[i] in swept() else header[i]
+        table.add_column(title, justify="right" if header[i] in swept() else "left", no_wrap=header[i] != "error", min_width=min(len(title), 12))
     for row in rows:
         table.add_row(*(escape(_cell(header[i], row[i])) for i in show))
     console().print(table)
@@ -251,7 +264,7 @@ def command(
 ) -> None:
     """Params, MACs, FLOPs, activation memory and inference/training peaks over a grid of parameters and input shapes."""
     check_choice("--format", output_format, ["table", "json", "csv"])
-    check_memory_options(dtype, optimizer)
+    optimizer = check_memory_options(dtype, optimizer)
     axes = set_axes(sets)
     shape_axes = input_axes(inputs)
     points = grid(axes, shape_axes, zipped)
@@ -272,6 +285,8 @@ def command(
         render_table(data)
     else:
         typer.echo(render_text(data, output_format), nl=False)
+    from archspec.render.figures import format_shape
+
     for row in rows:
         if row["error"]:
             where = ", ".join([*(f"{k}={v}" for k, v in row["set"].items()), *(f"{k} {format_shape(v)}" for k, v in row["inputs"].items())])

@@ -11,10 +11,13 @@ from typing import Any, Callable, List, Optional
 import typer
 
 from archspec.commands.common import (ForceOption, InputOption, MemoryLimitOption, SetOption, check_memory_limit,
-                                      handles_errors, parse_inputs, parse_sets, refuse_over_limit)
+                                      handles_errors, parse_inputs, parse_sets, refuse_over_limit, spec_file)
 from archspec.errors import ArchspecError
+from archspec.runs import OPTIMIZER_NAMES, OPTIMIZERS
 
 MAX_BENCH_BATCH = 1_000_000
+ThreadsOption = typer.Option(0, "--threads", min=0, help="torch threads per process; 0: 1 on a machine of at most 2 cores, "
+                                                         "else the idle cores (cores - load average) shared by the processes.")
 
 
 def _weights_option(items: Optional[List[str]]) -> dict[str, float]:
@@ -36,10 +39,12 @@ def train(
     data: str = typer.Option("digits", "--data", help="digits, shapes, fake, boxes[:COUNT] (detection), an .npz file (x, y), an image folder root/<class>/*.png or a YOLO folder (images/ + labels/)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 12)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Global batch size (split across --nproc processes)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 3e-3 adamw, 0.05 sgd); warm-up then cosine."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="sgd (momentum 0.9) or adamw."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default " + ", ".join(
+        f"{o.lr:g} {o.name}" for o in OPTIMIZERS.values()) + "); warm-up then cosine."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=f"{OPTIMIZER_NAMES} (sgd with --momentum)."),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Default 1e-2 adamw, 5e-4 sgd."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Default " + ", ".join(
+        f"{o.weight_decay:g} {o.name}" for o in OPTIMIZERS.values()) + "."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seeds the weights, the data order and the augmentation."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<spec>-<data>)."),
@@ -58,7 +63,7 @@ def train(
     loss_weight: Optional[List[str]] = typer.Option(None, "--loss-weight", help="OUTPUT=WEIGHT for a multi-output spec (aux outputs default to 0.3)."),
     margin: float = typer.Option(0.2, "--margin", help="Triplet loss margin (embedding specs)."),
     seg_loss: str = typer.Option("ce+dice", "--seg-loss", help="Segmentation loss: ce (per-pixel cross-entropy) or ce+dice (plus the soft Dice loss)."),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch threads per process (0: torch's default)."),
+    threads: int = ThreadsOption,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     memory_limit: float = MemoryLimitOption,
     force: bool = ForceOption,
@@ -77,7 +82,7 @@ def train(
         raise ArchspecError("give a SPEC to train, or --resume RUN_FOLDER")
     else:
         config = TrainConfig(
-            spec=str(spec), data=data, epochs=epochs or 12, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            spec=str(spec_file(spec)), data=data, epochs=epochs or 12, batch_size=batch_size, lr=lr, optimizer=optimizer,
             momentum=momentum, weight_decay=weight_decay, device=device, seed=seed, out=str(out) if out else None,
             sets=parse_sets(sets), inputs={k: list(v) for k, v in parse_inputs(inputs).items()},
             init=str(init) if init else None, freeze=freeze, amp=amp, channels_last=channels_last, compile=compile_,
@@ -268,6 +273,7 @@ def _evaluation(spec: Path, weights: Path, data: str, sets, inputs, batch_size: 
     from archspec.train.data import load_data
     from archspec.train.setup import for_classes, preflight
 
+    spec = spec_file(spec)
     (spec_plan, info, parts), checkpoint = checkpoint_plan(
         weights, sets, inputs, lambda params, shapes: preflight(spec, params, shapes, data, batch_size, training=False))
     refuse_over_limit(f"evaluating {spec_plan.name}", parts, memory_limit, force)
@@ -288,6 +294,7 @@ def bench(
     compile_: bool = typer.Option(False, "--compile", help="Also measure the torch.compile'd model."),
     channels_last: bool = typer.Option(False, "--channels-last"),
     seconds: float = typer.Option(2.0, "--seconds", min=0.05, help="Time to measure each case."),
+    threads: int = ThreadsOption,
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
     memory_limit: float = MemoryLimitOption,
@@ -306,9 +313,9 @@ def bench(
     def budget(spec_plan, parts: list[tuple[str, int]]) -> None:
         refuse_over_limit(f"benchmarking {spec_plan.name} at batch {batch:,}", parts, memory_limit, force)
 
-    rows = run_bench(spec, parse_sets(sets), parse_inputs(inputs), batch, device, amp, compile_, channels_last, seconds,
-                     budget=budget)
-    table = Table(title=f"{spec} at batch {batch}", header_style="bold")
+    rows = run_bench(spec_file(spec), parse_sets(sets), parse_inputs(inputs), batch, device, amp, compile_, channels_last,
+                     seconds, budget=budget, threads=threads)
+    table = Table(title=f"{spec} at batch {batch}, {rows[0]['threads']} torch thread(s)", header_style="bold")
     for header in ("mode", "pass", "images/s", "latency ms", "device"):
         table.add_column(header, justify="right" if header in ("images/s", "latency ms") else "left")
     for row in rows:

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from archspec.ir.graph import IRGraph
 from archspec.ir.in_place import storage_owners
 from archspec.ops.catalog import lookup
+from archspec.runs import OPTIMIZERS
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-OPTIMIZER_STATES = {"sgd": 1, "adam": 2}  # tensors of state per trainable parameter
+# tensors of state per trainable parameter, for each optimizer `train` builds (one table: archspec.runs)
+OPTIMIZER_STATES = {name: optimizer.states for name, optimizer in OPTIMIZERS.items()}
 KIND_BYTES = {"fp32": 4, "int32": 4, "int64": 8, "bool": 1}
 
 

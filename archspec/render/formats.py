@@ -81,7 +81,7 @@ def report_markdown(results: "list[Compiled]", single: bool, options: ReportOpti
         return
     compiled = results[0]
     sys.stdout.write(markdown(compiled.analysis, options.depth, flops=options.flops, all_ops=options.all_ops,
-                              **options.extras(compiled)))
+                              meta=compiled.meta, **options.extras(compiled)))
 
 
 def report_table(results: "list[Compiled]", single: bool, options: ReportOptions) -> None:

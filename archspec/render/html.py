@@ -22,7 +22,7 @@ from archspec.render.curves import predictions_chart, training_chart
 from archspec.files import safe_folder, write_atomic
 from archspec.render.html_page import SpecReport, library_html, spec_html
 from archspec.render.layout import auto_depth
-from archspec.render.report import library_markdown, markdown, md_text, report_fields
+from archspec.render.report import library_markdown, markdown, report_fields
 
 if TYPE_CHECKING:
     from archspec.pipeline import Compiled
@@ -94,20 +94,17 @@ def spec_report(compiled: "Compiled", dtype: str = "fp32", optimizer: str = "sgd
 
 # --- Markdown -----------------------------------------------------------------------------------------
 def spec_markdown(report: SpecReport) -> str:
-    text = markdown(report.compiled.analysis, flops=True, fields=report.fields, memory=report.memory)
-    title, _, rest = text.partition("\n")
-    lines = [title, ""]
-    meta = report.compiled.meta
-    for key in ("summary", "paper"):
-        if meta.get(key):
-            lines += [md_text(meta[key]), ""]  # user text: escaped, as in the HTML report
+    text = markdown(report.compiled.analysis, flops=True, fields=report.fields, memory=report.memory,
+                    meta=report.compiled.meta)
+    head, _, rest = text.partition("\n| |")  # the figures go after the title, summary and paper
+    lines = [head.rstrip("\n"), ""]
     if report.diagram_svg:
         lines += ["![diagram](diagram.svg)", ""]
     else:
         lines += [f"> {report.diagram_note}", ""]
     for stem, (caption, _) in report.charts.items():
         lines += [f"![{caption}]({stem}.svg)", ""]
-    return "\n".join(lines) + rest.lstrip("\n")
+    return "\n".join(lines) + "\n| |" + rest
 
 
 def library_md(results: "list[Compiled]") -> str:

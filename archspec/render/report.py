@@ -239,9 +239,15 @@ def markdown(
     title: str | None = None,
     fields: dict[str, Any] | None = None,
     memory: "MemoryEstimate | None" = None,
+    meta: dict[str, Any] | None = None,
 ) -> str:
+    """One spec's Markdown: the title, the spec's `summary` and `paper` (from `meta`), the totals
+    and the layer table."""
     shown = columns(flops=flops, all_ops=all_ops, fields=fields is not None, memory=memory is not None)
     lines = [f"# {md_text(title or analysis.name)}", ""]
+    for key in ("summary", "paper"):
+        if (meta or {}).get(key):
+            lines += [("Paper: " if key == "paper" else "") + md_text(meta[key]), ""]  # user text: escaped
     lines += ["| | |", "|---|---|"] + [f"| {k} | {md_text(v)} |" for k, v in totals_lines(analysis, memory)]
     lines += ["", "| Layer | Op | Output | " + " | ".join(c.title for c in shown) + " |"]
     lines += ["|---|---|---|" + "---:|" * len(shown)]

@@ -11,6 +11,7 @@ from archspec.errors import ArchspecError
 from archspec.train.losses import as_dict
 from archspec.train.runtime import Dist, autocast, pick_device
 from archspec.train.setup import model_bytes, plan as make_plan
+from archspec.train.threads import threads_for
 
 
 def _measure(step, device: torch.device, seconds: float) -> tuple[int, float]:
@@ -31,12 +32,13 @@ def _measure(step, device: torch.device, seconds: float) -> tuple[int, float]:
 
 def run_bench(spec: Path, params: dict[str, Any], inputs: dict[str, tuple[int, ...]], batch: int, device: str,
               amp: str, compile_: bool, channels_last: bool, seconds: float,
-              budget: Callable[[Any, list[tuple[str, int]]], None] | None = None) -> list[dict[str, Any]]:
+              budget: Callable[[Any, list[tuple[str, int]]], None] | None = None, threads: int = 0) -> list[dict[str, Any]]:
     """Rows of images/s and latency. `budget(plan, parts)` may refuse the static estimate of a
     forward+backward pass at `batch` before anything is allocated; running out of memory anyway
-    is reported as such."""
+    is reported as such. `threads`: torch's intra-op threads, 0 for archspec.train.threads' choice."""
     if amp not in ("off", "bf16", "fp16"):
         raise ArchspecError(f"--amp must be off, bf16 or fp16, not '{amp}'")
+    torch.set_num_threads(threads_for(threads))
     spec_plan = make_plan(spec, params, inputs)
     if budget is not None:
         budget(spec_plan, [("forward and backward", model_bytes(spec_plan, batch, training=True))])
@@ -77,5 +79,6 @@ def _bench_rows(spec_plan, batch: int, device: str, amp: str, compile_: bool, ch
             net.train(train_mode)
             count, elapsed = _measure(step, target, seconds)
             rows.append({"mode": mode, "pass": name, "images_per_s": count * batch / elapsed,
-                         "latency_ms": 1000 * elapsed / count, "device": str(target)})
+                         "latency_ms": 1000 * elapsed / count, "device": str(target),
+                         "threads": torch.get_num_threads()})
     return rows

@@ -7,10 +7,8 @@ Nothing is ever unpickled: every torch file (state.pt, an `--init` or `--weights
 with `weights_only=True`, so a crafted run folder or weights file cannot run code."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,11 @@ from typing import Any
 import torch
 
 from archspec.errors import ArchspecError
-from archspec.ir.build import MAX_INPUT_SIZE  # the same limits as a spec's inputs and integers
-from archspec.passes.shapes import MAX_RANK
-from archspec.spec.yaml_source import MAX_INTEGER
 from archspec.files import write_atomic
+from archspec.train.metadata import build_metadata, listed  # noqa: F401  (build_metadata: re-exported)
+from archspec.runs import WEIGHTS_FILE as WEIGHTS, spec_digest  # noqa: F401  (spec_digest: re-exported)
 
-WEIGHTS = "checkpoint.safetensors"
 STATE = "state.pt"
-
-
-def spec_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, spec_text: str, build: dict[str, Any],
@@ -112,23 +104,12 @@ def _state_dict_of(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
     odd = [f"{k!r} ({_kind_of(v)})" for k, v in loaded.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if odd:
         raise ArchspecError(f"{path} does not hold a state_dict (a mapping of names to tensors): "
-                            f"{_listed(odd)} {'is' if len(odd) == 1 else 'are'} not a tensor")
+                            f"{listed(odd)} {'is' if len(odd) == 1 else 'are'} not a tensor")
     return _dense_tensors(loaded, path)
 
 
 def _kind_of(value: Any) -> str:
     return "a tensor" if isinstance(value, torch.Tensor) else f"a value of type {type(value).__name__}"
-
-
-def _listed(names: list[str]) -> str:
-    """The first 8 names (each cut at 200 characters), then how many there are in all."""
-    return ", ".join(_short(n, 200) for n in names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """A name from a crafted file, on one line and bounded, for a message."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _dense_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
@@ -144,94 +125,8 @@ def _dense_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, to
             odd.append(f"{name} (a {'quantized' if tensor.is_quantized else 'nested'} tensor)")
     if odd:
         raise ArchspecError(f"weights file {path}: {len(odd)} tensor{'s' if len(odd) != 1 else ''} "
-                            f"archspec cannot load: {_listed(odd)}; save dense tensors with values")
+                            f"archspec cannot load: {listed(odd)}; save dense tensors with values")
     return tensors
-
-
-# --- the build metadata: drives evaluate, so it is checked like a spec ------------------------------------
-BUILD_KEYS = ("spec", "params", "inputs", "task", "class_names")
-MAX_CLASS_NAMES = 100_000
-MAX_CLASS_NAME = 200  # characters
-MAX_PARAM_VALUES = 10_000
-MAX_PARAM_DEPTH = 16
-MAX_PARAM_CHARS = 10_000  # one string value, as for a --set value
-
-
-def build_metadata(metadata: dict[str, str], path: Path) -> dict[str, Any]:
-    """The `build` entry of a checkpoint's metadata (what `train` wrote: the spec's path, params,
-    input shapes and task), checked: a JSON object of the known keys, `params` a mapping of plain
-    values, `inputs` a mapping of input names to lists of 1 to 1,000,000. Missing: empty."""
-    where = f"checkpoint {path}: metadata 'build'"
-    text = metadata.get("build")
-    if text is None:
-        return {"params": {}, "inputs": {}, "class_names": []}
-    try:
-        build = json.loads(text)
-    except (ValueError, RecursionError) as err:
-        raise ArchspecError(f"{where} is not JSON: {str(err)[:200]}") from None
-    if not isinstance(build, dict):
-        raise ArchspecError(f"{where} must be a JSON object, not {_json_kind(build)}")
-    unknown = [key for key in build if key not in BUILD_KEYS]
-    if unknown:
-        raise ArchspecError(f"{where}: unknown keys {_listed([repr(k)[:80] for k in unknown])} "
-                            f"(known: {', '.join(BUILD_KEYS)})")
-    for key in ("spec", "task"):
-        if key in build and not isinstance(build[key], str):
-            raise ArchspecError(f"{where}: '{key}' must be a string, not {_json_kind(build[key])}")
-    params = build.get("params", {})
-    if not isinstance(params, dict):
-        raise ArchspecError(f"{where}: 'params' must be a mapping of parameter names to values, not {_json_kind(params)}")
-    counter = [0]
-    for name, value in params.items():
-        _check_plain(value, f"{where}: params.{_short(name)}", 1, counter)
-    names = build.get("class_names", [])
-    if (not isinstance(names, list) or len(names) > MAX_CLASS_NAMES
-            or not all(isinstance(n, str) and len(n) <= MAX_CLASS_NAME for n in names)):
-        raise ArchspecError(f"{where}: 'class_names' must be a list of at most {MAX_CLASS_NAMES:,} names of "
-                            f"at most {MAX_CLASS_NAME} characters")
-    return {"params": params, "inputs": _build_inputs(build.get("inputs", {}), where), "class_names": names}
-
-
-def _build_inputs(inputs: Any, where: str) -> dict[str, tuple[int, ...]]:
-    if not isinstance(inputs, dict):
-        raise ArchspecError(f"{where}: 'inputs' must be a mapping of input names to shapes, not {_json_kind(inputs)}")
-    shapes = {}
-    for name, shape in inputs.items():
-        ok = (isinstance(shape, list) and 1 <= len(shape) <= MAX_RANK
-              and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_INPUT_SIZE for d in shape))
-        if not ok:
-            raise ArchspecError(f"{where}: inputs.{_short(name)} must be a list of 1 to {MAX_RANK} sizes from 1 to {MAX_INPUT_SIZE:,}, "
-                                f"like [3, 32, 32], not {json.dumps(shape)[:80]}")
-        shapes[name] = tuple(shape)
-    return shapes
-
-
-def _check_plain(value: Any, where: str, depth: int, counter: list[int]) -> None:
-    """A parameter value as a spec could hold it: null, a boolean, a bounded number, a string, or
-    lists / mappings of those (bounded in depth and count)."""
-    counter[0] += 1
-    if counter[0] > MAX_PARAM_VALUES or depth > MAX_PARAM_DEPTH:
-        raise ArchspecError(f"{where}: too large (over {MAX_PARAM_VALUES:,} values or {MAX_PARAM_DEPTH} levels)")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ArchspecError(f"{where}: {value} is not a finite number")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
-        raise ArchspecError(f"{where}: {str(value)[:40]}... is beyond 1e18")
-    if isinstance(value, str) and len(value) > MAX_PARAM_CHARS:
-        raise ArchspecError(f"{where}: a string of {len(value):,} characters (the limit is {MAX_PARAM_CHARS:,})")
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]", depth + 1, counter)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_plain(item, f"{where}.{_short(key)}", depth + 1, counter)
-    elif value is not None and not isinstance(value, (bool, int, float, str)):
-        raise ArchspecError(f"{where}: {_json_kind(value)} is not a plain value")
-
-
-def _json_kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 STATE_KEYS = ("optimizer", "scheduler", "rng", "epoch", "step_in_epoch", "step")
@@ -280,7 +175,7 @@ def state_dict_differences(model: torch.nn.Module, tensors: dict[str, torch.Tens
     for label, names in (("missing", missing), ("unexpected", unexpected), ("shape-mismatched", mismatched),
                          ("dtype-mismatched", dtype_mismatches(own, tensors))):
         if names:
-            lines.append(f"{len(names)} {label} tensor{'s' if len(names) != 1 else ''}: {_listed(names)}")
+            lines.append(f"{len(names)} {label} tensor{'s' if len(names) != 1 else ''}: {listed(names)}")
     return lines
 
 
@@ -334,6 +229,6 @@ def init_matches(model: torch.nn.Module, path: Path, tensors: dict[str, torch.Te
     wrong = dtype_mismatches(own, matched)
     if wrong:
         raise ArchspecError(f"--init {path}: {len(wrong)} tensor{'s' if len(wrong) != 1 else ''} of another kind of "
-                            f"dtype than the model's: {_listed(wrong)}; {DTYPE_RULE}")
+                            f"dtype than the model's: {listed(wrong)}; {DTYPE_RULE}")
     skipped += [f"{name} (not in the file; kept its initial value)" for name in own if name not in tensors]
     return matched, skipped

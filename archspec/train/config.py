@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from archspec.errors import ArchspecError
+from archspec.runs import CONFIG_FILE, OPTIMIZER_NAMES, OPTIMIZERS
 
-DEFAULT_LR = {"sgd": 0.05, "adamw": 3e-3}
 SEGMENTATION_LOSSES = ("ce", "ce+dice")
 
 
@@ -40,11 +40,11 @@ class TrainConfig:
     margin: float = 0.2
     segmentation_loss: str = "ce+dice"
     warmup_steps: int = 20
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    threads: int = 0  # torch intra-op threads per process; 0 = archspec.train.threads decides
 
     def check(self) -> None:
-        if self.optimizer not in DEFAULT_LR:
-            raise ArchspecError(f"--optimizer must be sgd or adamw, not '{self.optimizer}'")
+        if self.optimizer not in OPTIMIZERS:
+            raise ArchspecError(f"--optimizer must be one of {OPTIMIZER_NAMES}, not '{self.optimizer}'")
         if self.amp not in ("off", "bf16", "fp16"):
             raise ArchspecError(f"--amp must be off, bf16 or fp16, not '{self.amp}'")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -60,12 +60,16 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        return self.lr if self.lr is not None else OPTIMIZERS[self.optimizer].lr
+
+    @property
+    def decay(self) -> float:
+        return self.weight_decay if self.weight_decay is not None else OPTIMIZERS[self.optimizer].weight_decay
 
 
 def load_config(folder: Path) -> TrainConfig:
     """The configuration of the run in `folder`, refusing anything this archspec did not write."""
-    path = Path(folder) / "config.json"
+    path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise ArchspecError(f"--resume {folder}: no config.json there (not a run folder)")
     from archspec.spec.reading import read_bounded_text  # stat first, bounded: not /dev/zero or a FIFO

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +25,9 @@ from archspec.train.metrics import MetricLog
 from archspec.train.runtime import Dist, Runtime, close_distributed, device_kind, init_distributed, pick_device
 from archspec.train.setup import Plan, for_classes, plan as make_plan
 from archspec.train.state import Running, RunState, freeze_until, seed_everything, step_generator
+from archspec.runs import CONFIG_FILE
 from archspec.train.task_table import make_task
+from archspec.train.threads import threads_for
 from archspec.train.tasks import Batch, Task
 
 RUNS_FOLDER = Path("runs")
@@ -36,8 +39,7 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
     `plan`: the spec as a preflight (archspec.train.setup.preflight) compiled it for this
     configuration, so it is not compiled again."""
     config.check()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(threads_for(config.threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     dist = init_distributed(device_kind(config.device))
     runtime = Runtime(pick_device(config.device, dist), config.amp, config.channels_last)
     spec_plan, data = plan_and_data(config, plan)
@@ -111,7 +113,7 @@ class Trainer:
         self.net = self._wrap(model)
         if self.dist.main:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.folder / "config.json", json.dumps(asdict(config), indent=1) + "\n")
+            write_atomic(self.folder / CONFIG_FILE, json.dumps(asdict(config), indent=1) + "\n")
 
     def _build_model(self, init: bool) -> torch.nn.Module:
         config = self.config
@@ -212,7 +214,7 @@ class Trainer:
         if self.dist.main:
             self.task.write_samples(self.state.model, self.data, self.runtime, self.folder)
             note = write_curves(self.folder, self.log.rows, self.task.metric)
-            for line in [note] if note else write_report(self.plan, self.folder):
+            for line in [note] if note else write_report(self.plan, self.folder, self.config):
                 self.echo(line)
         close_distributed(self.dist)
 
@@ -233,11 +235,15 @@ def write_curves(folder: Path, rows: list[dict[str, Any]], metric: str) -> str |
     return None
 
 
-def write_report(spec_plan: Plan, folder: Path) -> list[str]:
-    """report.html in the run folder: the spec's report (at the trained sizes) with the curves."""
+def write_report(spec_plan: Plan, folder: Path, config: TrainConfig) -> list[str]:
+    """report.html in the run folder: the spec's report at the trained sizes, batch and optimizer
+    (its memory cards), with the curves."""
+    from dataclasses import replace
+
     from archspec.render.html import write_reports
 
-    _, notes = write_reports([spec_plan.compiled], True, "html", folder, run=folder)
+    compiled = replace(spec_plan.compiled, batch=config.batch_size)
+    _, notes = write_reports([compiled], True, "html", folder, optimizer=config.optimizer, run=folder)
     return notes
 
 

@@ -169,7 +169,7 @@ def _check_classes(compiled: Compiled, task: str, num_classes: int | None, param
 def model_bytes(spec_plan: Plan, batch: int, training: bool, optimizer: str | None = None) -> int:
     """The static estimate (archspec.passes.memory, fp32) of one step at `batch`: the inference peak,
     or the training peak (gradients, saved activations and, with an optimizer, its state), plus the inputs."""
-    memory = spec_plan.compiled.memory("fp32", "adam" if optimizer == "adamw" else "sgd", batch)
+    memory = spec_plan.compiled.memory("fp32", optimizer or "sgd", batch)
     inputs = sum(math.prod(shape) for shape in spec_plan.shapes.values()) * batch * 4
     if not training:
         return memory.inference_peak + inputs

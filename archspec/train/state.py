@@ -79,11 +79,11 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ArchspecError("nothing to train: every parameter is frozen")
+    # the names are archspec.runs.OPTIMIZERS' (config.check refused any other)
     if config.optimizer == "sgd":
-        decay = 5e-4 if config.weight_decay is None else config.weight_decay
-        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, weight_decay=decay)
-    decay = 1e-2 if config.weight_decay is None else config.weight_decay
-    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=decay)
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.decay)
+    adam = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return adam(params, lr=config.learning_rate, weight_decay=config.decay)
 
 
 def schedule(total: int, warmup: int) -> Callable[[int], float]:
