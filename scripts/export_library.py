@@ -32,6 +32,7 @@ from archspec.export.job import TOLERANCE  # noqa: E402
 REDUCED_SIZES = (64, 96, 128, 160, 192, 224, 256)  # the first the spec compiles at, when smaller than its own
 TIMEOUT_S = 1800  # one export of the largest spec (vit_l_16's 1.2 GB of weights) on two cores
 MAX_REASON = 240
+SMALLEST_SCALE = 1e-2  # outputs below this at init: the 1e-4 absolute tolerance would pass anything
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,31 @@ def reduced_inputs(path: Path) -> list[str]:
     return []
 
 
+def zero_output_weights(path: Path, options: list[str], folder: Path) -> list[str]:
+    """`--weights FILE` with every tensor moved off its initial value (the test suite's
+    moved_weights) for a spec whose outputs at its initialisation are all below SMALLEST_SCALE
+    (ViT's zero-initialised head; MobileNet's and EfficientNet's, about 1e-15 at 64 pixels), where
+    the absolute tolerance would pass any file; else []."""
+    import torch
+
+    from archspec.commands.common import parse_inputs
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from moved_weights import moved_weights
+
+    compiled = pipeline.compile(path, {}, parse_inputs(options[1::2]))
+    module = compiled.module().eval()
+    inputs = {name: torch.randn(2, *compiled.ir.shapes[value]) for name, value in compiled.ir.inputs.items()}
+    with torch.no_grad():
+        outputs = module(**inputs)
+    scale = max(float(t.abs().max()) for t in (outputs.values() if isinstance(outputs, dict) else [outputs]))
+    if scale >= SMALLEST_SCALE:
+        return []
+    weights = folder / "moved_weights.pt"
+    torch.save(moved_weights(module, seed=1), weights)
+    return ["--weights", str(weights)]
+
+
 def export_cell(path: Path, format_name: str, options: list[str], folder: Path) -> Cell:
     out = folder / f"{path.stem}{FORMATS[format_name].suffix}"
     command = [sys.executable, "-m", "archspec", "export", str(path), "--format", format_name, "--out", str(out),
@@ -76,7 +102,7 @@ def export_cell(path: Path, format_name: str, options: list[str], folder: Path) 
     return Cell("failed", (f"max abs diff {diff.group(1)}: " if diff else "") + reason(done.stderr))
 
 
-def check_python(source: Path, spec: Path, inputs: list[str]) -> int:
+def check_python(source: Path, spec: Path, inputs: list[str], weights: Path | None) -> int:
     """Import the written source, build its model class (the file's last nn.Module class, with its
     default arguments), load the archspec module's state_dict strictly and compare at batch 2."""
     import torch
@@ -87,6 +113,8 @@ def check_python(source: Path, spec: Path, inputs: list[str]) -> int:
 
     compiled = pipeline.compile(spec, {}, parse_inputs(inputs))
     module = compiled.module().eval()
+    if weights is not None:
+        module.load_state_dict(torch.load(weights, weights_only=True))
     loader = importlib.util.spec_from_file_location("exported_source", source)
     exported = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(exported)
@@ -120,7 +148,8 @@ def read_rows(report: Path) -> list[tuple[str, list[str], dict[str, Cell]]]:
         cells = [cell.strip() for cell in line.split("|")[1:-1]]
         if len(cells) != 2 + len(FORMATS) or cells[0] in ("spec", "---"):
             continue
-        options = [] if cells[1] == "own" else ["--input", cells[1]]
+        options = [item for size in cells[1].split(", ") if size not in ("own", "moved weights")
+                   for item in ("--input", size)]
         parsed = {}
         for name, cell in zip(FORMATS, cells[2:]):
             failed = re.fullmatch(r"failed \[(\d+)\]", cell)
@@ -144,7 +173,11 @@ def render(rows: list[tuple[str, list[str], dict[str, Cell]]], seconds: float, r
         "command then loads the file back and runs it at batch 2 against the torch module on the same",
         f"seeded inputs. ok: every output agrees within {TOLERANCE}; the figures are the",
         "largest absolute difference and, after \"of\", the largest |torch| output it is measured against",
-        "(randomly initialised deep nets without normalisation reach large values).",
+        "(randomly initialised deep nets without normalisation reach large values; rows without it were",
+        "run before the script recorded it). moved weights: the spec's outputs at its initialisation are",
+        f"all below {SMALLEST_SCALE:g} (ViT's zero-initialised head; MobileNet's and EfficientNet's, about",
+        "1e-15 at 64 pixels), where the absolute tolerance would pass any file, so the file holds every",
+        "tensor moved off its initial value (tests/moved_weights.py), passed as `--weights`.",
         f"ONNX files declare opset {ONNX_OPSET} and pass onnx.checker;",
         "onnxruntime runs them on the CPUExecutionProvider. traced: TorchScript fell back to",
         "torch.jit.trace because torch.jit.script refused the module. python: the written source is",
@@ -168,7 +201,9 @@ def render(rows: list[tuple[str, list[str], dict[str, Cell]]], seconds: float, r
                 shown.append(f"failed [{len(failures)}]")
             else:
                 shown.append(f"ok {cell.detail}")
-        size = ", ".join(option.split("=")[-1] for option in options[1::2]) or "own"
+        pairs = list(zip(options[::2], options[1::2]))
+        size = ", ".join(value.split("=")[-1] for flag, value in pairs if flag == "--input") or "own"
+        size += ", moved weights" if any(flag == "--weights" for flag, _ in pairs) else ""
         lines.append(f"| {spec} | {size} | " + " | ".join(shown) + " |")
     lines += ["", "Totals: " + ", ".join(f"{name} {sum(c[name].status == 'ok' for *_, c in rows)}/{len(rows)} ok"
                                              for name in names)]
@@ -183,16 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "export.md")
     parser.add_argument("--merge", action="store_true", help="Keep the existing report's other rows.")
     parser.add_argument("--input", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--check-python", type=Path, help=argparse.SUPPRESS)  # one python check, in its own process
     args = parser.parse_args(argv)
     if args.check_python:
-        return check_python(args.check_python, args.specs[0], args.input)
+        return check_python(args.check_python, args.specs[0], args.input, args.weights)
     specs = args.specs or sorted((ROOT / "specs").glob("*.yaml"))
     names = {path.stem for path in specs}
     rows, start = [row for row in read_rows(args.out) if row[0] not in names] if args.merge else [], time.monotonic()
     with tempfile.TemporaryDirectory(prefix="archspec-export-") as temporary:
         for path in specs:
             options = reduced_inputs(path)
+            options += zero_output_weights(path, options, Path(temporary))
             cells = {name: export_cell(path, name, options, Path(temporary)) for name in FORMATS}
             for written in Path(temporary).iterdir():
                 written.unlink()  # the next spec's disk

@@ -18,7 +18,8 @@ SMALLER_INPUT = {"unet": (1, 188, 188), "unet_padded": (3, 128, 128), "vgg19": (
                  "vgg16_bn": (3, 64, 64), "vgg11": (3, 64, 64), "alexnet": (3, 128, 128), "densenet169": (3, 96, 96),
                  "resnet152": (3, 96, 96), "resnet101": (3, 96, 96), "efficientnet_b3": (3, 128, 128),
                  "pspnet": (3, 128, 128), "fcn_resnet50": (3, 128, 128), "deeplabv3_resnet50": (3, 128, 128),
-                 "yolo_v1": (3, 224, 224), "spp_net": (3, 128, 128)}
+                 "yolo_v1": (3, 224, 224), "spp_net": (3, 128, 128),
+                 "vit_l_16": (3, 64, 64)}  # 304M parameters: the weights and gradients alone are 2.4 GB
 BATCH = 2
 
 
