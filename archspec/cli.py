@@ -103,7 +103,7 @@ def report(
     all_ops: bool = typer.Option(False, "--all-ops", help="Add the all-ops column (norm, activation, pooling work too)."),
     receptive_field: bool = typer.Option(False, "--receptive-field", help="Add receptive field size, jump and offset."),
     memory: bool = typer.Option(False, "--memory", help="Add the memory estimate: weights, gradients, optimizer state, saved activations, peaks."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 (for --memory)."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 (for --memory and --latency)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help=OptimizerOption.help + " Default: the --run's, else sgd."),
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Collapse blocks nested deeper than N into one row."),
     output_format: str = typer.Option("table", "--format", help="table, json, markdown or html."),
@@ -113,6 +113,8 @@ def report(
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help=BatchOption.help + " Default: the --run's, else 1."),
+    latency: bool = typer.Option(False, "--latency", help="Add a per-layer roofline latency estimate of one forward pass on --device."),
+    device: str = typer.Option("cpu", "--device", help="cpu (measured once, about 2 s, then cached), a100, h100 or h200 (published figures)."),
 ) -> None:
     """Per-layer analysis of one spec, or a comparison of several (all of specs/ by default)."""
     from dataclasses import replace
@@ -120,7 +122,7 @@ def report(
     from archspec.render.formats import ReportOptions, render_report
 
     options = ReportOptions(output_format, depth, flops, all_ops, receptive_field, memory, dtype, optimizer or "sgd", out,
-                            run, REPORTS_FOLDER)
+                            run, REPORTS_FOLDER, latency, device)
     options.check()
     facts = _trained_run(run, specs) if run is not None else None
     run_optimizer, run_batch = (facts.optimizer, facts.batch) if facts else (None, None)

@@ -16,20 +16,21 @@ from archspec.passes.counts import Analysis, BlockStats, Figures, LayerStats
 from archspec.render.figures import FIGURES, columns, count, field_number, format_shape, human, human_bytes, shapes_text
 
 if TYPE_CHECKING:
+    from archspec.passes.latency import LatencyEstimate
     from archspec.passes.memory import MemoryEstimate
     from archspec.pipeline import Compiled
 
-__all__ = ["analysis_json", "count", "human", "human_bytes", "jump_note", "layer_rows", "library_markdown", "markdown",
-           "md_text", "report_fields"]
+__all__ = ["analysis_json", "count", "human", "human_bytes", "jump_note", "latency_json", "latency_rows", "layer_rows",
+           "library_markdown", "markdown", "md_text", "report_fields"]
 
 JSON_VERSION = 1
 FIGURE_KEYS = ("params", "trainable", "buffers", "macs", "flops", "all_ops", "activations")
 
 
 def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None, fields: dict[str, Any] | None = None,
-                  memory: "MemoryEstimate | None" = None) -> dict[str, Any]:
-    """The JSON report of one spec; `fields` and `memory` add the receptive fields and the memory
-    estimate (`report --receptive-field`, `--memory`)."""
+                  memory: "MemoryEstimate | None" = None, latency: "LatencyEstimate | None" = None) -> dict[str, Any]:
+    """The JSON report of one spec; `fields`, `memory` and `latency` add the receptive fields, the
+    memory estimate and the roofline latency (`report --receptive-field`, `--memory`, `--latency`)."""
     totals = analysis.totals
     meta = meta or {}
     data = {
@@ -59,7 +60,43 @@ def analysis_json(analysis: Analysis, meta: dict[str, Any] | None = None, fields
         for layer in data["layers"]:
             m = per_layer[layer["name"]]
             layer["memory"] = {"params": m.params, "gradients": m.gradients, "optimizer": m.optimizer, "saved": m.saved}
+    if latency is not None:
+        data["latency"] = latency_json(latency)
+        for layer, timed in zip(data["layers"], latency.layers):  # the same layers, in the same order
+            layer["latency"] = {"bytes": timed.bytes, "intensity": timed.intensity, "bound": timed.bound,
+                                "seconds": timed.seconds}
     return data
+
+
+def latency_json(latency: "LatencyEstimate") -> dict[str, Any]:
+    """Seconds, FLOP/s and bytes/s; see archspec.passes.latency for the model."""
+    device = latency.device
+    return {"device": device.name, "dtype": latency.dtype, "peak_flops": device.peak(latency.dtype),
+            "bandwidth": device.bandwidth, "overhead": device.overhead, "ridge": latency.ridge,
+            "source": device.source, "flops": latency.flops, "bytes": latency.bytes, "seconds": latency.seconds}
+
+
+def duration(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-6:.3g} µs"
+
+
+def latency_rows(latency: "LatencyEstimate") -> tuple[list[str], list[list[str]], list[str]]:
+    """The roofline table (`report --latency`): headers, a row per layer and the lines under it."""
+    headers = ["Layer", "Op", "FLOPs", "Bytes", "FLOP/B", "Bound", "Time", "Share"]
+    total = latency.seconds or 1.0
+    rows = [[layer.name, layer.op, human(layer.flops), human_bytes(layer.bytes), f"{layer.intensity:.3g}",
+             layer.bound, duration(layer.seconds), f"{layer.seconds / total:.1%}"] for layer in latency.layers]
+    device = latency.device
+    notes = [f"{device.name} {latency.dtype}: {human(int(device.peak(latency.dtype)))}FLOP/s, "
+             f"{human(int(device.bandwidth))}B/s, ridge {latency.ridge:.3g} FLOP/B, "
+             f"{duration(device.overhead) if device.overhead else 'no'} fixed cost per op",
+             f"predicted forward time, batch {latency.batch}: {duration(latency.seconds)} "
+             f"({sum(layer.bound == 'compute' for layer in latency.layers)} of {len(latency.layers)} layers compute-bound)",
+             f"source: {device.source}"]
+    return headers, rows, notes
 
 
 def layer_json(layer: LayerStats) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""The devices the latency estimate knows (archspec.passes.latency): peak FLOP/s and memory bandwidth.
+
+The GPUs carry NVIDIA's published figures (dense, no sparsity) with the document they come from.
+`cpu` has no published figure: `archspec.lower.calibrate` measures this machine once (matmul and
+memcpy, about two seconds) and caches the result here as JSON, under $XDG_CACHE_HOME/archspec
+(~/.cache/archspec by default). This module imports no torch; it reads and writes that cache.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from archspec.errors import ArchspecError
+
+TERA = 1e12
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    peak_flops: dict[str, float]  # FLOP/s by dtype: fp32, bf16, fp16 (and tf32 where there is one)
+    bandwidth: float  # bytes/s between memory and the compute units
+    source: str
+    # fixed time per op (launch or dispatch), seconds: measured for `cpu`, 0 where nothing is published
+    overhead: float = 0.0
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def peak(self, dtype: str) -> float:
+        return self.peak_flops.get(dtype) or self.peak_flops["fp32"]
+
+
+# fp32 is the plain-FP32 figure (CUDA cores); tf32 is listed apart because PyTorch uses it for convs
+# by default (torch.backends.cudnn.allow_tf32) but not for matmuls. BF16 and FP16 are tensor-core dense.
+PUBLISHED: dict[str, Device] = {
+    "a100": Device(
+        "a100", {"fp32": 19.5 * TERA, "tf32": 156 * TERA, "bf16": 312 * TERA, "fp16": 312 * TERA}, 2.039e12,
+        "NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM: FP32 19.5 TFLOPS, TF32 156, BF16/FP16 312 dense; "
+        "HBM2e 2,039 GB/s), https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
+        "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf"),
+    "h100": Device(
+        "h100", {"fp32": 67 * TERA, "tf32": 494.7 * TERA, "bf16": 989.4 * TERA, "fp16": 989.4 * TERA}, 3.35e12,
+        "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM: FP32 67 TFLOPS, TF32 494.7, BF16/FP16 989.4 dense, "
+        "i.e. half the with-sparsity figures; HBM3 3.35 TB/s), https://resources.nvidia.com/en-us-tensor-core/"
+        "nvidia-tensor-core-gpu-datasheet"),
+    "h200": Device(
+        "h200", {"fp32": 67 * TERA, "tf32": 494.7 * TERA, "bf16": 989.4 * TERA, "fp16": 989.4 * TERA}, 4.8e12,
+        "NVIDIA H200 Tensor Core GPU datasheet (H200 SXM: FP32 67 TFLOPS, TF32 494.7, BF16/FP16 989.4 dense, "
+        "half the with-sparsity figures; HBM3e 4.8 TB/s), https://www.nvidia.com/en-us/data-center/h200/"),
+}
+DEVICE_NAMES = ("cpu", *PUBLISHED)
+CACHE_VERSION = 2  # 2: the fixed cost per op is the mean of conv, bn, relu and add calls
+
+
+def check_device(name: str) -> str:
+    if name not in DEVICE_NAMES:
+        raise ArchspecError(f"--device must be {', '.join(DEVICE_NAMES[:-1])} or {DEVICE_NAMES[-1]}, not '{name}'")
+    return name
+
+
+def cache_path() -> Path:
+    """Where the calibrated `cpu` figures live (XDG base directory spec)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "archspec" / "cpu-device.json"
+
+
+def read_cached(path: Path, threads: int) -> Device | None:
+    """The cached `cpu` device measured with this many threads; None when there is none (or it is
+    unreadable, of another version or thread count: then it is measured again)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != CACHE_VERSION or data.get("threads") != threads:
+            return None
+        return Device(**data["device"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def write_cached(path: Path, device: Device, threads: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"version": CACHE_VERSION, "threads": threads, "device": asdict(device)}, indent=1)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a file

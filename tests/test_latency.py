@@ -1,0 +1,130 @@
+"""The latency estimate (archspec.passes.latency): its roofline arithmetic against hand computations,
+the `cpu` calibration cache, and `report --latency --device`'s errors and JSON."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from archspec import pipeline
+from archspec.cli import app
+from archspec.lower import calibrate
+from archspec.passes.devices import PUBLISHED, Device, cache_path
+from archspec.passes.latency import estimate_latency
+
+# a 3x3 conv with bias, 3 -> 4 channels, padding 1, on 3x8x8; a dropout (free at inference) after it
+CONV_SPEC = """\
+name: one_conv
+inputs: {image: [3, 8, 8]}
+layers:
+  - conv: {out: 4, kernel: 3, padding: 1}
+  - dropout: {p: 0.5}
+"""
+# by hand: 4x8x8 outputs, each 3*3*3 multiply-adds -> 2 * 256 * 27 FLOPs
+CONV_FLOPS = 2 * (4 * 8 * 8) * (3 * 3 * 3)  # 13,824
+CONV_WEIGHTS = 4 * 3 * 3 * 3 + 4  # kernel and bias: 112
+CONV_INPUT, CONV_OUTPUT = 3 * 8 * 8, 4 * 8 * 8  # 192, 256
+
+
+def _conv_estimate(write_spec, device: Device, batch: int = 1, dtype_bytes: int = 4, dtype: str = "fp32"):
+    compiled = pipeline.compile(write_spec(CONV_SPEC), batch=batch)
+    return estimate_latency(compiled.ir, compiled.analysis, device, dtype_bytes, dtype)
+
+
+SLOW_MEMORY = Device("made_up", {"fp32": 1e9, "bf16": 4e9}, bandwidth=1e8, source="test", overhead=1e-6)
+
+
+def test_a_memory_bound_conv_by_hand(write_spec):
+    conv, dropout = _conv_estimate(write_spec, SLOW_MEMORY).layers
+    moved = (CONV_INPUT + CONV_WEIGHTS + CONV_OUTPUT) * 4  # 2,240 bytes
+    assert (conv.flops, conv.bytes) == (CONV_FLOPS, moved)
+    assert conv.intensity == pytest.approx(13_824 / 2_240)  # 6.17 FLOP/B, under the ridge of 1e9 / 1e8 = 10
+    assert conv.bound == "memory"
+    assert conv.seconds == pytest.approx(2_240 / 1e8 + 1e-6)  # bytes / bandwidth (22.4 µs) beats 13.8 µs of compute
+    assert (dropout.bytes, dropout.flops, dropout.seconds) == (0, 0, pytest.approx(1e-6))  # only the fixed cost
+
+
+def test_a_compute_bound_conv_by_hand(write_spec):
+    fast_memory = Device("made_up", {"fp32": 1e9}, bandwidth=1e10, source="test")  # ridge 0.1 FLOP/B
+    estimate = _conv_estimate(write_spec, fast_memory)
+    conv = estimate.layers[0]
+    assert conv.bound == "compute"
+    assert conv.seconds == pytest.approx(13_824 / 1e9)
+    assert estimate.seconds == pytest.approx(13_824 / 1e9)  # the dropout adds nothing (no fixed cost here)
+    assert estimate.ridge == pytest.approx(0.1)
+
+
+def test_batch_and_dtype_scale_activations_not_weights(write_spec):
+    conv = _conv_estimate(write_spec, SLOW_MEMORY, batch=2, dtype_bytes=2, dtype="bf16").layers[0]
+    assert conv.flops == 2 * CONV_FLOPS
+    assert conv.bytes == (2 * CONV_INPUT + CONV_WEIGHTS + 2 * CONV_OUTPUT) * 2  # 2,016 bytes
+    # bf16 peak 4e9: ridge 40; 27,648 / 4e9 = 6.9 µs of compute against 20.2 µs of memory
+    assert conv.seconds == pytest.approx(2_016 / 1e8 + 1e-6)
+
+
+def test_published_devices_have_sources():
+    assert set(PUBLISHED) == {"a100", "h100", "h200"}
+    assert PUBLISHED["h200"].bandwidth == 4.8e12  # NVIDIA's H200 datasheet: 4.8 TB/s
+    assert PUBLISHED["a100"].peak("bf16") == 312e12  # A100 datasheet, dense
+    assert all("datasheet" in d.source and "https://" in d.source for d in PUBLISHED.values())
+
+
+def test_cpu_is_calibrated_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_path() == tmp_path / "archspec" / "cpu-device.json"
+    first = calibrate.device("cpu", seconds=0.05)  # a real, short measurement
+    assert cache_path().is_file()
+    written = json.loads(cache_path().read_text())
+    assert written["device"]["bandwidth"] == first.bandwidth
+    assert all(math.isfinite(v) and v > 0 for v in (*first.peak_flops.values(), first.bandwidth, first.overhead))
+
+    def must_not_measure(seconds):
+        raise AssertionError("the cached figures should have been used")
+
+    monkeypatch.setattr(calibrate, "calibrate_cpu", must_not_measure)
+    assert calibrate.device("cpu") == first
+
+
+def test_an_unreadable_cache_is_measured_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache_path().parent.mkdir(parents=True)
+    cache_path().write_text("{not json")
+    measured = Device("cpu", {"fp32": 1e10}, 1e9, "fake measurement")
+    monkeypatch.setattr(calibrate, "calibrate_cpu", lambda seconds: measured)
+    assert calibrate.device("cpu") == measured
+    assert json.loads(cache_path().read_text())["device"]["source"] == "fake measurement"
+
+
+def test_a_bad_device_is_a_one_line_error(write_spec):
+    result = CliRunner().invoke(app, ["report", str(write_spec(CONV_SPEC)), "--latency", "--device", "tpu"])
+    assert result.exit_code == 1
+    assert result.output == "error: --device must be cpu, a100, h100 or h200, not 'tpu'\n"
+
+
+def test_latency_with_several_specs_in_a_table_is_refused(write_spec):
+    spec = str(write_spec(CONV_SPEC))
+    result = CliRunner().invoke(app, ["report", spec, spec, "--latency", "--device", "a100"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: --latency gives a per-layer table: name one spec")
+
+
+def test_report_json_gives_the_a100_roofline(write_spec):
+    result = CliRunner().invoke(app, ["report", str(write_spec(CONV_SPEC)), "--latency", "--device", "a100",
+                                      "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    conv = data["layers"][0]["latency"]
+    # A100: 2,039 GB/s and 19.5 TFLOP/s fp32, a ridge of 9.56 FLOP/B: 6.17 FLOP/B is memory-bound
+    assert conv["bound"] == "memory"
+    assert conv["seconds"] == pytest.approx(2_240 / 2.039e12)
+    assert data["latency"]["ridge"] == pytest.approx(19.5e12 / 2.039e12)
+    assert data["latency"]["seconds"] == pytest.approx(2_240 / 2.039e12)  # the dropout is free
+
+
+def test_report_table_shows_the_roofline(write_spec):
+    result = CliRunner().invoke(app, ["report", str(write_spec(CONV_SPEC)), "--latency", "--device", "h200"])
+    assert result.exit_code == 0, result.output
+    assert "latency estimate on h200" in result.output
+    assert "4.80 TB/s" in result.output
