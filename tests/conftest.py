@@ -51,3 +51,31 @@ def pytest_sessionfinish(session, exitstatus):
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run `python -m archspec ARGS` as a separate process (exit codes, stderr, imports)."""
     return subprocess.run([sys.executable, "-m", "archspec", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+# --- memory between tests ------------------------------------------------------------------------------
+RESIDENT_LIMIT = 3 * 2**30  # bytes: above this, a worker gives freed memory back after a test
+
+
+def _resident_bytes() -> int:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _give_memory_back():
+    """The library's big models (vit_l_16's 304M parameters, built twice beside torchvision's)
+    leave glibc's heap fragmented: one xdist worker grew past 18 GiB and was killed for memory.
+    After a test that leaves the worker large, collect and hand the free pages back to the OS."""
+    yield
+    if _resident_bytes() > RESIDENT_LIMIT:
+        import ctypes
+        import gc
+
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc: nothing to trim

@@ -442,7 +442,8 @@ def test_nesting_limit_is_archspec_s_whatever_the_yaml_library(loader, text, lin
     start = time.perf_counter()
     with pytest.raises(SpecError) as info:
         yaml_source.parse_yaml(text, "spec.yaml")
-    assert time.perf_counter() - start < 1.0
+    # a ceiling against runaway parsing of the 20,000 levels (not a speed target: CI is shared)
+    assert time.perf_counter() - start < 10.0
     assert info.value.message == "lists and mappings are nested more than 100 levels deep"
     assert (info.value.loc.line, info.value.loc.column) == (line, column)
 
