@@ -54,3 +54,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+def check_choice(option: str, value: str, choices: Iterable[str]) -> str:
+    """`value` when it is one of `choices`, else "OPTION must be a, b or c, not 'value'"."""
+    choices = list(choices)
+    if value not in choices:
+        raise ArchspecError(f"{option} must be {' or '.join(', '.join(choices).rsplit(', ', 1))}, not '{value}'")
+    return value

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import typer
 
-from archspec.errors import ArchspecError, SpecError, did_you_mean
+from archspec.errors import ArchspecError, SpecError, check_choice, did_you_mean
 from archspec.runs import OPTIMIZER_NAMES, OPTIMIZERS
 
 if TYPE_CHECKING:
@@ -33,11 +33,6 @@ MemoryLimitOption = typer.Option(DEFAULT_MEMORY_LIMIT_GIB, "--memory-limit",
                                  help="GiB the static estimate (model, batch and data set) may reach.")
 ForceOption = typer.Option(False, "--force", help="Run even above the memory limit.")
 MEMORY_HINT = "use a smaller --input or batch, raise --memory-limit, or pass --force"
-
-
-def check_choice(option: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ArchspecError(f"{option} must be {' or '.join(', '.join(choices).rsplit(', ', 1))}, not '{value}'")
 
 
 def check_memory_options(dtype: str, optimizer: str) -> str:

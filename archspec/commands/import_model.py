@@ -12,7 +12,8 @@ from typing import List, Optional
 
 import typer
 
-from archspec.commands.common import check_choice, handles_errors, parse_inputs
+from archspec.commands.common import handles_errors, parse_inputs
+from archspec.errors import check_choice
 from archspec.errors import ArchspecError, SpecError
 
 BLOCK_MODES = ("auto", "none")

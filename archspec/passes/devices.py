@@ -12,7 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from archspec.errors import ArchspecError
+from archspec.errors import check_choice
+from archspec.files import write_atomic
 
 TERA = 1e12
 
@@ -29,6 +30,10 @@ class Device:
 
     def peak(self, dtype: str) -> float:
         return self.peak_flops.get(dtype) or self.peak_flops["fp32"]
+
+    def ridge(self, dtype: str) -> float:
+        """FLOPs per byte above which a layer is compute-bound on this device."""
+        return self.peak(dtype) / self.bandwidth
 
 
 # fp32 is the plain-FP32 figure (CUDA cores); tf32 is listed apart because PyTorch uses it for convs
@@ -54,9 +59,7 @@ CACHE_VERSION = 2  # 2: the fixed cost per op is the mean of conv, bn, relu and 
 
 
 def check_device(name: str) -> str:
-    if name not in DEVICE_NAMES:
-        raise ArchspecError(f"--device must be {', '.join(DEVICE_NAMES[:-1])} or {DEVICE_NAMES[-1]}, not '{name}'")
-    return name
+    return check_choice("--device", name, DEVICE_NAMES)
 
 
 def cache_path() -> Path:
@@ -78,8 +81,5 @@ def read_cached(path: Path, threads: int) -> Device | None:
 
 
 def write_cached(path: Path, device: Device, threads: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"version": CACHE_VERSION, "threads": threads, "device": asdict(device)}, indent=1)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a file
+    write_atomic(path, text + "\n")  # a reader never sees half a file

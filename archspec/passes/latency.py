@@ -45,14 +45,13 @@ class LatencyEstimate:
 
     @property
     def ridge(self) -> float:
-        """FLOPs per byte above which a layer is compute-bound on this device."""
-        return self.device.peak(self.dtype) / self.device.bandwidth
+        return self.device.ridge(self.dtype)
 
 
 def estimate_latency(ir: IRGraph, analysis: Analysis, device: Device, dtype_bytes: int = 4,
                      dtype: str = "fp32") -> LatencyEstimate:
     """One walk over the analysis' layers (in topological order), reading input shapes from the IR."""
-    peak, ridge = device.peak(dtype), device.peak(dtype) / device.bandwidth
+    peak, ridge = device.peak(dtype), device.ridge(dtype)
     layers = []
     for layer in analysis.layers:
         moved = layer_bytes(ir, layer, analysis.batch, dtype_bytes)
