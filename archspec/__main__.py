@@ -1,3 +1,3 @@
-from archspec.cli import main
+from archspec.entry import main
 
 main()

@@ -9,8 +9,11 @@ flags show no `<bool>` value, so `--flops true` is not suggested to anyone.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import List, Optional
 
@@ -34,6 +37,7 @@ from archspec.commands.common import (
     refuse_over_limit,
     spec_file,
 )
+from archspec import cache
 from archspec.errors import ArchspecError
 
 app = typer.Typer(
@@ -115,15 +119,38 @@ def report(
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help=BatchOption.help + " Default: the --run's, else 1."),
     latency: bool = typer.Option(False, "--latency", help="Add a per-layer roofline latency estimate of one forward pass on --device."),
     device: str = typer.Option("cpu", "--device", help="cpu (measured once, about 2 s, then cached), a100, h100 or h200 (published figures)."),
+    no_cache: bool = typer.Option(False, cache.NO_CACHE, help="Compute the report even when an unchanged spec's report is cached."),
 ) -> None:
     """Per-layer analysis of one spec, or a comparison of several (all of specs/ by default)."""
-    from dataclasses import replace
-
-    from archspec.render.formats import ReportOptions, render_report
+    from archspec.render.formats import ReportOptions
 
     options = ReportOptions(output_format, depth, flops, all_ops, receptive_field, memory, dtype, optimizer or "sgd", out,
                             run, REPORTS_FOLDER, latency, device)
     options.check()
+    # stdout JSON or Markdown of named spec files, from their text alone: kept for the next run
+    cacheable = (not no_cache and output_format in ("json", "markdown") and out is None and run is None
+                 and not (latency and device == "cpu") and bool(specs) and all(os.path.lexists(p) for p in specs))
+    if not cacheable:
+        _report(specs, options, optimizer, sets, inputs, batch)
+        return
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            results = _report(specs, options, optimizer, sets, inputs, batch)
+    finally:
+        sys.stderr.write(stderr.getvalue())
+        sys.stdout.write(stdout.getvalue())
+    cache.store([source for result in results for source in result.loaded.sources], stdout.getvalue(), stderr.getvalue())
+
+
+def _report(specs: Optional[List[Path]], options, optimizer: Optional[str], sets, inputs, batch: Optional[int]) -> list:
+    """Compile and render the report; the compiled specs. `optimizer` and `batch`: the command
+    line's, else the --run's."""
+    from dataclasses import replace
+
+    from archspec.render.formats import render_report
+
+    dtype, output_format, run = options.dtype, options.format, options.run
     facts = _trained_run(run, specs) if run is not None else None
     run_optimizer, run_batch = (facts.optimizer, facts.batch) if facts else (None, None)
     optimizer, batch = optimizer or run_optimizer or "sgd", batch or run_batch or 1
@@ -139,6 +166,7 @@ def report(
     if single and output_format == "table" and not options.writes_files:
         _echo_heading(results[0])
     render_report(results, single, options)
+    return results
 
 
 def _trained_run(run: Path, specs: Optional[List[Path]]):

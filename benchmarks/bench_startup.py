@@ -42,13 +42,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "specs/resnet152.yaml"
-REPORT = f"`archspec report {SPEC} --format json`"  # the command of the target
+REPORT = f"`archspec report {SPEC} --format json`"  # the command of the target: its second run is cached
+COMPUTED = f"`archspec report {SPEC} --format json --no-cache`"  # the same, computed every time
 COMMANDS = {  # label -> python arguments
     "interpreter (`python -c pass`)": ["-c", "pass"],
     "`import archspec`": ["-c", "import archspec"],
     "`import archspec.cli`": ["-c", "import archspec.cli"],
     "`archspec --version`": ["-m", "archspec", "--version"],
-    "`archspec report specs/lenet5.yaml --format json`": ["-m", "archspec", "report", "specs/lenet5.yaml", "--format", "json"],
+    "`archspec report specs/lenet5.yaml --format json --no-cache`": ["-m", "archspec", "report", "specs/lenet5.yaml",
+                                                                     "--format", "json", "--no-cache"],
+    COMPUTED: ["-m", "archspec", "report", SPEC, "--format", "json", "--no-cache"],
     REPORT: ["-m", "archspec", "report", SPEC, "--format", "json"],
 }
 TARGET_MS = 100
@@ -65,9 +68,21 @@ NOTES = """
   yaml, numpy, matplotlib or the pipeline.
 - So `--version`, `-h`, typos and bad options answer in about the interpreter's time plus typer's.
 
-## What is left, and why the ResNet-152 report is not under 100 ms
+## The report cache (archspec/cache.py)
 
-A `report --format json` needs the whole pipeline, so it loads what the pipeline is made of. In
+A report on stdout (JSON or Markdown) depends on the command line, the folder it runs in, the
+text of the files the spec reads and archspec's code, and on nothing else. The first run stores
+its output under a key of the first two and a fingerprint of the code (every file of the
+package: name, size, modification time), with the SHA-256 of every file the spec read (its own,
+`extends`, `use`). The console script (archspec/entry.py) looks the command line up before it
+imports typer or the pipeline, and replays the output when every one of those files still hashes
+the same. Never stored: tables (their width is the terminal's), `--out` file reports, `--run`,
+`--latency --device cpu` (it reads the calibration), library names (resolved where they run),
+errors, and anything under `--no-cache`; tests/test_report_cache.py checks each.
+
+## What is left, and why a computed ResNet-152 report is not under 100 ms
+
+A computed `report --format json` needs the whole pipeline, so it loads what the pipeline is made of. In
 the table above (self times; `-X importtime` inflates them somewhat) the rest is, largest first:
 
 - **networkx**, the largest single package: `archspec/ir/graph.py` stores the IR in an
@@ -120,7 +135,8 @@ def unpack(rev: str, into: Path) -> tuple[Path, str] | None:
 
 
 def environment(tree: Path, cache: Path, bytecode: bool = True) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONSAFEPATH="1", PYTHONPYCACHEPREFIX=str(cache))
+    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONSAFEPATH="1", PYTHONPYCACHEPREFIX=str(cache),
+               XDG_CACHE_HOME=str(cache / "xdg"))  # each tree's report cache: filled by the warming run
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if not bytecode:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -159,7 +175,7 @@ def import_breakdown(env: dict[str, str], runs: int) -> tuple[list[tuple[str, fl
     per_module: dict[str, list[float]] = defaultdict(list)
     totals = []
     for _ in range(runs):
-        result = subprocess.run([sys.executable, "-X", "importtime", *COMMANDS[REPORT]],
+        result = subprocess.run([sys.executable, "-X", "importtime", *COMMANDS[COMPUTED]],
                                 cwd=ROOT, env=env, capture_output=True, text=True, check=True)
         total = 0.0
         for line in result.stderr.splitlines():
@@ -199,7 +215,7 @@ def table(results, names: list[str]) -> list[str]:
 def markdown(args, before_commit: str | None, loads, results, cold, groups, imports_total: float, work: float) -> str:
     median_wall = lambda runs: statistics.median(w for w, _ in runs)  # noqa: E731
     median_cpu = lambda runs: statistics.median(c for _, c in runs)  # noqa: E731
-    after_report = median_wall(results[(REPORT, "after")])
+    after_report, after_computed = median_wall(results[(REPORT, "after")]), median_wall(results[(COMPUTED, "after")])
     rest = sum(ms for _, ms in groups[14:])
     lines = [
         "# Start-up time of `archspec`",
@@ -217,8 +233,11 @@ def markdown(args, before_commit: str | None, loads, results, cold, groups, impo
         f"{median_wall(cold):.0f} ms wall ({median_cpu(cold):.0f} ms CPU): archspec is compiled from source on every "
         "run (the installed packages keep their bytecode).",
         "",
-        f"Target: under {TARGET_MS} ms for the ResNet-152 JSON report; measured {after_report:.0f} ms (median wall)"
-        + (" - met." if after_report < TARGET_MS else " - not met: see what is left below."),
+        f"Target: under {TARGET_MS} ms for the ResNet-152 JSON report. Measured (median wall): {after_report:.0f} ms "
+        f"when its files are unchanged since a run before (replayed from the report cache) - "
+        + ("met" if after_report < TARGET_MS else "not met")
+        + f"; {after_computed:.0f} ms computed (the first run, a changed file, `--no-cache`) - "
+        + ("met." if after_computed < TARGET_MS else "not met: see what is left below."),
         "",
         "## What the ResNet-152 report spends its time on (working tree)",
         "",
@@ -251,7 +270,7 @@ def main() -> None:
         if before is not None:
             trees = {"before": environment(before[0], scratch / "cache-before"), **trees}
         results = measure(trees, args.repeat)
-        cold = [run_once(COMMANDS[REPORT], environment(ROOT, scratch, bytecode=False))
+        cold = [run_once(COMMANDS[COMPUTED], environment(ROOT, scratch, bytecode=False))
                 for _ in range(max(3, args.repeat // 3))]
         groups, imports_total = import_breakdown(trees["after"], args.importtime_runs)
         work = work_ms(trees["after"], args.importtime_runs)

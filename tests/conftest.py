@@ -1,8 +1,10 @@
 """Shared test helpers: paths, spec writing, and running the CLI in-process or as a process."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -24,6 +26,12 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+def pytest_configure(config):
+    """The tests' caches (report results, the cpu calibration) in a folder of their own, never the
+    user's ~/.cache: a test run neither reads nor leaves entries there."""
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="archspec-tests-cache-")
 
 
 def _torchvision_imports() -> bool:

@@ -8,7 +8,6 @@ memcpy, about two seconds) and caches the result here as JSON, under $XDG_CACHE_
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,8 +63,9 @@ def check_device(name: str) -> str:
 
 def cache_path() -> Path:
     """Where the calibrated `cpu` figures live (XDG base directory spec)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "archspec" / "cpu-device.json"
+    from archspec.cache import cache_home
+
+    return cache_home() / "cpu-device.json"
 
 
 def read_cached(path: Path, threads: int) -> Device | None:

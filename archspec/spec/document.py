@@ -10,7 +10,9 @@ MAX_TOTAL_VALUES) add up over the spec and all its `extends` and `use` files.
 """
 from __future__ import annotations
 
+import hashlib
 import keyword
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +88,8 @@ class LoadedSpec:
     raw: SourceMap  # the YAML with locations, same structure as `document`
     path: str
     blocks: dict[str, tuple[BlockDef, SourceMap]] = field(default_factory=dict)  # with raw YAML
+    # every file read (its own, `extends`, `use`): absolute path and SHA-256 of its bytes
+    sources: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -95,6 +99,7 @@ class _Reading:
     files: int = 0
     bytes: int = 0
     values: int = 0
+    sources: list[tuple[str, str]] = field(default_factory=list)
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
@@ -103,7 +108,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     raw = _read_mapping(path, reading)
     raw, uses_from, uses_shown = _apply_extends(raw, path, str(path), [path.resolve()], reading)
     document = _validate(SpecDocument, raw, str(path))
-    spec = LoadedSpec(document, raw, str(path))
+    spec = LoadedSpec(document, raw, str(path), sources=reading.sources)
     _collect_blocks(spec, raw, str(path), source="spec")
     _load_uses(spec, raw, uses_from, [uses_from.resolve()], reading, uses_shown)
     return spec
@@ -117,7 +122,9 @@ def _read_mapping(path: Path, reading: _Reading, via: Location | None = None) ->
         raise SpecError(f"the spec reads more than {MAX_FILES} files (its own, `extends` and `use`)", via,
                         hint="include fewer files; a block file can hold many blocks")
     text = read_text(path)
-    reading.bytes += len(text.encode("utf-8"))
+    data = text.encode("utf-8")  # the file's bytes again: read_text decodes strict UTF-8
+    reading.bytes += len(data)
+    reading.sources.append((os.path.abspath(path), hashlib.sha256(data).hexdigest()))
     if reading.bytes > MAX_TOTAL_BYTES:
         raise SpecError(f"the spec and the files it includes hold more than {MAX_TOTAL_BYTES:,} bytes together", via,
                         hint="include fewer or smaller files")
