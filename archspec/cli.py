@@ -295,13 +295,17 @@ def explain(
     lang: Optional[str] = typer.Option(None, "--lang", help="en or ko (default: from the locale)."),
     sets: Optional[List[str]] = SetOption,
     inputs: Optional[List[str]] = InputOption,
+    device: Optional[str] = typer.Option(None, "--device", help="With --case depthwise-separable: the roofline's device, "
+                                         "h100 (default), a100, h200 (published figures) or cpu (measured once, about 2 s)."),
 ) -> None:
     """Each layer's output size, parameters and MACs as the course's formulas, numbers filled in."""
     from archspec.explain import explain_case, explain_spec
 
     if case is not None:
-        typer.echo(explain_case(case, lang).text)
+        typer.echo(explain_case(case, lang, device).text)
         return
+    if device is not None:
+        raise ArchspecError("--device goes with --case depthwise-separable (the roofline estimate)")
     if spec is None:
         raise ArchspecError("give a SPEC, or --case NAME for a worked example of the course")
     compiled = compile_options(spec, sets, inputs)  # once; errors carry their locations

@@ -8,7 +8,7 @@ alongside the text, so tests can hold them against the course.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +21,10 @@ from archspec.ops.catalog import lookup
 from archspec.ops.common import pair
 from archspec.ops.registry import numel
 from archspec.passes.counts import LayerStats
+from archspec.passes.devices import PUBLISHED, check_device
+from archspec.passes.latency import LatencyEstimate, LayerLatency, estimate_latency
+from archspec.passes.memory import DTYPE_BYTES
+from archspec.render.figures import duration, human
 from archspec import pipeline
 from archspec.pipeline import Compiled
 
@@ -29,6 +33,11 @@ CASE_NAMES = ("inception-bottleneck", "depthwise-separable", "lenet5", "conv-out
               *DETECTION_CASES)
 # name -> one-line description (English; `case_descriptions(lang)` for another language)
 CASES: dict[str, str] = {name: EN[f"case.{name}"] for name in CASE_NAMES}
+# The cases with a roofline estimate (`--device`). By default a published device, so the text is the
+# same on every machine: the H100 at fp32, the dtype `report --latency` assumes by default, at
+# which its ridge point (20 FLOP/B) sits between a depthwise and a full convolution at MobileNet's sizes.
+DEVICE_CASES = ("depthwise-separable",)
+DEFAULT_DEVICE, LATENCY_DTYPE = "h100", "fp32"
 
 
 @dataclass
@@ -49,16 +58,22 @@ def case_descriptions(lang: str | None = None) -> dict[str, str]:
     return {name: msg(f"case.{name}") for name in CASE_NAMES}
 
 
-def explain_case(name: str, lang: str | None = None) -> CaseResult:
+def explain_case(name: str, lang: str | None = None, device: str | None = None) -> CaseResult:
     """Compute and explain one of the course's examples (`CASES`). An unknown name raises
-    SpecError (an ArchspecError) that lists the cases."""
+    SpecError (an ArchspecError) that lists the cases. `device` (cpu, a100, h100, h200) is for the
+    DEVICE_CASES' roofline estimate; `cpu` is measured once (torch, about 2 s), then cached."""
     if name not in _BUILDERS:
         raise SpecError(
             f"unknown case '{name}'; the cases are: {', '.join(CASE_NAMES)}",
             hint=did_you_mean(name, CASE_NAMES),
         )
+    if device is not None and name not in DEVICE_CASES:
+        raise SpecError(f"--device applies to --case {', '.join(DEVICE_CASES)} only, not to '{name}'")
     msg = Messages(lang)
-    text, figures = _BUILDERS[name](msg)
+    if name in DEVICE_CASES:
+        text, figures = _BUILDERS[name](msg, check_device(device or DEFAULT_DEVICE))
+    else:
+        text, figures = _BUILDERS[name](msg)
     return CaseResult(name, msg.lang, text, figures)
 
 
@@ -110,7 +125,7 @@ def _inception(msg: Messages) -> tuple[str, dict]:
 
 
 # --- depthwise-separable ------------------------------------------------------------------------------
-def _separable(msg: Messages) -> tuple[str, dict]:
+def _separable(msg: Messages, device: str = DEFAULT_DEVICE) -> tuple[str, dict]:
     compiled = _compiled("depthwise-separable")
     ir, analysis = compiled.ir, compiled.analysis
     stats, explained = _stats(analysis), _explained(compiled, msg)
@@ -149,7 +164,63 @@ def _separable(msg: Messages) -> tuple[str, dict]:
         "formula": formula,
         "layer_figures": explained["pointwise"].figures,
     }
-    return "\n".join(lines), figures
+    latency_lines, figures["latency"] = _separable_latency(compiled, msg, device)
+    return "\n".join(lines + ["", *latency_lines]), figures
+
+
+def _separable_latency(compiled: Compiled, msg: Messages, device_name: str) -> tuple[list[str], dict]:
+    """Why the FLOP saving is not a speed-up: the roofline estimate (archspec.passes.latency) of the
+    plain convolution against depthwise + pointwise, on `device_name` at LATENCY_DTYPE."""
+    from archspec.lower.calibrate import device as named_device  # torch only to measure `cpu`
+
+    device, size = named_device(device_name), DTYPE_BYTES[LATENCY_DTYPE]
+    estimate = estimate_latency(compiled.ir, compiled.analysis, device, size, LATENCY_DTYPE)
+    timed, stats = {layer.name: layer for layer in estimate.layers}, _stats(compiled.analysis)
+    plain, dw, pw = timed["plain"], timed["depthwise"], timed["pointwise"]
+    sep_flops, sep_bytes, sep_seconds = dw.flops + pw.flops, dw.bytes + pw.bytes, dw.seconds + pw.seconds
+    saving, speedup = plain.flops / sep_flops, plain.seconds / sep_seconds
+    ridge = f"{estimate.ridge:.3g}"
+    shown = msg("lat_measured" if device.name not in PUBLISHED else "lat_published", device=device.name, dtype=LATENCY_DTYPE)
+    lines = [msg("lat_title"),
+             msg("lat_device", device=shown, peak=human(int(device.peak(LATENCY_DTYPE))),
+                 bandwidth=human(int(device.bandwidth)), ridge=ridge),
+             msg("lat_rule", size=size, dtype=LATENCY_DTYPE)]
+    if not device.overhead:
+        lines.append(msg("lat_no_fixed"))
+    for layer in (plain, dw, pw):
+        lines += _layer_roofline(compiled, stats[layer.name], layer, estimate, msg)
+    lines += [msg("lat_pair", flops=num(sep_flops), bytes=num(sep_bytes),
+                  eq=f"{duration(dw.seconds)} + {duration(pw.seconds)} = {duration(sep_seconds)}"),
+              msg("lat_ratios", plain_flops=num(plain.flops), sep_flops=num(sep_flops), saving=f"{saving:.2f}",
+                  plain_time=duration(plain.seconds), sep_time=duration(sep_seconds), speedup=f"{speedup:.2f}"),
+              msg(f"lat_dw_{dw.bound}", intensity=f"{dw.intensity:.3g}", ridge=ridge),
+              msg("lat_bytes", sep=num(sep_bytes), plain=num(plain.bytes),
+                  shape="x".join(map(str, stats["depthwise"].output_shape))),
+              msg("lat_verdict", saving=f"{saving:.2f}", speedup=f"{speedup:.2f}")]
+    figures = {"device": device.name, "dtype": LATENCY_DTYPE, "dtype_bytes": size, "peak_flops": device.peak(LATENCY_DTYPE),
+               "bandwidth": device.bandwidth, "overhead": device.overhead, "ridge": estimate.ridge,
+               "layers": {layer.name: asdict(layer) for layer in (plain, dw, pw)},
+               "separable_flops": sep_flops, "separable_bytes": sep_bytes, "separable_seconds": sep_seconds,
+               "flop_saving": saving, "speedup": speedup}
+    return lines, figures
+
+
+def _layer_roofline(compiled: Compiled, stats: LayerStats, layer: LayerLatency, estimate: LatencyEstimate,
+                    msg: Messages) -> list[str]:
+    """One layer's bytes (inputs + weights + outputs, as the pass counts them), intensity, bound and time."""
+    device, dtype = estimate.device, estimate.dtype
+    inputs = sum(numel(compiled.ir.shapes[value]) for value in stats.inputs) * estimate.batch
+    weights = stats.figures.params + stats.figures.buffers
+    compute, memory = layer.flops / device.peak(dtype), layer.bytes / device.bandwidth
+    times = {"flops": num(layer.flops), "bytes": num(layer.bytes), "compute": duration(compute),
+             "memory": duration(memory), "seconds": duration(layer.seconds)}
+    time_line = (msg("lat_time_fixed", overhead=duration(device.overhead), **times) if device.overhead
+                 else msg("lat_time", **times))
+    return [msg("lat_layer", name=layer.name, flops=num(layer.flops), inputs=num(inputs), weights=num(weights),
+                outputs=num(stats.figures.activations), size=DTYPE_BYTES[dtype], bytes=num(layer.bytes),
+                intensity=f"{layer.intensity:.3g}", cmp=">" if layer.bound == "compute" else "≤",
+                ridge=f"{estimate.ridge:.3g}", bound=msg(f"bound.{layer.bound}")),
+            time_line]
 
 
 # --- lenet5 ----------------------------------------------------------------------------------------
@@ -286,7 +357,7 @@ def _transposed(msg: Messages) -> tuple[str, dict]:
     return "\n".join(lines), figures
 
 
-_BUILDERS: dict[str, Callable[[Messages], tuple[str, dict]]] = {
+_BUILDERS: dict[str, Callable[..., tuple[str, dict]]] = {
     "inception-bottleneck": _inception,
     "depthwise-separable": _separable,
     "lenet5": _lenet5,

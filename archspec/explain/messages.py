@@ -10,6 +10,7 @@ import os
 
 from archspec.errors import ArchspecError
 from archspec.explain.detection_messages import EN as DETECTION_EN, KO as DETECTION_KO
+from archspec.explain.latency_messages import EN as LATENCY_EN, KO as LATENCY_KO
 
 EN: dict[str, str] = {
     # --- labels --------------------------------------------------------------------------
@@ -186,7 +187,7 @@ EN: dict[str, str] = {
     "tconv_title": "transposed convolution: output size (n - 1)·s - 2p + f + output_padding",
     "tconv_default": "{n}x{n} input, f = {f}, s = {s}, p = {p}, output_padding = 0 → {out}x{out}",
     "tconv_course": "with output_padding = {op} → {out}x{out}, the course's 2x2 → 4x4",
-    **DETECTION_EN,
+    **DETECTION_EN, **LATENCY_EN,
 }
 
 KO: dict[str, str] = {
@@ -341,7 +342,7 @@ KO: dict[str, str] = {
     "tconv_title": "전치 합성곱의 출력 크기: (n - 1)·s - 2p + f + output_padding",
     "tconv_default": "입력 {n}x{n}, f = {f}, s = {s}, p = {p}, output_padding = 0 → {out}x{out}",
     "tconv_course": "output_padding = {op} 지정 시 → {out}x{out}, 강의의 2x2 → 4x4",
-    **DETECTION_KO,
+    **DETECTION_KO, **LATENCY_KO,
 }
 
 CATALOGUE: dict[str, dict] = {"en": EN, "ko": KO}

@@ -48,6 +48,14 @@ def human_bytes(value: int) -> str:
     return f"{value} B" if size == 1 else f"{value / size:.2f} {unit}"
 
 
+def duration(seconds: float) -> str:
+    """Three significant digits in s, ms, µs or ns (a toy layer on a GPU takes nanoseconds)."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
 def shapes_text(shapes: dict[str, Any]) -> str:
     """`image 3x224x224, mask 1x224x224`: named shapes (tuples or JSON lists)."""
     return ", ".join(f"{name} {format_shape(tuple(shape))}" for name, shape in shapes.items())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archspec.passes.counts import Analysis, BlockStats, Figures, LayerStats
-from archspec.render.figures import FIGURES, columns, count, field_number, format_shape, human, human_bytes, shapes_text
+from archspec.render.figures import FIGURES, columns, count, duration, field_number, format_shape, human, human_bytes, shapes_text
 
 if TYPE_CHECKING:
     from archspec.passes.latency import LatencyEstimate
@@ -74,13 +74,6 @@ def latency_json(latency: "LatencyEstimate") -> dict[str, Any]:
     return {"device": device.name, "dtype": latency.dtype, "peak_flops": device.peak(latency.dtype),
             "bandwidth": device.bandwidth, "overhead": device.overhead, "ridge": latency.ridge,
             "source": device.source, "flops": latency.flops, "bytes": latency.bytes, "seconds": latency.seconds}
-
-
-def duration(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-6:.3g} µs"
 
 
 def latency_rows(latency: "LatencyEstimate") -> tuple[list[str], list[list[str]], list[str]]:
