@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -18,6 +19,13 @@ from archspec.runs import OPTIMIZER_NAMES, OPTIMIZERS
 MAX_BENCH_BATCH = 1_000_000
 ThreadsOption = typer.Option(0, "--threads", min=0, help="torch threads per process; 0: 1 on a machine of at most 2 cores, "
                                                          "else the idle cores (cores - load average) shared by the processes.")
+NnodesOption = typer.Option(1, "--nnodes", min=1, help="Machines: >1 runs torchrun's c10d rendezvous, --nproc processes on each; "
+                                                       "run the same command (same spec, data and flags) on every machine.")
+NodeRankOption = typer.Option(None, "--node-rank", "--node_rank", min=0, help="This machine's rank, 0 to --nnodes - 1 (passed to "
+                              "torchrun, whose c10d rendezvous assigns the ranks itself: the run folder is written where global rank 0 lands).")
+RdzvEndpointOption = typer.Option(None, "--rdzv-endpoint", "--rdzv_endpoint", help="HOST:PORT of the c10d rendezvous with --nnodes > 1: "
+                                  "one of the machines and a port open on it, the same on every machine.")
+RdzvIdOption = typer.Option(None, "--rdzv-id", "--rdzv_id", help="Job id shared by the machines of one run (torchrun's default: none).")
 
 
 def _weights_option(items: Optional[List[str]]) -> dict[str, float]:
@@ -38,7 +46,7 @@ def train(
     spec: Optional[Path] = typer.Argument(None, help="The spec file (not needed with --resume)."),
     data: str = typer.Option("digits", "--data", help="digits, shapes, fake, boxes[:COUNT] (detection), an .npz file (x, y), an image folder root/<class>/*.png or a YOLO folder (images/ + labels/)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 12)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Global batch size (split across --nproc processes)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Global batch size, split across all --nnodes x --nproc processes."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default " + ", ".join(
         f"{o.lr:g} {o.name}" for o in OPTIMIZERS.values()) + "); warm-up then cosine."),
     optimizer: str = typer.Option("adamw", "--optimizer", help=f"{OPTIMIZER_NAMES} (sgd with --momentum)."),
@@ -56,7 +64,8 @@ def train(
     amp: str = typer.Option("off", "--amp", help="off, bf16 or fp16 (fp16 uses a grad scaler on CUDA)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="Use the channels-last memory format."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes: >1 launches torchrun with DistributedDataParallel (gloo on CPU, NCCL on GPU)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes per machine: >1 launches torchrun with DistributedDataParallel (gloo on CPU, NCCL on GPU)."),
+    nnodes: int = NnodesOption, node_rank: Optional[int] = NodeRankOption, rdzv_endpoint: Optional[str] = RdzvEndpointOption, rdzv_id: Optional[str] = RdzvIdOption,
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0, help="Also checkpoint every K steps (0: at each epoch end only)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps."),
     augment: Optional[str] = typer.Option(None, "--augment", help="crop,flip,colour, none, or default (digits: crop; shapes: flip)."),
@@ -70,9 +79,9 @@ def train(
 ) -> None:
     """Train a spec on real data; checkpoints (safetensors), metrics.csv/jsonl and curves.png go to the run folder."""
     check_memory_limit(memory_limit)
-    if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        _launch_torchrun(nproc)
-        return
+    launch = Launch(nproc, nnodes, node_rank, rdzv_endpoint, rdzv_id).checked(None if resume else batch_size)
+    if launch.processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # not yet under torchrun
+        return _launch_torchrun(launch)
     from archspec.train.config import TrainConfig
     from archspec.train.loop import train as run
 
@@ -129,22 +138,71 @@ def _preflight_train(config, resume: Optional[Path], memory_limit: float, force:
     return spec_plan
 
 
-def _launch_torchrun(nproc: int) -> None:
-    """Re-invoke this very command under torchrun, one process per rank (--nproc dropped)."""
+LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--node_rank", "--rdzv-endpoint", "--rdzv_endpoint", "--rdzv-id", "--rdzv_id")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where train's processes run: --nproc on each of --nnodes machines, which meet at torchrun's
+    c10d rendezvous. Only torchrun's own flags: the rendezvous and DDP are torch's."""
+
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: Optional[int] = None
+    rdzv_endpoint: Optional[str] = None
+    rdzv_id: Optional[str] = None
+
+    @property
+    def processes(self) -> int:
+        return self.nproc * self.nnodes
+
+    def checked(self, batch_size: Optional[int]) -> "Launch":
+        """This launch, or a one-line error before any process starts (`batch_size`: None on a resume)."""
+        alone = {"--node-rank": self.node_rank, "--rdzv-endpoint": self.rdzv_endpoint, "--rdzv-id": self.rdzv_id}
+        for flag, value in alone.items():
+            if self.nnodes == 1 and value is not None:
+                raise ArchspecError(f"{flag} is for a run on several machines: give --nnodes K > 1 as well")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ArchspecError(f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT, the same on every machine")
+        host, _, port = (self.rdzv_endpoint or "").rpartition(":")
+        if self.rdzv_endpoint is not None and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ArchspecError(f"--rdzv-endpoint '{self.rdzv_endpoint}' is not HOST:PORT with a port 1-65535 (e.g. 10.0.0.1:29400)")
+        if self.node_rank is not None and self.node_rank >= self.nnodes:
+            raise ArchspecError(f"--node-rank {self.node_rank} with --nnodes {self.nnodes}: node ranks run from 0 to {self.nnodes - 1}")
+        if batch_size is not None and batch_size % self.processes:
+            raise ArchspecError(f"--batch-size {batch_size} must be a multiple of the {self.processes} processes "
+                                f"(--nnodes {self.nnodes} x --nproc {self.nproc}): it is the global batch, split across them")
+        return self
+
+    def torchrun_flags(self) -> list[str]:
+        if self.nnodes == 1:
+            return ["--standalone", f"--nproc-per-node={self.nproc}"]
+        flags = [f"--nnodes={self.nnodes}", f"--nproc-per-node={self.nproc}", "--rdzv-backend=c10d",
+                 f"--rdzv-endpoint={self.rdzv_endpoint}"]
+        flags += [f"--node-rank={self.node_rank}"] if self.node_rank is not None else []
+        return flags + ([f"--rdzv-id={self.rdzv_id}"] if self.rdzv_id is not None else [])
+
+
+def without_launch_flags(argv: list[str]) -> list[str]:
+    """The command line less the launch flags (`--nproc 2` and `--nproc=2` alike), for each rank to run."""
     args, skip = [], False
-    for arg in sys.argv[1:]:
+    for arg in argv:
         if skip:
             skip = False
-            continue
-        if arg == "--nproc":
+        elif arg in LAUNCH_FLAGS:
             skip = True
-            continue
-        if arg.startswith("--nproc="):
-            continue
-        args.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "archspec", *args]
-    typer.echo(f"launching {nproc} processes: torchrun --standalone --nproc_per_node={nproc} -m archspec {' '.join(args)}", err=True)
+        elif arg.partition("=")[0] not in LAUNCH_FLAGS:
+            args.append(arg)
+    return args
+
+
+def _launch_torchrun(launch: Launch) -> None:
+    """Re-invoke this very command under torchrun, one process per rank on this machine."""
+    args = without_launch_flags(sys.argv[1:])
+    flags = launch.torchrun_flags()
+    command = [sys.executable, "-m", "torch.distributed.run", *flags, "-m", "archspec", *args]
+    typer.echo(f"launching {launch.nproc} process(es) on this machine of {launch.nnodes}: "
+               f"torchrun {' '.join(flags)} -m archspec {' '.join(args)}", err=True)
     code = subprocess.call(command)
     if code:
         raise typer.Exit(code)
