@@ -92,10 +92,13 @@ def test_two_nodes_on_localhost_follow_one_process(tmp_path):
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
     # Test metrics are computed by global rank 0 on the whole test set from those weights: the loss
     # within the same 1e-4; accuracy could only move if a logit margin were below that noise, so
-    # allow one test image of the 359 to flip. (train_loss/train_accuracy are rank 0's half of each
-    # batch only, so they are not the single process's figures and are not compared.)
+    # allow one test image of the 359 to flip. The training figures are summed over both ranks'
+    # halves of every batch (Running.over_ranks): the single process's loss, and the same count of
+    # correct training images within the same one-image noise per step.
     [row_one], [row_two] = metrics(single), metrics(double)
     assert row_two["step"] == row_one["step"] == STEPS
+    assert row_two["train_loss"] == pytest.approx(row_one["train_loss"], rel=1e-4)
+    assert row_two["train_accuracy"] == pytest.approx(row_one["train_accuracy"], abs=STEPS / (STEPS * 32) + 1e-9)  # one image of each step's 32
     assert row_two["test_loss"] == pytest.approx(row_one["test_loss"], rel=1e-4)
     assert row_two["test_accuracy"] == pytest.approx(row_one["test_accuracy"], abs=1 / 359 + 1e-9)
 

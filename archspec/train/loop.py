@@ -80,7 +80,8 @@ class Trainer:
         self.config, self.task, self.plan, self.data = config, task, task.plan, data
         self.runtime, self.dist, self.folder, self.echo = runtime, dist, folder, echo
         if config.batch_size % dist.world:
-            raise ArchspecError(f"--batch-size {config.batch_size} must be a multiple of --nproc {dist.world}")
+            raise ArchspecError(f"--batch-size {config.batch_size} must be a multiple of the {dist.world} processes "
+                                "(--nnodes x --nproc)")
         self.local_batch = config.batch_size // dist.world
         self.results: dict[str, float] = {}
 
@@ -167,6 +168,7 @@ class Trainer:
             bar.update(bar_task, advance=1, loss=running.mean_loss, metric=shown, speed=running.speed(self.dist.world))
             if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
                 self.save()
+        state.running = state.running.over_ranks(self.dist.world)  # the row: every rank's samples
         if self.dist.main:
             self._evaluate(epoch)
         self.save()

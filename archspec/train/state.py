@@ -107,6 +107,7 @@ class Running:
     seen: int = 0
     correct: float = 0.0
     time: float = 0.0
+    ranks: int = 1  # the processes whose samples these sums hold (all of them once `over_ranks`)
 
     def add(self, loss_sum: float, samples: int, correct: float, seconds: float) -> None:
         self.loss += loss_sum
@@ -124,7 +125,21 @@ class Running:
 
     def speed(self, world: int) -> float:
         """Images per second over all processes."""
-        return self.seen * world / max(self.time, 1e-9)
+        return self.seen * world / self.ranks / max(self.time, 1e-9)
+
+    def over_ranks(self, world: int) -> Running:
+        """The figures of every process of a DDP run (each trained on its share of every batch):
+        sums of loss, samples and correct; the slowest process's time."""
+        if world == 1:
+            return self
+        import torch.distributed as dist
+
+        sums = torch.tensor([self.loss, float(self.seen), self.correct], dtype=torch.float64)
+        slowest = torch.tensor([self.time], dtype=torch.float64)
+        dist.all_reduce(sums)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        loss, seen, correct = sums.tolist()
+        return Running(loss, int(seen), correct, float(slowest), ranks=world)
 
 
 @dataclass
