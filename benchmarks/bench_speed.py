@@ -29,6 +29,7 @@ import gc
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -617,6 +618,16 @@ def markdown(info: dict[str, str], command: str, res: Results, args) -> str:
     return "\n".join(out)
 
 
+def kept_sections(path: Path) -> str:
+    """The sections other benchmarks write into the same file (bench_train.py's), between their
+    `<!-- BEGIN name -->` and `<!-- END name -->` markers: kept as they are."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    blocks = re.findall(r"<!-- BEGIN (\S+) -->.*?<!-- END \1 -->", old, flags=re.S)
+    spans = [re.search(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", old, flags=re.S).group(0)
+             for name in blocks]
+    return "".join("\n" + span + "\n" for span in spans)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15, help="samples per measurement (default 15)")
@@ -698,7 +709,7 @@ def main() -> int:
     except ValueError:
         shown = args.out
     command = shlex.join([sys.executable, "benchmarks/bench_speed.py", *sys.argv[1:]]).replace(str(args.out), str(shown))
-    text = markdown(machine_info(), command, res, args)
+    text = markdown(machine_info(), command, res, args) + kept_sections(args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     log(f"wrote {args.out}")
