@@ -5,12 +5,13 @@
 
 Per case (lenet5 on `digits`; resnet18 at 3x64x64 on `fake`): the same lowered module, the same
 in-memory tensors, batch, optimizer (AdamW at archspec's defaults, with its warm-up + cosine
-schedule) and no augmentation. The epochs interleave: each epoch of `archspec train` (its Trainer,
+schedule) and no augmentation. The two take turns step by step in one run: each step of `archspec train` (its Trainer,
 progress bar and per-step bookkeeping included; its end-of-epoch evaluation and checkpoint are
-not training and are left out) is paired with one epoch of the hand-written loop, after it in
-odd rounds and before it in even ones, so a change of the machine's load, and whatever running
-second costs or gains, hits both alike. Images/s are per epoch; the ratio is the median of the
-per-epoch ratios (archspec / hand), the first epoch of each dropped (warm-up).
+not training and are left out) is paired with one step of the hand-written loop, after it or
+before it in turn, so a change of the machine's load, and whatever going first costs or gains,
+hits both alike. Images/s are per epoch, the fastest epoch of each; the ratio
+(archspec / hand) is the fastest epochs' and, beside it, the median of the per-epoch ratios, the
+first epoch dropped (warm-up).
 
 `--compile`: the same with `torch.compile` on both sides; the first epoch's extra time over a
 steady epoch is reported as the compile time. Then a profile of archspec's step: the wall time
@@ -36,8 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+# a compile from scratch: Inductor's kernels from an earlier run (its on-disk cache) would hide it
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="archspec-bench-inductor-"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,7 +63,7 @@ class Case:
     epochs: int  # interleaved rounds, the first one dropped
 
 
-CASES = (Case("lenet5", "digits", {}, 64, 16), Case("resnet18", "fake", {"image": [3, 64, 64]}, 32, 6))
+CASES = (Case("lenet5", "digits", {}, 64, 31), Case("resnet18", "fake", {"image": [3, 64, 64]}, 32, 6))
 
 
 class HandLoop:
@@ -74,27 +78,25 @@ class HandLoop:
             self.optimizer, lambda s: (s + 1) / warmup if s < warmup else
             0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total - warmup)))))
         self.generator = torch.Generator().manual_seed(1)
+        self.order, self.position = torch.empty(0, dtype=torch.long), 0
+        self.running, self.correct, self.seen = 0.0, 0, 0
         self.model.train()
 
-    def epoch(self) -> float:
-        """One epoch; its wall time in seconds."""
-        began = time.perf_counter()
-        order = torch.randperm(len(self.x), generator=self.generator)
-        seen = correct = 0
-        running = 0.0
-        for start in range(0, len(order), self.batch):
-            index = order[start:start + self.batch]
-            x, y = self.x[index], self.y[index]
-            out = self.model(x)
-            loss = F.cross_entropy(out, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            running += loss.item() * len(x)
-            correct += int((out.argmax(1) == y).sum())
-            seen += len(x)
-        return time.perf_counter() - began
+    def step(self) -> None:
+        if self.position >= len(self.order):  # a new epoch: a new order
+            self.order, self.position = torch.randperm(len(self.x), generator=self.generator), 0
+        index = self.order[self.position:self.position + self.batch]
+        self.position += self.batch
+        x, y = self.x[index], self.y[index]
+        out = self.model(x)
+        loss = F.cross_entropy(out, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.running += loss.item() * len(x)
+        self.correct += int((out.argmax(1) == y).sum())
+        self.seen += len(x)
 
 
 @contextmanager
@@ -112,38 +114,41 @@ def config_of(case: Case, folder: Path, compiled: bool, epochs: int | None = Non
                        batch_size=case.batch, inputs=case.inputs, out=str(folder), augment="none", compile=compiled)
 
 
-def interleaved(case: Case, compiled: bool, scratch: Path) -> dict:
-    """Epoch times of archspec and of the hand loop, one after the other, in one training run."""
-    times: dict[str, list[float]] = defaultdict(list)
+def interleaved(case: Case, compiled: bool, scratch: Path, progress: bool = True) -> dict:
+    """Per epoch, the seconds of archspec's steps and of the hand loop's, the two taking turns step
+    by step in one training run. archspec's time is its `_step` plus its loop between one `_step`
+    and the next (the bar, the running figures); its end-of-epoch evaluation and checkpoint are
+    not counted."""
+    times: dict[str, dict[int, float]] = {"archspec": defaultdict(float), "hand": defaultdict(float)}
     hand: list[HandLoop] = []
-    started = {}
+    last: dict[str, float] = {}
 
-    def timed_epoch(original):
-        def epoch(self, index, bar):
-            if hand and index % 2 == 0:  # the order alternates: hand first in every other round
-                times["hand"].append(hand[0].epoch())
-            started["at"] = time.perf_counter()
-            return original(self, index, bar)
-        return epoch
+    def timed(side: str, epoch: int, call) -> None:
+        began = time.perf_counter()
+        call()
+        times[side][epoch] += time.perf_counter() - began
 
-    def after_training(original):  # the end of the epoch's steps: time them, then run the hand loop's
-        def evaluate(self, index):
-            times["archspec"].append(time.perf_counter() - started["at"])
+    def paired(original):
+        def step(self, epoch, index, order):
+            if index > 0:  # archspec's loop between its previous step and this one
+                times["archspec"][epoch] += time.perf_counter() - last["end"]
             if not hand:
                 torch.manual_seed(self.config.seed)  # the same initial weights as archspec's run
                 model = self.plan.build()
                 hand.append(HandLoop(torch.compile(model) if compiled else model, self.data.x_train,
                                      self.data.y_train, self.config, self.state.steps_per_epoch))
-            if index % 2 == 1 or len(times["hand"]) < len(times["archspec"]):  # the hand loop's turn after
-                times["hand"].append(hand[0].epoch())
+            turns = [("archspec", lambda: original(self, epoch, index, order)), ("hand", hand[0].step)]
+            for side, call in turns if index % 2 == 0 else turns[::-1]:  # who goes first alternates
+                timed(side, epoch, call)
+            last["end"] = time.perf_counter()
             times["images"] = len(self.data.x_train)
-            return original(self, index)
-        return evaluate
+        return step
 
     config = config_of(case, scratch / f"{case.spec}-{compiled}", compiled)
-    with patched(loop.Trainer, "_epoch", timed_epoch), patched(loop.Trainer, "_evaluate", after_training):
-        loop.train(config, progress=True, echo=lambda line: None)
-    return times
+    with patched(loop.Trainer, "_step", paired):
+        loop.train(config, progress=progress, echo=lambda line: None)
+    return {"images": times["images"], "archspec": [times["archspec"][e] for e in sorted(times["archspec"])],
+            "hand": [times["hand"][e] for e in sorted(times["hand"])]}
 
 
 def phases(case: Case, scratch: Path) -> tuple[dict[str, float], list[tuple[str, float]]]:
@@ -189,7 +194,7 @@ def summary(times: dict, batch: int) -> dict:
     images = times["images"]
     archspec, hand = times["archspec"][1:], times["hand"][1:]
     ratios = [h / a for a, h in zip(archspec, hand)]  # images/s ratio = inverse time ratio
-    return {"archspec": images / statistics.median(archspec), "hand": images / statistics.median(hand),
+    return {"archspec": images / min(archspec), "hand": images / min(hand), "best": min(hand) / min(archspec),
             "ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios), "epochs": len(ratios),
             "first": (times["archspec"][0], times["hand"][0]),
             "steady": (statistics.median(archspec), statistics.median(hand))}
@@ -201,14 +206,14 @@ def markdown(results: list, profiles: dict, args, loads) -> str:
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} torch thread(s) (archspec's choice on this machine, used by both); load average "
              f"{loads[0]:.1f} at the start, {loads[1]:.1f} at the end. CPU, in-memory data, augmentation off, AdamW.",
-             "", "| case | batch | mode | archspec img/s | hand loop img/s | ratio (median, range) | target | compile s: archspec (hand loop, cache-warm) |",
+             "", "| case | batch | mode | archspec img/s | hand loop img/s | ratio: fastest epochs; median of epochs (range) | target | compile s: archspec (hand loop, cache-warm) |",
              "|---|---:|---|---:|---:|---|---|---|"]
     for case, compiled, s in results:
-        met = "met" if s["ratio"] >= TARGET else "not met"
+        met = "met" if min(s["best"], s["ratio"]) >= TARGET else "not met"
         compile_s = "" if not compiled else (f"{s['first'][0] - s['steady'][0]:.1f} ({s['first'][1] - s['steady'][1]:.1f})")
         lines.append(f"| {case.spec} on {case.data}{' ' + 'x'.join(map(str, case.inputs['image'])) if case.inputs else ''} "
                      f"| {case.batch} | {'torch.compile' if compiled else 'eager'} | {s['archspec']:.0f} | {s['hand']:.0f} | "
-                     f"{s['ratio']:.3f} ({s['low']:.3f}-{s['high']:.3f}, {s['epochs']} epochs) | >= {TARGET} {met} | {compile_s} |")
+                     f"{s['best']:.3f}; {s['ratio']:.3f} ({s['low']:.3f}-{s['high']:.3f}, {s['epochs']} epochs) | >= {TARGET} {met} | {compile_s} |")
     lines += ["", "Compile time: the first epoch's time over a steady epoch's (the first epoch is dropped from the "
               "images/s). archspec compiles first; the hand loop's model is the same graph, so its compile finds "
               "Inductor's kernels already built in this process, and its figure is not a compile from scratch. Where the step time goes in archspec's loop (eager; ms per step, wrapped phases):", ""]

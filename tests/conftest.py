@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,12 @@ def write_spec(tmp_path):
 def pytest_configure(config):
     """The tests' caches (report results, the cpu calibration) in a folder of their own, never the
     user's ~/.cache: a test run neither reads nor leaves entries there."""
-    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="archspec-tests-cache-")
+    config._archspec_cache = tempfile.mkdtemp(prefix="archspec-tests-cache-")
+    os.environ["XDG_CACHE_HOME"] = config._archspec_cache
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_archspec_cache", ""), ignore_errors=True)
 
 
 def _torchvision_imports() -> bool:

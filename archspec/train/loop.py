@@ -31,6 +31,7 @@ from archspec.train.threads import threads_for
 from archspec.train.tasks import Batch, Task
 
 RUNS_FOLDER = Path("runs")
+REDRAW_S = 0.25  # seconds between redraws of the progress bar
 
 
 def train(config: TrainConfig, resume: Path | None = None, progress: bool = True,
@@ -84,6 +85,7 @@ class Trainer:
                                 "(--nnodes x --nproc)")
         self.local_batch = config.batch_size // dist.world
         self.results: dict[str, float] = {}
+        self.drawn = 0.0  # when the progress bar was last redrawn
 
     def say(self, line: str) -> None:
         if self.dist.main:
@@ -156,7 +158,7 @@ class Trainer:
         if state.step_in_epoch == 0 or state.running is None:
             state.running = Running()
         self.sampler.set_epoch(epoch)
-        order = list(self.sampler)
+        order = torch.tensor(list(self.sampler))  # sliced per step: no tensor built from a list each step
         bar_task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=state.steps_per_epoch,
                                 completed=state.step_in_epoch, loss=float("nan"), metric="", speed=0.0)
         for step in range(state.step_in_epoch, state.steps_per_epoch):
@@ -166,6 +168,7 @@ class Trainer:
             running = state.running
             shown = f"acc {running.accuracy:.3f}" if self.task.reports_accuracy else ""
             bar.update(bar_task, advance=1, loss=running.mean_loss, metric=shown, speed=running.speed(self.dist.world))
+            self._draw(bar, last=step + 1 == state.steps_per_epoch)
             if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
                 self.save()
         state.running = state.running.over_ranks(self.dist.world)  # the row: every rank's samples
@@ -174,21 +177,30 @@ class Trainer:
         self.save()
         state.epoch, state.step_in_epoch, state.running = epoch + 1, 0, None
 
-    def _step(self, epoch: int, step: int, order: list[int]) -> None:
+    def _draw(self, bar, last: bool) -> None:
+        """Redraw the bar from the loop, at most every REDRAW_S: rich's own refresh thread (10 a
+        second) held the GIL against the steps, 5-7% of a LeNet step (benchmarks/bench_train.py)."""
+        now = time.perf_counter()
+        if last or now - self.drawn >= REDRAW_S:
+            bar.refresh()
+            self.drawn = now
+
+    def _step(self, epoch: int, step: int, order: torch.Tensor) -> None:
         began = time.perf_counter()
         config, runtime = self.config, self.runtime
-        indices = torch.tensor(order[step * self.local_batch:(step + 1) * self.local_batch])
+        indices = order[step * self.local_batch:(step + 1) * self.local_batch]
         generator = step_generator(config.seed, epoch, step)
         x, y = augment(self.data.x_train[indices], self.data.y_train[indices], self.augments, generator,
                        config.batch_size, self.dist.rank, self.dist.world)
         batch = Batch(runtime.to(x), y.to(runtime.device), indices, generator)
         with runtime.autocast():
             loss, correct = self.task.train_loss(self.net, batch, self.data, runtime)
-        if not torch.isfinite(loss):
-            raise ArchspecError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {step}; lower --lr")
+        value = float(loss.detach())  # one read of the loss: the check and the running figures
+        if not math.isfinite(value):
+            raise ArchspecError(f"the loss became {value} at epoch {epoch + 1}, step {step}; lower --lr")
         self.state.step(loss)
         elapsed = time.perf_counter() - began
-        self.state.running.add(float(loss.detach()) * len(x), len(x), correct, elapsed)
+        self.state.running.add(value * len(x), len(x), correct, elapsed)
 
     def _evaluate(self, epoch: int) -> None:
         """The epoch's row of metrics (metrics.csv, metrics.jsonl) and its line of output."""
@@ -257,5 +269,5 @@ def _progress(enabled: bool):
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f} {task.fields[metric]}"),
         TextColumn("{task.fields[speed]:.0f} img/s"), TimeRemainingColumn(),
-        console=Console(stderr=True), disable=not enabled, transient=False,
+        console=Console(stderr=True), disable=not enabled, transient=False, auto_refresh=False,
     )

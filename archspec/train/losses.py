@@ -44,7 +44,7 @@ def supervised_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor, weig
     """Cross-entropy per output (per pixel for a segmentation map), weighted; "ce+dice" adds the
     soft Dice loss of the segmentation maps, which scores the foreground as IoU/Dice do (on small
     shapes, per-pixel cross-entropy is dominated by the background)."""
-    total = 0.0
+    total = None
     for name, weight in weights.items():
         if weight == 0:
             continue
@@ -53,8 +53,9 @@ def supervised_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor, weig
         loss = F.cross_entropy(out, goal)
         if out.ndim == 4 and segmentation_loss == "ce+dice":
             loss = loss + soft_dice_loss(out, goal)
-        total = total + weight * loss
-    return total
+        loss = loss if weight == 1 else weight * loss  # no op (and no backward node) for the usual 1
+        total = loss if total is None else total + loss
+    return total if total is not None else torch.zeros(())
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:

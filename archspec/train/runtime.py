@@ -2,6 +2,7 @@
 format."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -59,7 +60,7 @@ def pick_device(name: str, dist: Dist) -> torch.device:
 
 def autocast(device: torch.device, amp: str):
     if amp == "off":
-        return torch.autocast(device.type, enabled=False)
+        return contextlib.nullcontext()  # entering a disabled torch.autocast costs a few µs a step
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
