@@ -9,9 +9,9 @@ schedule) and no augmentation. The two take turns step by step in one run: each 
 progress bar and per-step bookkeeping included; its end-of-epoch evaluation and checkpoint are
 not training and are left out) is paired with one step of the hand-written loop, after it or
 before it in turn, so a change of the machine's load, and whatever going first costs or gains,
-hits both alike. Images/s are per epoch, the fastest epoch of each; the ratio
-(archspec / hand) is the fastest epochs' and, beside it, the median of the per-epoch ratios, the
-first epoch dropped (warm-up).
+hits both alike. Images/s: the fastest epoch of each; the ratio (archspec / hand, in images/s)
+is the median over the epochs of the ratio of one epoch's paired steps, the first epoch dropped
+(warm-up).
 
 `--compile`: the same with `torch.compile` on both sides; the first epoch's extra time over a
 steady epoch is reported as the compile time. Then a profile of archspec's step: the wall time
@@ -63,7 +63,7 @@ class Case:
     epochs: int  # interleaved rounds, the first one dropped
 
 
-CASES = (Case("lenet5", "digits", {}, 64, 31), Case("resnet18", "fake", {"image": [3, 64, 64]}, 32, 6))
+CASES = (Case("lenet5", "digits", {}, 64, 31), Case("resnet18", "fake", {"image": [3, 64, 64]}, 32, 9))
 
 
 class HandLoop:
@@ -194,7 +194,7 @@ def summary(times: dict, batch: int) -> dict:
     images = times["images"]
     archspec, hand = times["archspec"][1:], times["hand"][1:]
     ratios = [h / a for a, h in zip(archspec, hand)]  # images/s ratio = inverse time ratio
-    return {"archspec": images / min(archspec), "hand": images / min(hand), "best": min(hand) / min(archspec),
+    return {"archspec": images / min(archspec), "hand": images / min(hand),
             "ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios), "epochs": len(ratios),
             "first": (times["archspec"][0], times["hand"][0]),
             "steady": (statistics.median(archspec), statistics.median(hand))}
@@ -206,14 +206,14 @@ def markdown(results: list, profiles: dict, args, loads) -> str:
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} torch thread(s) (archspec's choice on this machine, used by both); load average "
              f"{loads[0]:.1f} at the start, {loads[1]:.1f} at the end. CPU, in-memory data, augmentation off, AdamW.",
-             "", "| case | batch | mode | archspec img/s | hand loop img/s | ratio: fastest epochs; median of epochs (range) | target | compile s: archspec (hand loop, cache-warm) |",
+             "", "| case | batch | mode | archspec img/s | hand loop img/s | ratio: median of the epochs (range) | target | compile s: archspec (hand loop, cache-warm) |",
              "|---|---:|---|---:|---:|---|---|---|"]
     for case, compiled, s in results:
-        met = "met" if min(s["best"], s["ratio"]) >= TARGET else "not met"
+        met = "met" if s["ratio"] >= TARGET else "not met"
         compile_s = "" if not compiled else (f"{s['first'][0] - s['steady'][0]:.1f} ({s['first'][1] - s['steady'][1]:.1f})")
         lines.append(f"| {case.spec} on {case.data}{' ' + 'x'.join(map(str, case.inputs['image'])) if case.inputs else ''} "
                      f"| {case.batch} | {'torch.compile' if compiled else 'eager'} | {s['archspec']:.0f} | {s['hand']:.0f} | "
-                     f"{s['best']:.3f}; {s['ratio']:.3f} ({s['low']:.3f}-{s['high']:.3f}, {s['epochs']} epochs) | >= {TARGET} {met} | {compile_s} |")
+                     f"{s['ratio']:.3f} ({s['low']:.3f}-{s['high']:.3f}, {s['epochs']} epochs) | >= {TARGET} {met} | {compile_s} |")
     lines += ["", "Compile time: the first epoch's time over a steady epoch's (the first epoch is dropped from the "
               "images/s). archspec compiles first; the hand loop's model is the same graph, so its compile finds "
               "Inductor's kernels already built in this process, and its figure is not a compile from scratch. Where the step time goes in archspec's loop (eager; ms per step, wrapped phases):", ""]

@@ -128,3 +128,59 @@ def test_report_table_shows_the_roofline(write_spec):
     assert result.exit_code == 0, result.output
     assert "latency estimate on h200" in result.output
     assert "4.80 TB/s" in result.output
+
+
+# --- a measured CPU's figures per kernel kind (archspec.ops.registry.KERNELS) ----------------------------
+KINDS_SPEC = """\
+name: kinds
+inputs: {image: [4, 8, 8]}
+layers:
+  - conv: {name: dw, out: 4, kernel: 3, padding: 1, groups: 4, bias: false}
+  - conv: {name: grouped, out: 4, kernel: 1, groups: 2, bias: false}
+  - bn: {name: norm}
+  - relu: {name: act}
+  - maxpool: {name: pool, kernel: 2}
+  - dropout: {name: drop, p: 0.5}
+  - flatten: {name: flat}
+  - linear: {name: fc, out: 3}
+"""
+KIND_OF = {"dw": "depthwise", "grouped": "windowed_gemm", "norm": "normalise", "act": "pointwise",
+           "pool": "pooling", "drop": "view", "flat": "view", "fc": "gemm"}
+MEASURED = Device("measured", {"fp32": 1e9}, bandwidth=1e8, source="test", overhead=1e-6,
+                  kernel_overheads={"depthwise": 50e-6, "windowed_gemm": 10e-6, "view": 0.0},
+                  kernel_rates={"pooling": 1e6}, relayout_bandwidth=1e6)
+
+
+def test_each_op_runs_its_kind_of_kernel(write_spec):
+    compiled = pipeline.compile(write_spec(KINDS_SPEC))
+    kinds = {layer.name: compiled.ir.node(layer.name).entry.kernel_of(
+        compiled.ir.node(layer.name).args, [compiled.ir.shapes[v] for v in layer.inputs]) for layer in compiled.analysis.layers}
+    assert kinds == KIND_OF  # groups == in channels is depthwise; groups=2 of 4 channels is not
+
+
+def test_kernel_kinds_fixed_costs_rates_and_relayout_by_hand(write_spec):
+    compiled = pipeline.compile(write_spec(KINDS_SPEC))
+    layers = {layer.name: layer for layer in estimate_latency(compiled.ir, compiled.analysis, MEASURED).layers}
+    # depthwise: 4x8x8 outputs x 9 MACs = 4,608 FLOPs; bytes (256 in + 36 weights + 256 out) x 4 = 2,192
+    dw = layers["dw"]
+    assert (dw.flops, dw.bytes) == (2 * 256 * 9, 2_192)
+    assert dw.seconds == pytest.approx(2_192 / 1e8 + 50e-6)  # memory-bound, its own fixed cost, no re-layout
+    # grouped 1x1: 2 groups of 2 -> 2: 256 outputs x 2 MACs; 8 weights; (256 + 8 + 256) x 4 = 2,080 B;
+    # its weights re-laid out at 1e6 B/s: 8 x 4 / 1e6 = 32 µs, plus its kind's 10 µs
+    grouped = layers["grouped"]
+    assert grouped.seconds == pytest.approx(2_080 / 1e8 + 32 / 1e6 + 10e-6)
+    # max pool 2x2 over 4x8x8: 4x4x4 = 64 windows of 4 comparisons = 256 at 1e6/s = 256 µs, above the
+    # memory time of (256 + 64) x 4 = 1,280 B at 1e8 B/s = 12.8 µs: compute-bound at its own rate
+    pool = layers["pool"]
+    assert pool.seconds == pytest.approx(256 / 1e6 + 1e-6) and pool.bound == "compute"
+    assert layers["drop"].seconds == layers["flat"].seconds == 0.0  # views: no bytes, no kernel, no cost
+    assert layers["act"].seconds == pytest.approx(2 * 256 * 4 / 1e8 + 1e-6)  # the default fixed cost
+
+
+def test_published_gpus_are_the_plain_roofline(write_spec):
+    compiled = pipeline.compile(write_spec(KINDS_SPEC))
+    h100 = PUBLISHED["h100"]
+    assert (h100.kernel_overheads, h100.kernel_rates, h100.relayout_bandwidth) == ({}, {}, None)
+    for layer in estimate_latency(compiled.ir, compiled.analysis, h100).layers:
+        work = layer.flops or compiled.analysis.layers[[x.name for x in compiled.analysis.layers].index(layer.name)].figures.all_ops
+        assert layer.seconds == pytest.approx(max(work / h100.peak("fp32"), layer.bytes / h100.bandwidth))

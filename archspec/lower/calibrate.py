@@ -2,7 +2,8 @@
 
 `device("cpu")` reads the cached figures (archspec.passes.devices.cache_path); without them it runs
 a micro-benchmark of about two seconds -- fp32, bf16 and fp16 matmuls (up to 1024x1024) for peak FLOP/s, a large
-`copy_` for memory bandwidth, one-element conv, bn, relu and add calls for the fixed cost per op -- and caches it.
+`copy_` for memory bandwidth, a tiny call of each kernel kind for its fixed cost per op, a max pool for the
+rate of pooling windows and a conv on a 2x2 map for the re-layout of conv weights -- and caches it.
 The published GPUs are read from the table without touching torch.
 """
 from __future__ import annotations
@@ -14,6 +15,10 @@ from archspec.passes.devices import PUBLISHED, Device, cache_path, check_device,
 
 MATMUL_SIZE = 1024
 COPY_BYTES = 64 << 20  # well past any CPU cache, so the copy runs at memory speed
+POOL_CHANNELS = 64
+POOL_WORK = 9 * POOL_CHANNELS * 16 * 16  # a comparison per window element per output
+RELAYOUT_CHANNELS = 256
+RELAYOUT_BYTES = RELAYOUT_CHANNELS * RELAYOUT_CHANNELS * 9 * 4  # the conv's fp32 weights, 2.4 MB
 
 
 def device(name: str, seconds: float = 2.0) -> Device:
@@ -36,27 +41,52 @@ def calibrate_cpu(seconds: float = 2.0) -> Device:
     import torch
 
     peaks = {dtype: _matmul_rate(getattr(torch, name), seconds * share)
-             for dtype, name, share in (("fp32", "float32", 0.35), ("bf16", "bfloat16", 0.15), ("fp16", "float16", 0.15))}
+             for dtype, name, share in (("fp32", "float32", 0.3), ("bf16", "bfloat16", 0.12), ("fp16", "float16", 0.12))}
     source = torch.empty(COPY_BYTES // 4, dtype=torch.float32)
     target = torch.empty_like(source)
-    copy_time = _best_time(lambda: target.copy_(source), seconds * 0.3)
-    overhead = _call_overhead(seconds * 0.08)
+    copy_time = _best_time(lambda: target.copy_(source), seconds * 0.2)
+    overheads = _kernel_overheads(seconds * 0.12)
+    pool_time, relayout_time = _slow_kernels(seconds * 0.14)
     return Device(
         "cpu", peaks, 2 * COPY_BYTES / copy_time,  # a copy reads and writes every byte
         f"measured on this machine with {torch.get_num_threads()} threads (archspec.lower.calibrate: "
-        f"matmuls up to {MATMUL_SIZE}x{MATMUL_SIZE}, a {COPY_BYTES >> 20} MiB copy_, one-element conv, bn, relu and add calls)",
-        overhead=overhead)
+        f"matmuls up to {MATMUL_SIZE}x{MATMUL_SIZE}, a {COPY_BYTES >> 20} MiB copy_, tiny calls of each kernel kind, "
+        f"a 3x3 max pool over {POOL_CHANNELS}x32x32, a {RELAYOUT_CHANNELS}-channel 3x3 conv on a 2x2 map)",
+        overhead=overheads["pointwise"], kernel_overheads=overheads,
+        kernel_rates={"pooling": POOL_WORK / max(pool_time - overheads["pooling"], 1e-9)},
+        relayout_bandwidth=RELAYOUT_BYTES / max(relayout_time - overheads["windowed_gemm"], 1e-9))
 
 
-def _call_overhead(seconds: float) -> float:
-    """The fixed cost of one eager op: the mean of the fastest one-element conv, bn, relu and add
-    calls (module call and dispatch, with no arithmetic to speak of), under no_grad as at inference."""
+def _kernel_overheads(seconds: float) -> dict[str, float]:
+    """The fixed cost of one eager op of each kernel kind (archspec.ops.registry.KERNELS): the
+    fastest call on a tiny input (module call and dispatch, next to no arithmetic), under no_grad
+    as at inference."""
     import torch
 
     tiny = torch.ones(1, 1, 1, 1)
-    calls = (torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1).eval(), torch.nn.ReLU(), lambda x: x + x)
+    calls = {
+        "gemm": (torch.nn.Linear(1, 1), torch.ones(1, 1)),
+        "windowed_gemm": (torch.nn.Conv2d(1, 1, 1), tiny),
+        "depthwise": (torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.ones(1, 8, 4, 4)),
+        "normalise": (torch.nn.BatchNorm2d(1).eval(), tiny),
+        "pooling": (torch.nn.MaxPool2d(1), tiny),
+        "pointwise": (lambda x: x + x, tiny),
+        "view": (lambda x: x.flatten(1), tiny),
+    }
     with torch.no_grad():
-        return sum(_best_time(lambda call=call: call(tiny), seconds / len(calls)) for call in calls) / len(calls)
+        return {kind: _best_time(lambda call=call, x=x: call(x), seconds / len(calls)) for kind, (call, x) in calls.items()}
+
+
+def _slow_kernels(seconds: float) -> tuple[float, float]:
+    """The best times of a 3x3 max pool (stride 2) over POOL_CHANNELS x 32 x 32, and of a 3x3 conv
+    of RELAYOUT_CHANNELS channels on a 2x2 map, whose time is nearly all its weights' re-layout."""
+    import torch
+
+    pool, pool_input = torch.nn.MaxPool2d(3, 2, 1), torch.randn(1, POOL_CHANNELS, 32, 32)
+    conv = torch.nn.Conv2d(RELAYOUT_CHANNELS, RELAYOUT_CHANNELS, 3, padding=1, bias=False)
+    conv_input = torch.randn(1, RELAYOUT_CHANNELS, 2, 2)
+    with torch.no_grad():
+        return _best_time(lambda: pool(pool_input), seconds / 2), _best_time(lambda: conv(conv_input), seconds / 2)
 
 
 def _matmul_rate(dtype, seconds: float) -> float:

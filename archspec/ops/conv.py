@@ -126,6 +126,8 @@ OPS.append(
     Op(
         name="conv",
         explain=explain_conv,
+        # one group per input channel is a depthwise convolution: its own kernel on a CPU
+        kernel=lambda args, inputs: "depthwise" if args.groups > 1 and args.groups == inputs[0][0] else "windowed_gemm",
         label=_conv_label("conv"),
         family="conv",
         traits=frozenset({"weighted"}),

@@ -242,6 +242,9 @@ class Op:
     label: Callable[[Any], str] | None = None
     # the per-layer explanation (archspec.explain): a rule (ExplainContext) -> None that adds lines
     explain: Callable[[Any], None] | None = None
+    # the kind of kernel the op runs, for the latency estimate's per-kind CPU figures
+    # (archspec.passes.latency): (args, input shapes) -> one of KERNELS; None: from the family
+    kernel: Callable[[Any, list[Shape]], str] | None = None
     # --- rewrites and construct expansion ---
     traits: frozenset[str] = frozenset()
     # nodes to insert in front of an input, from the args and input shapes (add's `project: auto`)
@@ -277,9 +280,24 @@ class Op:
     def is_(self, trait: str) -> bool:
         return trait in self.traits
 
+    def kernel_of(self, args: Any, inputs: list[Shape]) -> str:
+        """The op's kernel kind (KERNELS): no kernel for a view or an identity at inference."""
+        if self.is_("removable") or self.is_("flattens"):
+            return "view"
+        return self.kernel(args, inputs) if self.kernel is not None else KERNEL_OF_FAMILY.get(self.family, "pointwise")
+
     def text(self, args: Any) -> str:
         """The op's short label (diagram, reports): `label(args)`, or its name."""
         return self.label(args) if self.label is not None else self.name
+
+
+# the kernels an eager op runs, as the latency estimate tells them apart: matrix products
+# (linear, attention), convolutions lowered to them (their weights re-laid out on each CPU call),
+# depthwise convolutions (a slow path of their own on CPUs), normalisations, pooling windows,
+# everything elementwise, and views (no kernel)
+KERNELS = ("gemm", "windowed_gemm", "depthwise", "normalise", "pooling", "pointwise", "view")
+KERNEL_OF_FAMILY = {"conv": "windowed_gemm", "linear": "gemm", "norm": "normalise", "pool": "pooling"}
+RELAYOUT_KERNEL = "windowed_gemm"  # whose weights a CPU's eager kernel re-lays out on every call
 
 
 def check_op(op: Op) -> None:

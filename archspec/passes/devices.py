@@ -26,9 +26,23 @@ class Device:
     # fixed time per op (launch or dispatch), seconds: measured for `cpu`, 0 where nothing is published
     overhead: float = 0.0
     notes: dict[str, str] = field(default_factory=dict)
+    # measured on a CPU, nothing published for the GPUs (archspec.lower.calibrate), by kernel kind
+    # (archspec.ops.registry.KERNELS): the fixed cost per op where it is not `overhead`, the work
+    # rate where it is not the peak (pooling windows), and the rate at which a convolution's weights
+    # are re-laid out for the kernel on every eager call (bytes/s; None: they are used as they are)
+    kernel_overheads: dict[str, float] = field(default_factory=dict)
+    kernel_rates: dict[str, float] = field(default_factory=dict)
+    relayout_bandwidth: float | None = None
 
     def peak(self, dtype: str) -> float:
         return self.peak_flops.get(dtype) or self.peak_flops["fp32"]
+
+    def fixed_cost(self, kernel: str) -> float:
+        return self.kernel_overheads.get(kernel, self.overhead)
+
+    def rate(self, kernel: str, dtype: str) -> float:
+        """Work per second of this kind of kernel: its measured rate, else the peak."""
+        return self.kernel_rates.get(kernel) or self.peak(dtype)
 
     def ridge(self, dtype: str) -> float:
         """FLOPs per byte above which a layer is compute-bound on this device."""
@@ -54,7 +68,7 @@ PUBLISHED: dict[str, Device] = {
         "half the with-sparsity figures; HBM3e 4.8 TB/s), https://www.nvidia.com/en-us/data-center/h200/"),
 }
 DEVICE_NAMES = ("cpu", *PUBLISHED)
-CACHE_VERSION = 2  # 2: the fixed cost per op is the mean of conv, bn, relu and add calls
+CACHE_VERSION = 3  # 3: fixed costs and rates per kernel kind, the conv weights' re-layout rate
 
 
 def check_device(name: str) -> str:

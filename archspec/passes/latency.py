@@ -8,7 +8,13 @@ For each op node:
   dropout, drop_path) or a view (a flatten, "flattens") moves nothing;
 - arithmetic intensity = FLOPs / bytes; the layer is compute-bound when it is above the device's
   ridge point (peak FLOP/s / bandwidth), else memory-bound;
-- predicted time = max(FLOPs / peak FLOP/s, bytes / bandwidth) + the device's fixed cost per op.
+- predicted time = max(work / rate, bytes / bandwidth) + re-layout + the fixed cost per op, where
+  the work is the FLOPs (the all-ops count for an op FlopCounterMode gives none: a pooling window's
+  comparisons, a norm's arithmetic) and the rate the peak FLOP/s. A measured CPU refines three of
+  these by the op's kernel kind (archspec.ops.registry.KERNELS): its own fixed cost per kind, its
+  own rate for pooling windows, and the time a convolution spends re-laying out its weights on
+  every eager call (weight bytes / the measured re-layout rate). The published GPUs have none of
+  these, so there the estimate is the plain roofline.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 
 from archspec.ir.graph import IRGraph
 from archspec.passes.counts import Analysis, LayerStats
+from archspec.ops.registry import RELAYOUT_KERNEL
 from archspec.passes.devices import Device
 
 MOVES_NOTHING = ("removable", "flattens")  # traits of ops that are free at inference
@@ -51,17 +58,28 @@ class LatencyEstimate:
 def estimate_latency(ir: IRGraph, analysis: Analysis, device: Device, dtype_bytes: int = 4,
                      dtype: str = "fp32") -> LatencyEstimate:
     """One walk over the analysis' layers (in topological order), reading input shapes from the IR."""
-    peak, ridge = device.peak(dtype), device.ridge(dtype)
     layers = []
     for layer in analysis.layers:
+        node = ir.node(layer.name)
+        kernel = node.entry.kernel_of(node.args, [ir.shapes[value] for value in layer.inputs])
         moved = layer_bytes(ir, layer, analysis.batch, dtype_bytes)
         flops = layer.figures.flops
         intensity = flops / moved if moved else 0.0
-        seconds = max(flops / peak, moved / device.bandwidth) + device.overhead
+        compute = (flops or layer.figures.all_ops) / device.rate(kernel, dtype)
+        memory = moved / device.bandwidth
+        seconds = max(compute, memory) + relayout_seconds(device, kernel, layer, dtype_bytes) + device.fixed_cost(kernel)
         layers.append(LayerLatency(layer.name, layer.op, flops, moved, intensity,
-                                   "compute" if intensity > ridge else "memory", seconds))
+                                   "compute" if compute > memory else "memory", seconds))
     return LatencyEstimate(device, dtype, analysis.batch, tuple(layers), sum(x.flops for x in layers),
                            sum(x.bytes for x in layers), sum(x.seconds for x in layers))
+
+
+def relayout_seconds(device: Device, kernel: str, layer: LayerStats, dtype_bytes: int) -> float:
+    """A convolution's weights copied into the kernel's layout on every call, where the device
+    does that (oneDNN on a CPU in eager mode: it dominates convolutions on small maps)."""
+    if device.relayout_bandwidth is None or kernel != RELAYOUT_KERNEL:
+        return 0.0
+    return layer.figures.params * dtype_bytes / device.relayout_bandwidth
 
 
 def layer_bytes(ir: IRGraph, layer: LayerStats, batch: int, dtype_bytes: int) -> int:
