@@ -184,3 +184,14 @@ def test_published_gpus_are_the_plain_roofline(write_spec):
     for layer in estimate_latency(compiled.ir, compiled.analysis, h100).layers:
         work = layer.flops or compiled.analysis.layers[[x.name for x in compiled.analysis.layers].index(layer.name)].figures.all_ops
         assert layer.seconds == pytest.approx(max(work / h100.peak("fp32"), layer.bytes / h100.bandwidth))
+
+
+def test_views_move_nothing_and_cost_only_their_dispatch(write_spec):
+    # a permute and its inverse are views of the input: torch moves no data for them
+    spec = "name: views\ninputs: {image: [4, 8, 8]}\nlayers:\n  - permute: {name: to_last, dims: [1, 2, 0]}\n" \
+           "  - permute: {name: back, dims: [2, 0, 1]}\n  - relu: {name: act}\n"
+    compiled = pipeline.compile(write_spec(spec))
+    layers = {layer.name: layer for layer in estimate_latency(compiled.ir, compiled.analysis, MEASURED).layers}
+    assert layers["to_last"].bytes == layers["back"].bytes == 0
+    assert layers["to_last"].seconds == 0.0  # MEASURED's view kernel costs 0
+    assert layers["act"].bytes == 2 * 4 * 8 * 8 * 4  # the relu reads and writes the map

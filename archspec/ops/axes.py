@@ -141,6 +141,7 @@ OPS.append(
         family="other",
         label=lambda a: f"transpose {a.dim0},{a.dim1}",
         explain=_says("transpose_dims"),
+        traits=frozenset({"view"}),
     )
 )
 
@@ -201,6 +202,7 @@ OPS.append(
         label=_slice_label,
         explain=lambda ctx: ctx.line(ctx.msg("slice_kept", bounds=_slice_label(ctx.args).split("[", 1)[1][:-1], dim=ctx.args.dim,
                                              cin=format_shape(ctx.in_shapes[0]), cout=format_shape(ctx.out))),
+        traits=frozenset({"view"}),
     )
 )
 
@@ -245,6 +247,7 @@ OPS.append(
         family="other",
         label=lambda a: f"select {a.dim}[{a.index}]",
         explain=_says("select_index"),
+        traits=frozenset({"view"}),
     )
 )
 

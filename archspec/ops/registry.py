@@ -164,6 +164,7 @@ TRAITS = frozenset({
     # for the rewrites (archspec.rewrite): which removable ops are dropout, and which op is a flatten
     "stochastic",    # random in training, the identity at inference (dropout, drop_path)
     "flattens",      # a C×H×W map as a C·H·W vector in torch's order: convolutionalize moves it past ops
+    "view",          # returns a view of its input (split, permute, slice): no kernel runs, no bytes move
     "last_axis",     # a weighted layer on the last axis (linear): its output channels are last, so a BN folds in only on a vector
 })
 FAMILIES = ("conv", "linear", "norm", "activation", "pool", "merge", "resize", "other")
@@ -282,7 +283,7 @@ class Op:
 
     def kernel_of(self, args: Any, inputs: list[Shape]) -> str:
         """The op's kernel kind (KERNELS): no kernel for a view or an identity at inference."""
-        if self.is_("removable") or self.is_("flattens"):
+        if self.is_("removable") or self.is_("flattens") or self.is_("view"):
             return "view"
         return self.kernel(args, inputs) if self.kernel is not None else KERNEL_OF_FAMILY.get(self.family, "pointwise")
 
@@ -298,6 +299,7 @@ class Op:
 KERNELS = ("gemm", "windowed_gemm", "depthwise", "normalise", "pooling", "pointwise", "view")
 KERNEL_OF_FAMILY = {"conv": "windowed_gemm", "linear": "gemm", "norm": "normalise", "pool": "pooling"}
 RELAYOUT_KERNEL = "windowed_gemm"  # whose weights a CPU's eager kernel re-lays out on every call
+VIEW_KERNEL = "view"  # no kernel: the op returns a view, or is the identity at inference
 
 
 def check_op(op: Op) -> None:

@@ -12,14 +12,8 @@ from archspec.ops.field import WHOLE, reordered_layout, resized_ranges, shifted_
 from archspec.ops.source import INPUTS, Call, Written
 from archspec.ops.registry import NoArgs, Op, OpArgs, Shape, ShapeError, numel, saves_nothing
 from archspec.ops import reshape_torch
-from archspec.ops.reshape_explain import (
-    explain_channel_shuffle,
-    explain_crop,
-    explain_flatten,
-    explain_reshape,
-    explain_upsample,
-    pad_explainer,
-)
+from archspec.ops.reshape_explain import (explain_channel_shuffle, explain_crop, explain_flatten, explain_reshape,
+                                          explain_upsample, pad_explainer)
 
 OPS: list[Op] = []  # this module's entries, registered by archspec.ops.catalog
 
@@ -86,6 +80,7 @@ OPS.append(
         function=_function("reshape", lambda a, i: {"shape": _reshape_shape(a, i)}),
         from_torch=reshape_torch.reshape_from_torch,
         receptive_field=_reshape_field,
+        traits=frozenset({"view"}),
     )
 )
 
@@ -194,6 +189,7 @@ OPS.append(
         receptive_field=lambda a, r, i, o: [shifted_ranges(r, [(n - m) // 2 for n, m in zip(i[0][1:], o[1:])])]
         + [None] * (len(i) - 1),
         aliases=("center_crop",),
+        traits=frozenset({"view"}),
     )
 )
 
@@ -326,6 +322,7 @@ OPS.append(
         saved=saves_nothing,  # the backward concatenates the gradients: it needs only the sizes
         family="other",
         label=lambda a: "split " + "/".join(map(str, a.sizes)),
+        traits=frozenset({"view"}),
     )
 )
 
@@ -359,6 +356,7 @@ OPS.append(
         saved=saves_nothing,
         family="other",
         label=lambda a: f"chunk {a.chunks}",
+        traits=frozenset({"view"}),
     )
 )
 
@@ -393,5 +391,6 @@ OPS.append(
         saved=saves_nothing,  # the backward permutes the gradient back
         family="other",
         label=lambda a: "permute " + ",".join(map(str, a.dims)),
+        traits=frozenset({"view"}),
     )
 )

@@ -133,5 +133,6 @@ OPS.append(
         label=_param_label,
         explain=_explain_param,
         from_torch=_param_from_torch,
+        traits=frozenset({"view"}),
     )
 )

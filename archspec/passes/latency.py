@@ -4,8 +4,8 @@ For each op node:
 - FLOPs: the counts pass's (FlopCounterMode's convention: 2 x MACs of conv and linear, 0 for the
   ops it has no formula for, which are then memory-bound with an intensity of 0);
 - bytes moved: every input read, the weights and buffers the layer owns read, every output
-  written, each element at the dtype's size. An op that is the identity at inference ("removable":
-  dropout, drop_path) or a view (a flatten, "flattens") moves nothing;
+  written, each element at the dtype's size. An op whose kernel is a view (the identity at
+  inference: dropout, drop_path; a view of its input: flatten, split, permute, slice) moves nothing;
 - arithmetic intensity = FLOPs / bytes; the layer is compute-bound when it is above the device's
   ridge point (peak FLOP/s / bandwidth), else memory-bound;
 - predicted time = max(work / rate, bytes / bandwidth) + re-layout + the fixed cost per op, where
@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 from archspec.ir.graph import IRGraph
 from archspec.passes.counts import Analysis, LayerStats
-from archspec.ops.registry import RELAYOUT_KERNEL
+from archspec.ops.registry import RELAYOUT_KERNEL, VIEW_KERNEL
 from archspec.passes.devices import Device
 
-MOVES_NOTHING = ("removable", "flattens")  # traits of ops that are free at inference
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def estimate_latency(ir: IRGraph, analysis: Analysis, device: Device, dtype_byte
     for layer in analysis.layers:
         node = ir.node(layer.name)
         kernel = node.entry.kernel_of(node.args, [ir.shapes[value] for value in layer.inputs])
-        moved = layer_bytes(ir, layer, analysis.batch, dtype_bytes)
+        moved = 0 if kernel == VIEW_KERNEL else layer_bytes(ir, layer, analysis.batch, dtype_bytes)
         flops = layer.figures.flops
         intensity = flops / moved if moved else 0.0
         compute = (flops or layer.figures.all_ops) / device.rate(kernel, dtype)
@@ -84,9 +83,6 @@ def relayout_seconds(device: Device, kernel: str, layer: LayerStats, dtype_bytes
 
 def layer_bytes(ir: IRGraph, layer: LayerStats, batch: int, dtype_bytes: int) -> int:
     """Inputs read + owned weights and buffers read + outputs written, in bytes."""
-    entry = ir.node(layer.name).entry
-    if any(entry.is_(trait) for trait in MOVES_NOTHING):
-        return 0
     inputs = sum(math.prod(ir.shapes[value]) for value in layer.inputs) * batch
     weights = layer.figures.params + layer.figures.buffers
     return (inputs + weights + layer.figures.activations) * dtype_bytes
