@@ -137,6 +137,7 @@ inputs: {image: [4, 8, 8]}
 layers:
   - conv: {name: dw, out: 4, kernel: 3, padding: 1, groups: 4, bias: false}
   - conv: {name: grouped, out: 4, kernel: 1, groups: 2, bias: false}
+  - dwconv: {name: dw_op, kernel: 1, bias: false}
   - bn: {name: norm}
   - relu: {name: act}
   - maxpool: {name: pool, kernel: 2}
@@ -144,7 +145,7 @@ layers:
   - flatten: {name: flat}
   - linear: {name: fc, out: 3}
 """
-KIND_OF = {"dw": "depthwise", "grouped": "windowed_gemm", "norm": "normalise", "act": "pointwise",
+KIND_OF = {"dw": "depthwise", "grouped": "windowed_gemm", "dw_op": "depthwise", "norm": "normalise", "act": "pointwise",
            "pool": "pooling", "drop": "view", "flat": "view", "fc": "gemm"}
 MEASURED = Device("measured", {"fp32": 1e9}, bandwidth=1e8, source="test", overhead=1e-6,
                   kernel_overheads={"depthwise": 50e-6, "windowed_gemm": 10e-6, "view": 0.0},

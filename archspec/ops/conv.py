@@ -179,6 +179,7 @@ OPS.append(
     Op(
         name="dwconv",
         explain=explain_depthwise,
+        kernel=lambda args, inputs: "depthwise",
         label=_dwconv_label,
         family="conv",
         traits=frozenset({"weighted"}),
