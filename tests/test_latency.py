@@ -196,3 +196,21 @@ def test_views_move_nothing_and_cost_only_their_dispatch(write_spec):
     assert layers["to_last"].bytes == layers["back"].bytes == 0
     assert layers["to_last"].seconds == 0.0  # MEASURED's view kernel costs 0
     assert layers["act"].bytes == 2 * 4 * 8 * 8 * 4  # the relu reads and writes the map
+
+
+def test_a_product_with_a_small_dimension_runs_at_the_rate_measured_for_it(write_spec):
+    # measured: 1e6 FLOP/s when the smallest dimension is 2, 4e6 at 8, the 1e9 peak from 32 on
+    device = Device("measured", {"fp32": 1e9}, bandwidth=1e12, source="test",
+                    gemm_rates={"2": 1e6, "8": 4e6, "32": 1e9})
+    assert device.gemm_rate(4) == pytest.approx(2e6)  # halfway between 2 and 8 on a log scale: sqrt(1e6 * 4e6)
+    assert device.gemm_rate(1) == 1e6 and device.gemm_rate(32) is None  # below the table: its first; past it: the peak
+    spec = "name: small\ninputs: {image: [3, 8, 8]}\nlayers:\n  - conv: {name: c, out: 4, kernel: 1, bias: false}\n" \
+           "  - flatten\n  - linear: {name: fc, out: 64, bias: false}\n"
+    compiled = pipeline.compile(write_spec(spec), batch=2)
+    layers = {layer.name: layer for layer in estimate_latency(compiled.ir, compiled.analysis, device).layers}
+    # conv 1x1, 3 -> 4: the product is (64 pixels x 3) by (3 x 4); smallest of (in x window, out) = 3,
+    # between 2 and 8: 1e6 * 4 ** (log(3 / 2) / log(4)) FLOP/s; 2 images x 256 outputs x 3 MACs x 2 FLOPs
+    conv_rate = 1e6 * 4 ** (math.log(3 / 2) / math.log(4))
+    assert layers["c"].seconds == pytest.approx(2 * 2 * 256 * 3 / conv_rate, rel=1e-9)
+    # linear 256 -> 64 at batch 2: rows 2 is the smallest: 1e6 FLOP/s; 2 x 256 x 64 MACs
+    assert layers["fc"].seconds == pytest.approx(2 * 2 * 256 * 64 / 1e6, rel=1e-9)

@@ -3,7 +3,8 @@
 `device("cpu")` reads the cached figures (archspec.passes.devices.cache_path); without them it runs
 a micro-benchmark of about two seconds -- fp32, bf16 and fp16 matmuls (up to 1024x1024) for peak FLOP/s, a large
 `copy_` for memory bandwidth, a tiny call of each kernel kind for its fixed cost per op, a max pool for the
-rate of pooling windows and a conv on a 2x2 map for the re-layout of conv weights -- and caches it.
+rate of pooling windows, a conv on a 2x2 map for the re-layout of conv weights and 512x512 by 512xd
+products for the rate by a product's smallest dimension -- and caches it.
 The published GPUs are read from the table without touching torch.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from archspec.passes.devices import PUBLISHED, Device, cache_path, check_device,
 MATMUL_SIZE = 1024
 COPY_BYTES = 64 << 20  # well past any CPU cache, so the copy runs at memory speed
 POOL_CHANNELS = 64
+GEMM_SIDE, GEMM_SIZES = 512, (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 POOL_WORK = 9 * POOL_CHANNELS * 16 * 16  # a comparison per window element per output
 RELAYOUT_CHANNELS = 256
 RELAYOUT_BYTES = RELAYOUT_CHANNELS * RELAYOUT_CHANNELS * 9 * 4  # the conv's fp32 weights, 2.4 MB
@@ -41,12 +43,13 @@ def calibrate_cpu(seconds: float = 2.0) -> Device:
     import torch
 
     peaks = {dtype: _matmul_rate(getattr(torch, name), seconds * share)
-             for dtype, name, share in (("fp32", "float32", 0.3), ("bf16", "bfloat16", 0.12), ("fp16", "float16", 0.12))}
+             for dtype, name, share in (("fp32", "float32", 0.28), ("bf16", "bfloat16", 0.1), ("fp16", "float16", 0.1))}
     source = torch.empty(COPY_BYTES // 4, dtype=torch.float32)
     target = torch.empty_like(source)
     copy_time = _best_time(lambda: target.copy_(source), seconds * 0.2)
-    overheads = _kernel_overheads(seconds * 0.12)
-    pool_time, relayout_time = _slow_kernels(seconds * 0.14)
+    overheads = _kernel_overheads(seconds * 0.1)
+    pool_time, relayout_time = _slow_kernels(seconds * 0.1)
+    gemm_rates = _gemm_rates(seconds * 0.12)
     return Device(
         "cpu", peaks, 2 * COPY_BYTES / copy_time,  # a copy reads and writes every byte
         f"measured on this machine with {torch.get_num_threads()} threads (archspec.lower.calibrate: "
@@ -54,7 +57,7 @@ def calibrate_cpu(seconds: float = 2.0) -> Device:
         f"a 3x3 max pool over {POOL_CHANNELS}x32x32, a {RELAYOUT_CHANNELS}-channel 3x3 conv on a 2x2 map)",
         overhead=overheads["pointwise"], kernel_overheads=overheads,
         kernel_rates={"pooling": POOL_WORK / max(pool_time - overheads["pooling"], 1e-9)},
-        relayout_bandwidth=RELAYOUT_BYTES / max(relayout_time - overheads["windowed_gemm"], 1e-9))
+        relayout_bandwidth=RELAYOUT_BYTES / max(relayout_time - overheads["windowed_gemm"], 1e-9), gemm_rates=gemm_rates)
 
 
 def _kernel_overheads(seconds: float) -> dict[str, float]:
@@ -87,6 +90,18 @@ def _slow_kernels(seconds: float) -> tuple[float, float]:
     conv_input = torch.randn(1, RELAYOUT_CHANNELS, 2, 2)
     with torch.no_grad():
         return _best_time(lambda: pool(pool_input), seconds / 2), _best_time(lambda: conv(conv_input), seconds / 2)
+
+
+def _gemm_rates(seconds: float) -> dict[str, float]:
+    """FLOP/s of 512x512 by 512xd products for d = 1, 2, 4 ... 512: how a small dimension (few
+    output channels, few rows) slows a product below the peak."""
+    import torch
+
+    a, rates = torch.randn(GEMM_SIDE, GEMM_SIDE), {}
+    for size in GEMM_SIZES:
+        b = torch.randn(GEMM_SIDE, size)
+        rates[str(size)] = 2 * GEMM_SIDE * GEMM_SIDE * size / _best_time(lambda b=b: torch.mm(a, b), seconds / len(GEMM_SIZES))
+    return rates
 
 
 def _matmul_rate(dtype, seconds: float) -> float:

@@ -1,6 +1,8 @@
 """Convolutions: `conv`, `dwconv` (depthwise) and `conv_transpose`."""
 from __future__ import annotations
 
+import math
+
 from typing import Literal, Union
 
 from archspec.ops.common import (
@@ -128,6 +130,9 @@ OPS.append(
         explain=explain_conv,
         # one group per input channel is a depthwise convolution: its own kernel on a CPU
         kernel=lambda args, inputs: "depthwise" if args.groups > 1 and args.groups == inputs[0][0] else "windowed_gemm",
+        # per group: (in channels x kernel window, out channels); few output pixels are the
+        # weights' re-layout's (archspec.passes.latency), not the product's
+        gemm_dims=lambda args, inputs, batch: (inputs[0][0] // args.groups * math.prod(pair(args.kernel)), args.out // args.groups),
         label=_conv_label("conv"),
         family="conv",
         traits=frozenset({"weighted"}),

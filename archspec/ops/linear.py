@@ -10,6 +10,8 @@ is global; where the last axis holds channels (channels-last) each position read
 it holds positions (the W of a (C, H, W) map) each output reads its whole row."""
 from __future__ import annotations
 
+import math
+
 from archspec.ops.common import PositiveInt
 from archspec.ops.field import read_whole_along
 from archspec.ops.registry import Op, OpArgs, Shape, numel
@@ -69,6 +71,7 @@ OPS.append(
     Op(
         name="linear",
         explain=_explain_linear,
+        gemm_dims=lambda args, inputs, batch: (batch * math.prod(inputs[0][:-1]), inputs[0][-1], args.out),  # rows, in, out
         label=lambda a: f"linear {a.out}",
         family="linear",
         traits=frozenset({"weighted", "last_axis"}),

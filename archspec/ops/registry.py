@@ -246,6 +246,9 @@ class Op:
     # the kind of kernel the op runs, for the latency estimate's per-kind CPU figures
     # (archspec.passes.latency): (args, input shapes) -> one of KERNELS; None: from the family
     kernel: Callable[[Any, list[Shape]], str] | None = None
+    # the matrix dimensions of the product the op runs, where one small one slows it (args, input
+    # shapes, batch) -> (dims...): a linear's (rows, in, out); a conv's (in x kernel, out) per group
+    gemm_dims: Callable[[Any, list[Shape], int], tuple[int, ...]] | None = None
     # --- rewrites and construct expansion ---
     traits: frozenset[str] = frozenset()
     # nodes to insert in front of an input, from the args and input shapes (add's `project: auto`)

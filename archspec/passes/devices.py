@@ -8,6 +8,7 @@ memcpy, about two seconds) and caches the result here as JSON, under $XDG_CACHE_
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class Device:
     kernel_overheads: dict[str, float] = field(default_factory=dict)
     kernel_rates: dict[str, float] = field(default_factory=dict)
     relayout_bandwidth: float | None = None
+    # FLOP/s of a matrix product by its smallest dimension ("8": a 512x512 by 512x8 product), measured
+    gemm_rates: dict[str, float] = field(default_factory=dict)
 
     def peak(self, dtype: str) -> float:
         return self.peak_flops.get(dtype) or self.peak_flops["fp32"]
@@ -43,6 +46,20 @@ class Device:
     def rate(self, kernel: str, dtype: str) -> float:
         """Work per second of this kind of kernel: its measured rate, else the peak."""
         return self.kernel_rates.get(kernel) or self.peak(dtype)
+
+    def gemm_rate(self, smallest: int) -> float | None:
+        """The measured rate of a product whose smallest dimension is `smallest`, interpolated on
+        log scales between the measured sizes (None: none measured, or past the largest)."""
+        points = sorted((int(size), rate) for size, rate in self.gemm_rates.items())
+        if not points or smallest >= points[-1][0]:
+            return None
+        if smallest <= points[0][0]:
+            return points[0][1]
+        for (a, rate_a), (b, rate_b) in zip(points, points[1:]):
+            if a <= smallest <= b:
+                w = math.log(smallest / a) / math.log(b / a)
+                return math.exp((1 - w) * math.log(rate_a) + w * math.log(rate_b))
+        return None
 
     def ridge(self, dtype: str) -> float:
         """FLOPs per byte above which a layer is compute-bound on this device."""
@@ -68,7 +85,7 @@ PUBLISHED: dict[str, Device] = {
         "half the with-sparsity figures; HBM3e 4.8 TB/s), https://www.nvidia.com/en-us/data-center/h200/"),
 }
 DEVICE_NAMES = ("cpu", *PUBLISHED)
-CACHE_VERSION = 3  # 3: fixed costs and rates per kernel kind, the conv weights' re-layout rate
+CACHE_VERSION = 4  # 3: fixed costs and rates per kernel kind, conv weights' re-layout; 4: rates by GEMM size
 
 
 def check_device(name: str) -> str:

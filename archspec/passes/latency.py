@@ -10,11 +10,13 @@ For each op node:
   ridge point (peak FLOP/s / bandwidth), else memory-bound;
 - predicted time = max(work / rate, bytes / bandwidth) + re-layout + the fixed cost per op, where
   the work is the FLOPs (the all-ops count for an op FlopCounterMode gives none: a pooling window's
-  comparisons, a norm's arithmetic) and the rate the peak FLOP/s. A measured CPU refines three of
+  comparisons, a norm's arithmetic) and the rate the peak FLOP/s. A measured CPU refines four of
   these by the op's kernel kind (archspec.ops.registry.KERNELS): its own fixed cost per kind, its
   own rate for pooling windows, and the time a convolution spends re-laying out its weights on
-  every eager call (weight bytes / the measured re-layout rate). The published GPUs have none of
-  these, so there the estimate is the plain roofline.
+  every eager call (weight bytes / the measured re-layout rate); and a matrix product with a small
+  dimension (a linear's rows, in or out; a conv's in x window or out channels) runs at the rate
+  measured for that size. The published GPUs have none of these, so there the estimate is the
+  plain roofline.
 """
 from __future__ import annotations
 
@@ -59,18 +61,28 @@ def estimate_latency(ir: IRGraph, analysis: Analysis, device: Device, dtype_byte
     """One walk over the analysis' layers (in topological order), reading input shapes from the IR."""
     layers = []
     for layer in analysis.layers:
-        node = ir.node(layer.name)
-        kernel = node.entry.kernel_of(node.args, [ir.shapes[value] for value in layer.inputs])
+        node, shapes = ir.node(layer.name), [ir.shapes[value] for value in layer.inputs]
+        kernel = node.entry.kernel_of(node.args, shapes)
         moved = 0 if kernel == VIEW_KERNEL else layer_bytes(ir, layer, analysis.batch, dtype_bytes)
         flops = layer.figures.flops
         intensity = flops / moved if moved else 0.0
-        compute = (flops or layer.figures.all_ops) / device.rate(kernel, dtype)
+        compute = (flops or layer.figures.all_ops) / product_rate(device, node, shapes, analysis.batch, kernel, dtype)
         memory = moved / device.bandwidth
         seconds = max(compute, memory) + relayout_seconds(device, kernel, layer, dtype_bytes) + device.fixed_cost(kernel)
         layers.append(LayerLatency(layer.name, layer.op, flops, moved, intensity,
                                    "compute" if compute > memory else "memory", seconds))
     return LatencyEstimate(device, dtype, analysis.batch, tuple(layers), sum(x.flops for x in layers),
                            sum(x.bytes for x in layers), sum(x.seconds for x in layers))
+
+
+def product_rate(device: Device, node, shapes: list, batch: int, kernel: str, dtype: str) -> float:
+    """The kernel's rate, lowered where the op's matrix product has a small dimension and the
+    device measured what that costs (a 6-channel conv, a batch-1 linear: a matrix-vector product)."""
+    rate = device.rate(kernel, dtype)
+    if node.entry.gemm_dims is None or not device.gemm_rates:
+        return rate
+    measured = device.gemm_rate(min(node.entry.gemm_dims(node.args, shapes, batch)))
+    return min(rate, measured) if measured else rate
 
 
 def relayout_seconds(device: Device, kernel: str, layer: LayerStats, dtype_bytes: int) -> float:
