@@ -208,13 +208,12 @@ def _separable_latency(compiled: Compiled, msg: Messages, device_name: str) -> t
 def _layer_roofline(compiled: Compiled, stats: LayerStats, layer: LayerLatency, estimate: LatencyEstimate,
                     msg: Messages) -> list[str]:
     """One layer's bytes (inputs + weights + outputs, as the pass counts them), intensity, bound and time."""
-    device, dtype = estimate.device, estimate.dtype
+    dtype = estimate.dtype
     inputs = sum(numel(compiled.ir.shapes[value]) for value in stats.inputs) * estimate.batch
     weights = stats.figures.params + stats.figures.buffers
-    compute, memory = layer.flops / device.peak(dtype), layer.bytes / device.bandwidth
-    times = {"flops": num(layer.flops), "bytes": num(layer.bytes), "compute": duration(compute),
-             "memory": duration(memory), "seconds": duration(layer.seconds)}
-    time_line = (msg("lat_time_fixed", overhead=duration(device.overhead), **times) if device.overhead
+    times = {"flops": num(layer.flops), "bytes": num(layer.bytes), "compute": duration(layer.compute),
+             "memory": duration(layer.memory), "seconds": duration(layer.seconds)}
+    time_line = (msg("lat_time_fixed", overhead=duration(layer.extra), **times) if layer.extra
                  else msg("lat_time", **times))
     return [msg("lat_layer", name=layer.name, flops=num(layer.flops), inputs=num(inputs), weights=num(weights),
                 outputs=num(stats.figures.activations), size=DTYPE_BYTES[dtype], bytes=num(layer.bytes),

@@ -15,8 +15,8 @@ EN: dict[str, str] = {
     "lat_layer": "{name}: {flops} FLOPs, ({inputs} + {weights} + {outputs})·{size} = {bytes} B → "
                  "{intensity} FLOP/B {cmp} {ridge}: {bound}",
     "lat_time": "  time = max({flops} / peak, {bytes} / bandwidth) = max({compute}, {memory}) = {seconds}",
-    "lat_time_fixed": "  time = max({flops} / peak, {bytes} / bandwidth) + fixed cost per op "
-                      "= max({compute}, {memory}) + {overhead} = {seconds}",
+    "lat_time_fixed": "  time = max({flops} / rate, {bytes} / bandwidth) + fixed cost per op "
+                      "= max({compute}, {memory}) + {overhead} = {seconds} (rate and fixed cost: this kind of kernel's, measured)",
     "lat_no_fixed": "(no fixed cost per op is counted, none being published: a real kernel launch takes "
                     "microseconds, more than layers this small)",
     "lat_pair": "depthwise + pointwise: {flops} FLOPs, {bytes} B, {eq}",
@@ -42,8 +42,8 @@ KO: dict[str, str] = {
     "lat_layer": "{name}: {flops} FLOPs, ({inputs} + {weights} + {outputs})·{size} = {bytes} B → "
                  "{intensity} FLOP/B {cmp} {ridge}: {bound}",
     "lat_time": "  시간 = max({flops} / 최대 연산 속도, {bytes} / 대역폭) = max({compute}, {memory}) = {seconds}",
-    "lat_time_fixed": "  시간 = max({flops} / 최대 연산 속도, {bytes} / 대역폭) + 연산당 고정 비용 "
-                      "= max({compute}, {memory}) + {overhead} = {seconds}",
+    "lat_time_fixed": "  시간 = max({flops} / 연산 속도, {bytes} / 대역폭) + 연산당 고정 비용 "
+                      "= max({compute}, {memory}) + {overhead} = {seconds} (속도와 고정 비용은 이 종류의 커널을 측정한 값)",
     "lat_no_fixed": "(공개된 수치가 없어 연산당 고정 비용은 넣지 않았습니다: 실제 커널 실행에는 "
                     "마이크로초 단위가 걸려, 이렇게 작은 레이어에서는 그쪽이 더 큽니다)",
     "lat_pair": "깊이별 + 점별: {flops} FLOPs, {bytes} B, {eq}",

@@ -54,7 +54,8 @@ def calibrate_cpu(seconds: float = 2.0) -> Device:
         "cpu", peaks, 2 * COPY_BYTES / copy_time,  # a copy reads and writes every byte
         f"measured on this machine with {torch.get_num_threads()} threads (archspec.lower.calibrate: "
         f"matmuls up to {MATMUL_SIZE}x{MATMUL_SIZE}, a {COPY_BYTES >> 20} MiB copy_, tiny calls of each kernel kind, "
-        f"a 3x3 max pool over {POOL_CHANNELS}x32x32, a {RELAYOUT_CHANNELS}-channel 3x3 conv on a 2x2 map)",
+        f"a 3x3 max pool over {POOL_CHANNELS}x32x32, a {RELAYOUT_CHANNELS}-channel 3x3 conv on a 2x2 map, "
+        f"{GEMM_SIDE}x{GEMM_SIDE} by {GEMM_SIDE}xd products)",
         overhead=overheads["pointwise"], kernel_overheads=overheads,
         kernel_rates={"pooling": POOL_WORK / max(pool_time - overheads["pooling"], 1e-9)},
         relayout_bandwidth=RELAYOUT_BYTES / max(relayout_time - overheads["windowed_gemm"], 1e-9), gemm_rates=gemm_rates)

@@ -38,7 +38,10 @@ class LayerLatency:
     bytes: int
     intensity: float  # FLOPs per byte
     bound: str  # "compute" or "memory"
-    seconds: float
+    seconds: float  # max(compute, memory) + extra
+    compute: float = 0.0  # seconds: the work at the kernel's rate
+    memory: float = 0.0  # seconds: the bytes at the bandwidth
+    extra: float = 0.0  # seconds: the fixed cost per op, and a conv's weight re-layout where measured
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,9 @@ def estimate_latency(ir: IRGraph, analysis: Analysis, device: Device, dtype_byte
         intensity = flops / moved if moved else 0.0
         compute = (flops or layer.figures.all_ops) / product_rate(device, node, shapes, analysis.batch, kernel, dtype)
         memory = moved / device.bandwidth
-        seconds = max(compute, memory) + relayout_seconds(device, kernel, layer, dtype_bytes) + device.fixed_cost(kernel)
-        layers.append(LayerLatency(layer.name, layer.op, flops, moved, intensity,
-                                   "compute" if compute > memory else "memory", seconds))
+        extra = relayout_seconds(device, kernel, layer, dtype_bytes) + device.fixed_cost(kernel)
+        layers.append(LayerLatency(layer.name, layer.op, flops, moved, intensity, "compute" if compute > memory else "memory",
+                                   max(compute, memory) + extra, compute, memory, extra))
     return LatencyEstimate(device, dtype, analysis.batch, tuple(layers), sum(x.flops for x in layers),
                            sum(x.bytes for x in layers), sum(x.seconds for x in layers))
 

@@ -73,7 +73,19 @@ def latency_json(latency: "LatencyEstimate") -> dict[str, Any]:
     device = latency.device
     return {"device": device.name, "dtype": latency.dtype, "peak_flops": device.peak(latency.dtype),
             "bandwidth": device.bandwidth, "overhead": device.overhead, "ridge": latency.ridge,
+            "kernel_overheads": device.kernel_overheads, "kernel_rates": device.kernel_rates,
+            "relayout_bandwidth": device.relayout_bandwidth, "gemm_rates": device.gemm_rates,
             "source": device.source, "flops": latency.flops, "bytes": latency.bytes, "seconds": latency.seconds}
+
+
+def fixed_costs_text(device) -> str:
+    """The device's fixed cost per op: one figure, or the range over its kernel kinds (a measured CPU)."""
+    costs = [cost for cost in device.kernel_overheads.values() if cost] or ([device.overhead] if device.overhead else [])
+    if not costs:
+        return "no fixed cost per op"
+    if len(costs) == 1:
+        return f"{duration(costs[0])} fixed cost per op"
+    return f"{duration(min(costs))} to {duration(max(costs))} fixed cost per op, by kernel kind"
 
 
 def latency_rows(latency: "LatencyEstimate") -> tuple[list[str], list[list[str]], list[str]]:
@@ -85,7 +97,7 @@ def latency_rows(latency: "LatencyEstimate") -> tuple[list[str], list[list[str]]
     device = latency.device
     notes = [f"{device.name} {latency.dtype}: {human(int(device.peak(latency.dtype)))}FLOP/s, "
              f"{human(int(device.bandwidth))}B/s, ridge {latency.ridge:.3g} FLOP/B, "
-             f"{duration(device.overhead) if device.overhead else 'no'} fixed cost per op",
+             + fixed_costs_text(device),
              f"predicted forward time, batch {latency.batch}: {duration(latency.seconds)} "
              f"({sum(layer.bound == 'compute' for layer in latency.layers)} of {len(latency.layers)} layers compute-bound)",
              f"source: {device.source}"]
