@@ -114,7 +114,7 @@ def config_of(case: Case, folder: Path, compiled: bool, epochs: int | None = Non
                        batch_size=case.batch, inputs=case.inputs, out=str(folder), augment="none", compile=compiled)
 
 
-def interleaved(case: Case, compiled: bool, scratch: Path, progress: bool = True) -> dict:
+def interleaved(case: Case, compiled: bool, scratch: Path) -> dict:
     """Per epoch, the seconds of archspec's steps and of the hand loop's, the two taking turns step
     by step in one training run. archspec's time is its `_step` plus its loop between one `_step`
     and the next (the bar, the running figures); its end-of-epoch evaluation and checkpoint are
@@ -146,7 +146,7 @@ def interleaved(case: Case, compiled: bool, scratch: Path, progress: bool = True
 
     config = config_of(case, scratch / f"{case.spec}-{compiled}", compiled)
     with patched(loop.Trainer, "_step", paired):
-        loop.train(config, progress=progress, echo=lambda line: None)
+        loop.train(config, progress=True, echo=lambda line: None)
     return {"images": times["images"], "archspec": [times["archspec"][e] for e in sorted(times["archspec"])],
             "hand": [times["hand"][e] for e in sorted(times["hand"])]}
 
@@ -190,7 +190,7 @@ def phases(case: Case, scratch: Path) -> tuple[dict[str, float], list[tuple[str,
     return per_step, top
 
 
-def summary(times: dict, batch: int) -> dict:
+def summary(times: dict) -> dict:
     images = times["images"]
     archspec, hand = times["archspec"][1:], times["hand"][1:]
     ratios = [h / a for a, h in zip(archspec, hand)]  # images/s ratio = inverse time ratio
@@ -249,7 +249,7 @@ def main() -> None:
         for compiled in (False,) if args.no_compile else (False, True):
             for case in cases:
                 print(f"{case.spec}: {'compiled' if compiled else 'eager'} ...", file=sys.stderr, flush=True)
-                results.append((case, compiled, summary(interleaved(case, compiled, Path(scratch)), case.batch)))
+                results.append((case, compiled, summary(interleaved(case, compiled, Path(scratch)))))
         for case in cases:
             profiles[case.spec] = phases(case, Path(scratch))
     loads.append(os.getloadavg()[0])
